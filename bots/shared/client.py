@@ -1,0 +1,91 @@
+"""An HTTP client for the gateway's public API, used by the bots and the ``detectbot submit`` CLI."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+
+from queue_gateway.contract import DetectParams, Origin, SubmitResponse
+
+
+class GatewayError(Exception):
+    """The gateway answered with an error; ``message`` is meant for a person."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+class GatewayDown(Exception):
+    """The gateway could not be reached at all."""
+
+
+class GatewayClient:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, api_key: str | None) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    async def submit(
+        self,
+        image: bytes,
+        *,
+        filename: str = "photo.jpg",
+        params: DetectParams | None = None,
+        origin: Origin | None = None,
+        idempotency_key: str | None = None,
+    ) -> SubmitResponse:
+        form = aiohttp.FormData()
+        form.add_field("image", image, filename=filename, content_type="application/octet-stream")
+        if params is not None:
+            form.add_field("params", params.model_dump_json(exclude_none=True), content_type="application/json")
+        if origin is not None:
+            form.add_field("origin", origin.model_dump_json(exclude_none=True), content_type="application/json")
+        headers = dict(self._headers)
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        body = await self._request("POST", "/v1/jobs", data=form, headers=headers)
+        return SubmitResponse.model_validate(body)
+
+    async def job(self, job_id: str, *, wait: float = 0.0) -> dict[str, Any]:
+        query = f"?wait={wait:g}" if wait else ""
+        result: dict[str, Any] = await self._request("GET", f"/v1/jobs/{job_id}{query}", headers=self._headers)
+        return result
+
+    async def result_image(self, job_id: str) -> bytes:
+        try:
+            async with self._session.get(f"{self._base}/v1/jobs/{job_id}/result", headers=self._headers) as resp:
+                if resp.status != 200:
+                    raise _error(resp.status, await resp.text())
+                return await resp.read()
+        except aiohttp.ClientConnectionError as exc:
+            raise GatewayDown(f"cannot reach the gateway at {self._base}: {exc}") from exc
+
+    async def get_json(self, path: str) -> Any:
+        return await self._request("GET", path, headers=self._headers)
+
+    async def post_json(self, path: str, payload: dict[str, Any] | None = None) -> Any:
+        return await self._request("POST", path, json=payload or {}, headers=self._headers)
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            async with self._session.request(method, f"{self._base}{path}", **kwargs) as resp:
+                text = await resp.text()
+                if resp.status >= 400:
+                    raise _error(resp.status, text)
+                return json.loads(text) if text else {}
+        except aiohttp.ClientConnectionError as exc:
+            raise GatewayDown(f"cannot reach the gateway at {self._base}: {exc}") from exc
+
+
+def _error(status: int, text: str) -> GatewayError:
+    try:
+        body = json.loads(text)
+        return GatewayError(status, body.get("error", "error"), body.get("message", text), body.get("retry_after"))
+    except (ValueError, AttributeError):
+        return GatewayError(status, "error", text[:200] or f"HTTP {status}")

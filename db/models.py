@@ -1,0 +1,109 @@
+"""SQLAlchemy models: jobs, their stored images, and the publish outbox.
+
+Timestamps are UNIX epoch seconds (float): the same arithmetic works in SQLite and Postgres, which keeps the
+stats queries portable and index-friendly.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class JobStatus(StrEnum):
+    RECEIVED = "received"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+ACTIVE = (JobStatus.RECEIVED, JobStatus.QUEUED, JobStatus.PROCESSING)
+"""A job in one of these states still waits for a worker."""
+FINISHED = (JobStatus.DONE, JobStatus.DELIVERED, JobStatus.FAILED, JobStatus.DEAD)
+"""A job in one of these states has its final result (or error)."""
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    platform: Mapped[str] = mapped_column(String(16))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    user_ref: Mapped[str | None] = mapped_column(String(100), index=True)
+    origin: Mapped[dict[str, Any] | None]
+    params: Mapped[dict[str, Any]]
+    group_key: Mapped[str | None] = mapped_column(String(120), index=True)
+    group_size: Mapped[int] = mapped_column(Integer, default=1)
+    group_index: Mapped[int] = mapped_column(Integer, default=0)
+
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    image_format: Mapped[str] = mapped_column(String(8))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    detections: Mapped[list[Any] | None]
+    model: Mapped[str | None] = mapped_column(String(120))
+    worker: Mapped[str | None] = mapped_column(String(120))
+    inference_ms: Mapped[float | None] = mapped_column(Float)
+    cache_hit: Mapped[bool] = mapped_column(default=False)
+
+    received_at: Mapped[float] = mapped_column(Float)
+    queued_at: Mapped[float | None] = mapped_column(Float)
+    processing_at: Mapped[float | None] = mapped_column(Float)
+    done_at: Mapped[float | None] = mapped_column(Float)
+    failed_at: Mapped[float | None] = mapped_column(Float)
+    dead_at: Mapped[float | None] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float)
+    purged_at: Mapped[float | None] = mapped_column(Float)
+
+    delivery_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_delivery_at: Mapped[float | None] = mapped_column(Float)
+    delivery_lease_until: Mapped[float | None] = mapped_column(Float)
+    delivery_receipt: Mapped[dict[str, Any] | None]
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_jobs_received_at", "received_at"),
+        Index("ix_jobs_status_received_at", "status", "received_at"),
+        Index("ix_jobs_pending_delivery", "next_delivery_at", "status"),
+        Index("ix_jobs_image_sha256", "image_sha256"),
+    )
+
+
+class Blob(Base):
+    """An input image or an annotated result, stored beside its job."""
+
+    __tablename__ = "blobs"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # "input" | "result"
+    content_type: Mapped[str] = mapped_column(String(40))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class OutboxEntry(Base):
+    """A job that must be published to the broker; deleted once the broker confirmed it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    available_at: Mapped[float] = mapped_column(Float, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)

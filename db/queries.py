@@ -1,0 +1,290 @@
+"""Small query functions: every job transition is one guarded UPDATE, so repeats change nothing.
+
+Each function runs inside the caller's session and transaction; the caller commits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import ACTIVE, FINISHED, Blob, Job, JobStatus, OutboxEntry
+
+CHAT_PLATFORMS = ("telegram", "discord")
+"""Jobs from these platforms are delivered back to their chat by the gateway."""
+
+
+def now() -> float:
+    return time.time()
+
+
+@dataclass(slots=True)
+class NewJob:
+    """Everything the gateway knows about a job when it accepts it."""
+
+    id: str
+    platform: str
+    image: bytes
+    image_sha256: str
+    image_format: str
+    content_type: str
+    width: int
+    height: int
+    params: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    user_ref: str | None = None
+    group_key: str | None = None
+    group_size: int = 1
+    group_index: int = 0
+
+
+class Outcome(Enum):
+    APPLIED = "applied"  # the transition happened now
+    REPEATED = "repeated"  # the job had already reached (or passed) that state: nothing changed
+    NOT_FOUND = "not_found"
+    GONE = "gone"  # finished (or purged) earlier: there is nothing left to do
+    EXHAUSTED = "exhausted"  # too many attempts: the job was marked dead
+
+
+async def find_by_idempotency_key(session: AsyncSession, key: str) -> Job | None:
+    return (await session.execute(select(Job).where(Job.idempotency_key == key))).scalar_one_or_none()
+
+
+async def add_job(session: AsyncSession, new: NewJob, *, at: float | None = None) -> Job:
+    """Stage a job, its input image and its outbox entry (one transaction with the caller's commit)."""
+    at = now() if at is None else at
+    job = Job(
+        id=new.id,
+        status=JobStatus.RECEIVED,
+        platform=new.platform,
+        idempotency_key=new.idempotency_key,
+        user_ref=new.user_ref,
+        origin=new.origin,
+        params=new.params,
+        group_key=new.group_key,
+        group_size=new.group_size,
+        group_index=new.group_index,
+        image_sha256=new.image_sha256,
+        image_format=new.image_format,
+        width=new.width,
+        height=new.height,
+        attempts=0,
+        delivery_attempts=0,
+        cache_hit=False,
+        received_at=at,
+    )
+    session.add(job)
+    await session.flush()  # the job row first: the image and the outbox entry refer to it
+    session.add(
+        Blob(
+            job_id=new.id,
+            kind="input",
+            content_type=new.content_type,
+            data=new.image,
+            size=len(new.image),
+            created_at=at,
+        )
+    )
+    session.add(OutboxEntry(job_id=new.id, created_at=at, available_at=at, attempts=0))
+    return job
+
+
+async def get_job(session: AsyncSession, job_id: str) -> Job | None:
+    return await session.get(Job, job_id)
+
+
+async def get_blob(session: AsyncSession, job_id: str, kind: str) -> Blob | None:
+    return await session.get(Blob, (job_id, kind))
+
+
+async def queue_position(session: AsyncSession, job: Job) -> int:
+    """1 + the number of jobs still waiting for a worker that arrived before this one."""
+    if job.status not in (JobStatus.RECEIVED, JobStatus.QUEUED):
+        return 0
+    ahead = await session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.status.in_([JobStatus.RECEIVED, JobStatus.QUEUED]), Job.received_at < job.received_at)
+    )
+    return int(ahead or 0) + 1
+
+
+# --- outbox ----------------------------------------------------------------------------------------------
+
+
+async def due_outbox(session: AsyncSession, *, limit: int, older_than: float) -> list[OutboxEntry]:
+    """Entries nobody published yet, oldest first (``older_than`` skips ones a live request is publishing)."""
+    rows = await session.execute(
+        select(OutboxEntry).where(OutboxEntry.available_at <= older_than).order_by(OutboxEntry.id).limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def mark_published(session: AsyncSession, job_ids: Sequence[str]) -> None:
+    """The broker confirmed these jobs: drop their outbox entries and move them to ``queued``."""
+    if not job_ids:
+        return
+    at = now()
+    await session.execute(delete(OutboxEntry).where(OutboxEntry.job_id.in_(job_ids)))
+    await session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.status == JobStatus.RECEIVED)
+        .values(status=JobStatus.QUEUED, queued_at=at)
+    )
+
+
+async def postpone_outbox(session: AsyncSession, job_ids: Sequence[str], delay: float) -> None:
+    await session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.job_id.in_(job_ids))
+        .values(available_at=now() + delay, attempts=OutboxEntry.attempts + 1)
+    )
+
+
+async def withdraw(session: AsyncSession, job_id: str) -> bool:
+    """Remove a job the broker refused (queue full) before anyone saw it; False if it had moved on."""
+    result = await session.execute(delete(Job).where(Job.id == job_id, Job.status == JobStatus.RECEIVED))
+    return bool(_rowcount(result))
+
+
+# --- worker side ----------------------------------------------------------------------------------------
+
+
+async def start_attempt(session: AsyncSession, job_id: str, *, worker: str, max_attempts: int) -> Outcome:
+    """A worker fetched the input: count the attempt, or give up on a job that keeps failing."""
+    job = await session.get(Job, job_id)
+    if job is None:
+        return Outcome.NOT_FOUND
+    if job.status in FINISHED or job.purged_at is not None:
+        return Outcome.GONE
+    at = now()
+    if job.attempts >= max_attempts:
+        reason = f"it stopped the worker {job.attempts} times in a row"
+        await mark_dead(session, job_id, reason=reason, code="worker_crash")
+        return Outcome.EXHAUSTED
+    await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .values(
+            status=JobStatus.PROCESSING,
+            attempts=Job.attempts + 1,
+            processing_at=at,
+            queued_at=func.coalesce(Job.queued_at, at),
+            worker=worker,
+        )
+    )
+    return Outcome.APPLIED
+
+
+async def complete(
+    session: AsyncSession,
+    job_id: str,
+    *,
+    detections: list[dict[str, Any]],
+    model: str,
+    worker: str,
+    inference_ms: float,
+    image: bytes,
+    content_type: str = "image/jpeg",
+) -> Outcome:
+    """Record a successful result; only the first result for a job counts."""
+    at = now()
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .values(
+            status=JobStatus.DONE,
+            done_at=at,
+            detections=detections,
+            model=model,
+            worker=worker,
+            inference_ms=inference_ms,
+            error=None,
+            error_code=None,
+            next_delivery_at=_delivery_time(at),
+        )
+    )
+    if not _rowcount(result):
+        return await _why_not(session, job_id)
+    session.add(
+        Blob(
+            job_id=job_id,
+            kind="result",
+            content_type=content_type,
+            data=image,
+            size=len(image),
+            created_at=at,
+        )
+    )
+    return Outcome.APPLIED
+
+
+async def fail(session: AsyncSession, job_id: str, *, code: str, message: str, worker: str | None = None) -> Outcome:
+    """A final error (bad input, a model that cannot run it): the person is told why."""
+    at = now()
+    values: dict[str, Any] = {
+        "status": JobStatus.FAILED,
+        "failed_at": at,
+        "error_code": code,
+        "error": message,
+        "next_delivery_at": _delivery_time(at),
+    }
+    if worker:
+        values["worker"] = worker
+    result = await session.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(values))
+    return Outcome.APPLIED if _rowcount(result) else await _why_not(session, job_id)
+
+
+async def mark_dead(session: AsyncSession, job_id: str, *, reason: str, code: str = "dead") -> Outcome:
+    """Deliveries exhausted: park the job for an admin; the person is told."""
+    at = now()
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .values(
+            status=JobStatus.DEAD,
+            dead_at=at,
+            error_code=code,
+            error=reason,
+            next_delivery_at=_delivery_time(at),
+        )
+    )
+    return Outcome.APPLIED if _rowcount(result) else await _why_not(session, job_id)
+
+
+async def _why_not(session: AsyncSession, job_id: str) -> Outcome:
+    exists = await session.scalar(select(func.count()).select_from(Job).where(Job.id == job_id))
+    return Outcome.REPEATED if exists else Outcome.NOT_FOUND
+
+
+def _delivery_time(at: float) -> Any:
+    """Chat jobs become due for delivery when they finish; HTTP clients fetch their own results."""
+    return case((Job.platform.in_(CHAT_PLATFORMS), at), else_=None)
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- listing -------------------------------------------------------------------------------------------
+
+
+async def jobs_in_group(session: AsyncSession, group_key: str) -> list[Job]:
+    rows = await session.execute(select(Job).where(Job.group_key == group_key).order_by(Job.group_index))
+    return list(rows.scalars())
+
+
+async def waiting_count(session: AsyncSession) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(or_(Job.status == JobStatus.RECEIVED, Job.status == JobStatus.QUEUED))
+    )
+    return int(count or 0)

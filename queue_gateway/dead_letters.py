@@ -1,0 +1,50 @@
+"""The dead-letter consumer: a message the broker gave up on marks its job ``dead``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db import queries
+
+log = logging.getLogger(__name__)
+
+
+def death_reason(headers: dict[str, Any]) -> str:
+    """A sentence from the broker's ``x-death`` / ``x-first-death-reason`` headers."""
+    reason = str(headers.get("x-first-death-reason") or "")
+    deaths = headers.get("x-death") or []
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        reason = reason or str(deaths[0].get("reason") or "")
+    count = headers.get("x-delivery-count")
+    if reason == "delivery_limit":
+        return f"workers failed on it {count or 'too many'} times"
+    if reason == "rejected":
+        return "a worker could not process it"
+    if reason == "expired":
+        return "it waited in the queue too long"
+    return f"the broker dead-lettered it ({reason or 'unknown reason'})"
+
+
+class DeadLetterConsumer:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self.queue: AbstractQueue | None = None  # kept referenced so aio-pika restores the consumer
+
+    async def start(self, queue: AbstractQueue) -> None:
+        self.queue = queue
+        await queue.consume(self.on_message)
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        async with message.process(requeue=True):
+            job_id = message.message_id
+            if not job_id:
+                log.error("dead letter without a message id dropped")
+                return
+            reason = death_reason(dict(message.headers or {}))
+            async with self._sessions.begin() as session:
+                outcome = await queries.mark_dead(session, job_id, reason=reason)
+            log.warning("job %s dead-lettered: %s (%s)", job_id, reason, outcome.value)

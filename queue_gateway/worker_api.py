@@ -1,0 +1,127 @@
+"""The worker-facing endpoints, reachable only through signed capability URLs."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import BodyPartReader, web
+from pydantic import ValidationError
+
+from db import queries
+from db.queries import Outcome
+from queue_gateway.contract import ResultMeta
+from queue_gateway.errors import ApiError
+from queue_gateway.images import sniff
+from queue_gateway.keys import events_key, sessions_key, settings_key, signer_key
+from queue_gateway.signing import Action, SignatureError
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+MAX_RESULT_BYTES = 12 * 1024 * 1024  # the worker keeps results under 9 MB; leave room for the JSON
+
+
+def _verify(request: web.Request, action: Action) -> str:
+    job_id = request.match_info["job_id"]
+    try:
+        request.app[signer_key].verify(action, job_id, request.query.get("exp"), request.query.get("sig"))
+    except SignatureError as exc:
+        status = 401 if exc.expired or "missing" in str(exc) else 403
+        raise ApiError(status, "expired" if exc.expired else "forbidden", f"Not allowed: {exc}.") from None
+    return job_id
+
+
+@routes.get("/v1/worker/jobs/{job_id}/input")
+async def fetch_input(request: web.Request) -> web.Response:
+    """Hand the input image to a worker and count the attempt; 410 when there is nothing left to do."""
+    job_id = _verify(request, Action.INPUT)
+    worker = request.headers.get("X-Detectbot-Worker", "unknown")[:120]
+    limit = request.app[settings_key].delivery_limit
+    async with request.app[sessions_key].begin() as session:
+        outcome = await queries.start_attempt(session, job_id, worker=worker, max_attempts=limit)
+        blob = await queries.get_blob(session, job_id, "input") if outcome is Outcome.APPLIED else None
+    if outcome is Outcome.NOT_FOUND:
+        raise ApiError(404, "not_found", "There is no such job.")
+    if outcome is Outcome.EXHAUSTED:
+        request.app[events_key].notify(job_id)
+        log.warning("job %s dead: %d attempts", job_id, limit)
+        raise ApiError(410, "dead", "This job failed too many times.")
+    if outcome is Outcome.GONE or blob is None:
+        raise ApiError(410, "gone", "This job is finished or was deleted.")
+    log.info("job %s processing on %s", job_id, worker)
+    return web.Response(body=blob.data, content_type=blob.content_type)
+
+
+@routes.post("/v1/worker/jobs/{job_id}/result")
+async def post_result(request: web.Request) -> web.Response:
+    """Record a worker's result; the first one wins, repeats answer 200 and change nothing."""
+    job_id = _verify(request, Action.RESULT)
+    meta, image = await _read_result(request)
+    async with request.app[sessions_key].begin() as session:
+        if meta.ok:
+            if image is None or sniff(image) != "JPEG":
+                raise ApiError(400, "no_image", "A successful result needs the annotated JPEG as 'image'.")
+            outcome = await queries.complete(
+                session,
+                job_id,
+                detections=[d.model_dump() for d in meta.detections],
+                model=meta.model,
+                worker=meta.worker,
+                inference_ms=meta.inference_ms,
+                image=image,
+            )
+        else:
+            outcome = await queries.fail(
+                session,
+                job_id,
+                code=meta.error_code or "failed",
+                message=meta.error or "unknown error",
+                worker=meta.worker,
+            )
+    if outcome is Outcome.NOT_FOUND:
+        raise ApiError(404, "not_found", "There is no such job.")
+    if outcome is Outcome.APPLIED:
+        request.app[events_key].notify(job_id)
+        log.info(
+            "job %s %s by %s (%d detections)",
+            job_id,
+            "done" if meta.ok else "failed",
+            meta.worker,
+            len(meta.detections),
+        )
+    return web.json_response({"job_id": job_id, "outcome": outcome.value})
+
+
+async def _read_result(request: web.Request) -> tuple[ResultMeta, bytes | None]:
+    if not request.content_type.startswith("multipart/"):
+        raise ApiError(415, "multipart_required", "Send the result as multipart: 'meta' JSON and 'image'.")
+    reader = await request.multipart()
+    meta_raw: bytes | None = None
+    image: bytes | None = None
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "meta":
+            meta_raw = await part.read()
+        elif part.name == "image":
+            image = await _read_capped(part)
+        else:
+            await part.release()
+    if meta_raw is None:
+        raise ApiError(400, "no_meta", "The 'meta' JSON part is missing.")
+    try:
+        return ResultMeta.model_validate_json(meta_raw), image
+    except ValidationError as exc:
+        raise ApiError(400, "bad_meta", f"The result meta is not valid: {exc.errors()[0]['msg']}.") from None
+
+
+async def _read_capped(part: BodyPartReader) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await part.read_chunk(256 * 1024):
+        size += len(chunk)
+        if size > MAX_RESULT_BYTES:
+            raise ApiError(413, "too_large", "The annotated image is too large.")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,43 @@
+"""Photos for tests: the samples that ship with ultralytics, and small generated ones."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from pathlib import Path
+
+from PIL import Image
+
+
+def ultralytics_asset(name: str) -> Path:
+    """``bus.jpg`` / ``zidane.jpg`` from the installed ultralytics package (found without importing it)."""
+    spec = importlib.util.find_spec("ultralytics")
+    assert spec is not None and spec.submodule_search_locations, "ultralytics (the worker extra) is not installed"
+    path = Path(next(iter(spec.submodule_search_locations))) / "assets" / name
+    assert path.is_file(), f"{path} is missing"
+    return path
+
+
+def jpeg(
+    width: int = 320, height: int = 240, colour: tuple[int, int, int] = (40, 120, 200), quality: int = 90
+) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def png(width: int = 320, height: int = 240, colour: tuple[int, int, int] = (40, 120, 200)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def poison_png(width: int = 96, height: int = 96) -> bytes:
+    """A PNG whose top-left pixel marks it as poison for ``tests.detectors`` (PNG keeps the pixel exact)."""
+    from tests.detectors import POISON_RGB
+
+    image = Image.new("RGB", (width, height), (10, 10, 10))
+    image.putpixel((0, 0), POISON_RGB)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()

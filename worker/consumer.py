@@ -1,0 +1,200 @@
+"""The worker: consume job messages, fetch through signed URLs, detect in the pool, post back, then ack."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aio_pika
+import aiohttp
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
+from pydantic import ValidationError
+
+from queue_gateway.contract import JobMessage, ResultMeta
+from queue_gateway.topology import Topology, declare
+from worker.gateway import GatewayLink, Gone, Refused, Unreachable
+from worker.inference import BadImage, DetectorSpec, Inference, InferencePool, WorkerCrashed
+from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+def detector_spec(settings: WorkerSettings, model: str) -> DetectorSpec:
+    threads = max(1, settings.infer_threads // settings.slots)
+    return DetectorSpec(
+        model=model,
+        data_dir=settings.data_dir,
+        conf=settings.conf,
+        iou=settings.iou,
+        imgsz=settings.imgsz,
+        max_det=settings.max_det,
+        threads=threads,
+        auto_export=settings.auto_export,
+        max_pixels=settings.max_pixels,
+    )
+
+
+class Worker:
+    """Owns the inference pool, the AMQP connection and the HTTP session; ``run()`` until ``stop()``."""
+
+    def __init__(self, settings: WorkerSettings, *, model: str) -> None:
+        self.settings = settings
+        self.pool = InferencePool(detector_spec(settings, model), settings.slots)
+        self.topology = Topology(settings.queue, settings.delivery_limit, settings.max_queue_length)
+        self.connection: AbstractRobustConnection | None = None
+        self.channel: AbstractRobustChannel | None = None
+        self.queue: AbstractQueue | None = None  # kept referenced: aio-pika restores only referenced consumers
+        self.consumer_tag: str | None = None
+        self.consuming = asyncio.Event()
+        self.processed = 0
+        self._stop = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
+        self._gateway: GatewayLink | None = None
+
+    def stop(self) -> None:
+        """Stop taking jobs; ``run()`` returns once the jobs in hand are finished."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        await self.pool.start()
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+                self._http = http
+                key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
+                self._gateway = GatewayLink(
+                    http,
+                    self.settings.gateway_url,
+                    worker=self.settings.name,
+                    retry_window_s=self.settings.retry_window_s,
+                    api_key=key,
+                )
+                await self._consume_until_stopped()
+        finally:
+            await self.pool.close()
+
+    async def _consume_until_stopped(self) -> None:
+        self.connection = await aio_pika.connect_robust(
+            self.settings.amqp_url,
+            heartbeat=self.settings.heartbeat_s,
+            client_properties={"connection_name": self.settings.name},
+        )
+        try:
+            self.channel = await self.connection.channel()
+            await self.channel.set_qos(prefetch_count=self.settings.slots)
+            declared = await declare(self.channel, self.topology)
+            self.queue = declared.queue
+            self.consumer_tag = await self.queue.consume(self._on_message)
+            self.consuming.set()
+            log.info(
+                "worker %s consuming %s with %d slot(s)", self.settings.name, self.topology.queue, self.settings.slots
+            )
+            await self._stop.wait()
+            log.info("stopping: no new jobs; finishing %d in hand", len(self._in_flight))
+            with contextlib.suppress(Exception):
+                await self.queue.cancel(self.consumer_tag)
+            self.consuming.clear()
+            while self._in_flight:
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+        finally:
+            await self.connection.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if self._stop.is_set():
+            await message.nack(requeue=True)  # arrived after stop(): hand it straight back
+            return
+        task = asyncio.create_task(self._handle(message), name=f"job-{message.message_id}")
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            job = JobMessage.model_validate_json(message.body)
+        except ValidationError as exc:
+            log.error("unreadable job message %s rejected: %s", message.message_id, exc.errors()[0]["msg"])
+            await message.reject(requeue=False)
+            return
+        try:
+            await self._process(job, message)
+        except Exception:
+            log.exception("job %s: unexpected error; handing it back to the queue", job.job_id)
+            await self._give_back(message, job.job_id)
+
+    async def _process(self, job: JobMessage, message: AbstractIncomingMessage) -> None:
+        gateway = self._gateway
+        assert gateway is not None
+        try:
+            data = await gateway.fetch_input(job.input_url)
+        except Gone:
+            log.info("job %s: nothing left to do (finished, dead or deleted)", job.job_id)
+            await message.ack()
+            return
+        except Refused as exc:
+            log.error("job %s: the gateway refused the input link (%s)", job.job_id, exc)
+            await message.reject(requeue=False)
+            return
+        except Unreachable as exc:
+            log.warning("job %s: %s", job.job_id, exc)
+            await self._give_back(message, job.job_id)
+            return
+        log.info("job %s: detecting (%d bytes, delivery %d)", job.job_id, len(data), _delivery_number(message))
+        meta, image = await self._infer(job, data, message)
+        if meta is None:
+            return
+        try:
+            await gateway.post_result(job.result_url, meta, image)
+        except Gone:
+            pass  # the job went away meanwhile (deleted): nothing to keep
+        except Refused as exc:
+            log.error("job %s: the gateway refused the result (%s)", job.job_id, exc)
+            await message.reject(requeue=False)
+            return
+        except Unreachable as exc:
+            log.warning("job %s: result not delivered: %s", job.job_id, exc)
+            await self._give_back(message, job.job_id)
+            return
+        await message.ack()
+        self.processed += 1
+        log.info("job %s: %s (%d detections)", job.job_id, "done" if meta.ok else meta.error_code, len(meta.detections))
+
+    async def _infer(
+        self, job: JobMessage, data: bytes, message: AbstractIncomingMessage
+    ) -> tuple[ResultMeta | None, bytes | None]:
+        """Run the model; a final failure becomes a failure result, a crash hands the job back."""
+        params = job.params
+        base: dict[str, Any] = {"worker": self.settings.name, "model": self.pool.model_name}
+        try:
+            result: Inference = await self.pool.detect(data, conf=params.conf, max_det=params.max_det)
+        except BadImage as exc:
+            return ResultMeta(ok=False, error_code="bad_image", error=str(exc)[:500], **base), None
+        except WorkerCrashed:
+            log.error("job %s: the model process crashed (delivery %d)", job.job_id, _delivery_number(message))
+            await self._give_back(message, job.job_id)
+            return None, None
+        except Exception as exc:  # the model raised: final for this job, told to its sender
+            log.exception("job %s: the model failed", job.job_id)
+            text = f"the detector could not process it ({type(exc).__name__})"
+            return ResultMeta(ok=False, error_code="model_error", error=text, **base), None
+        meta = ResultMeta(
+            ok=True,
+            detections=result.detections,
+            inference_ms=result.inference_ms,
+            **{**base, "model": result.model},
+        )
+        return meta, result.image
+
+    async def _give_back(self, message: AbstractIncomingMessage, job_id: str) -> None:
+        """Requeue, unless this was the last delivery the queue allows: then dead-letter it now."""
+        if _delivery_number(message) >= self.settings.delivery_limit:
+            log.error("job %s: delivery %d was the last; dead-lettering", job_id, _delivery_number(message))
+            await message.reject(requeue=False)
+        else:
+            await message.nack(requeue=True)
+
+
+def _delivery_number(message: AbstractIncomingMessage) -> int:
+    """1 for the first delivery; quorum queues count earlier ones in ``x-delivery-count``."""
+    count = (message.headers or {}).get("x-delivery-count")
+    return int(count) + 1 if isinstance(count, int) else 1
