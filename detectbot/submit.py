@@ -65,7 +65,7 @@ async def submit(settings: GatewayClientSettings, options: Options, reporter: Re
 async def _one(client: GatewayClient, photo: Path, options: Options, reporter: Reporter) -> bool:
     name = photo.name
     try:
-        data = photo.read_bytes()
+        data = await asyncio.to_thread(photo.read_bytes)
     except OSError as exc:
         reporter.progress(f"{name}: cannot read it ({exc.strerror})")
         reporter.result({"file": str(photo), "status": "error", "error": {"code": "unreadable", "message": str(exc)}})
@@ -131,10 +131,15 @@ async def _follow(
 async def _save(client: GatewayClient, job: dict[str, Any], photo: Path, output: Path | None) -> Path | None:
     if output is None:
         return None
-    output.mkdir(parents=True, exist_ok=True)
     target = output / f"{photo.stem}.detected.jpg"
-    target.write_bytes(await client.result_image(job["job_id"]))
+    image = await client.result_image(job["job_id"])
+    await asyncio.to_thread(_write, target, image)
     return target
+
+
+def _write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
 
 
 def _describe(status: str, position: int) -> str:
