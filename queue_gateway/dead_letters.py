@@ -13,15 +13,16 @@ from db import queries
 log = logging.getLogger(__name__)
 
 
-def death_reason(headers: dict[str, Any]) -> str:
-    """A sentence from the broker's ``x-death`` / ``x-first-death-reason`` headers."""
+def death_reason(headers: dict[str, Any], attempts: int) -> str:
+    """A sentence from the broker's ``x-death`` / ``x-first-death-reason`` headers and our attempt count."""
     reason = str(headers.get("x-first-death-reason") or "")
     deaths = headers.get("x-death") or []
     if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
         reason = reason or str(deaths[0].get("reason") or "")
-    count = headers.get("x-delivery-count")
+    if reason in ("delivery_limit", "rejected") and attempts > 1:
+        return f"it stopped the worker {attempts} times in a row"
     if reason == "delivery_limit":
-        return f"workers failed on it {count or 'too many'} times"
+        return "workers kept failing on it"
     if reason == "rejected":
         return "a worker could not process it"
     if reason == "expired":
@@ -44,7 +45,8 @@ class DeadLetterConsumer:
             if not job_id:
                 log.error("dead letter without a message id dropped")
                 return
-            reason = death_reason(dict(message.headers or {}))
             async with self._sessions.begin() as session:
+                job = await queries.get_job(session, job_id)
+                reason = death_reason(dict(message.headers or {}), job.attempts if job else 0)
                 outcome = await queries.mark_dead(session, job_id, reason=reason)
             log.warning("job %s dead-lettered: %s (%s)", job_id, reason, outcome.value)
