@@ -652,7 +652,7 @@ class FakeDiscord:
         pattern: str,
         predicate: Callable[[Call], bool] | None = None,
         *,
-        timeout: float = 10.0,  # noqa: ASYNC109 - the fixture's API is a timeout, not a cancel scope
+        timeout: float = 10.0,
         count: int = 1,
     ) -> Call:
         """Wait until ``count`` answered calls match; return the ``count``-th one."""
@@ -669,7 +669,7 @@ class FakeDiscord:
 
     async def wait_until_identified(
         self,
-        timeout: float = 10.0,  # noqa: ASYNC109 - see wait_for_call
+        timeout: float = 10.0,
         *,
         count: int = 1,
     ) -> dict[str, Any]:
@@ -678,7 +678,7 @@ class FakeDiscord:
 
     async def wait_until_resumed(
         self,
-        timeout: float = 10.0,  # noqa: ASYNC109 - see wait_for_call
+        timeout: float = 10.0,
         *,
         count: int = 1,
     ) -> dict[str, Any]:

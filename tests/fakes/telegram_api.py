@@ -266,7 +266,7 @@ class FakeTelegram:
         method: str,
         predicate: Callable[[Call], bool] | None = None,
         *,
-        timeout: float = 10.0,  # noqa: ASYNC109 - a deadline for the wait, as documented
+        timeout: float = 10.0,
         count: int = 1,
     ) -> list[Call]:
         """Wait until ``count`` successful calls of ``method`` matching ``predicate`` were answered."""
@@ -277,7 +277,7 @@ class FakeTelegram:
         await self._wait_until(lambda: len(matches()) >= count, timeout, f"{count} successful {method} call(s)")
         return matches()
 
-    async def wait_until_polling(self, *, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    async def wait_until_polling(self, *, timeout: float = 10.0) -> None:
         """Wait until a getUpdates long poll is waiting at the server."""
         await self._wait_until(lambda: self._waiting_polls > 0, timeout, "a waiting getUpdates long poll")
 
