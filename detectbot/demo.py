@@ -41,7 +41,7 @@ def say(line: str) -> None:
 async def run_demo(photos: list[Path], output: Path) -> int:
     photos = photos or sample_photos()
     if not photos:
-        say("No photos given and the sample photos were not found (install the worker extra: pip install -e '.[worker]').")
+        say("No photos given and the sample photos were not found (pip install -e '.[worker]' brings them).")
         return 2
     worker_settings = WorkerSettings(queue=DEMO_QUEUE)
     gateway_settings = GatewaySettings(queue=DEMO_QUEUE, api_keys=[SecretStr(secrets.token_urlsafe(16))])
@@ -89,7 +89,7 @@ async def _with_worker(settings: WorkerSettings, gateway_url: str, gateway_setti
         worker.stop()
         await task
     if code == 0:
-        say(f"\nAnnotated photos are in {output.resolve()}")
+        say(f"\nAnnotated photos are in {output.absolute()}")
     return code
 
 
