@@ -130,7 +130,7 @@ def _demo(args: argparse.Namespace) -> int:
     from detectbot.demo import run_demo
 
     logs.configure("WARNING" if args.log_level == "INFO" else args.log_level)
-    return asyncio.run(run_demo(args.photos, args.output))
+    return asyncio.run(run_demo(args.photos, args.output.absolute()))
 
 
 def _model_offline(args: argparse.Namespace) -> int:

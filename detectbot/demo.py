@@ -89,7 +89,7 @@ async def _with_worker(settings: WorkerSettings, gateway_url: str, gateway_setti
         worker.stop()
         await task
     if code == 0:
-        say(f"\nAnnotated photos are in {output.absolute()}")
+        say(f"\nAnnotated photos are in {output}")
     return code
 
 
