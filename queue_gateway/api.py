@@ -223,3 +223,22 @@ def _parse_model(model: type[M], raw: str | None, name: str) -> M:
         raise ApiError(400, f"bad_{name}", f"The '{name}' field is not valid: {exc.errors()[0]['msg']}.") from None
     except ValueError as exc:
         raise ApiError(400, f"bad_{name}", f"The '{name}' field is not valid JSON: {exc}.") from None
+
+
+@routes.post("/v1/jobs/{job_id}/status-message")
+async def set_status_message(request: web.Request) -> web.Response:
+    """A bot names the "queued" message it posted, so delivery can edit it to "Done in 1.4 s"."""
+    request.app[api_keys_key].check(request)
+    job_id = request.match_info["job_id"]
+    try:
+        body = await request.json()
+        message_id = str(body["message_id"])[:100]
+    except (ValueError, KeyError, TypeError):
+        raise ApiError(400, "bad_body", 'Send {"message_id": "..."}.') from None
+    async with request.app[sessions_key].begin() as session:
+        job = await queries.set_status_message(session, job_id, message_id)
+    if job is None:
+        raise ApiError(404, "not_found", "There is no such job.")
+    if job.next_delivery_at is not None:
+        request.app[events_key].finished.set()
+    return web.json_response({"job_id": job_id, "status": job.status})

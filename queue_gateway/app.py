@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade_engine
-from queue_gateway import api, health, worker_api
+from queue_gateway import api, health, redact, worker_api
 from queue_gateway.auth import ApiKeys
 from queue_gateway.dead_letters import DeadLetterConsumer
 from queue_gateway.errors import error_middleware
@@ -19,6 +20,7 @@ from queue_gateway.events import JobEvents
 from queue_gateway.intake import Intake
 from queue_gateway.keys import (
     api_keys_key,
+    delivery_key,
     engine_key,
     events_key,
     intake_key,
@@ -28,6 +30,9 @@ from queue_gateway.keys import (
     settings_key,
     signer_key,
 )
+from queue_gateway.notify.base import Notifier
+from queue_gateway.notify.loop import DeliveryLoop
+from queue_gateway.notify.telegram import TelegramNotifier, make_bot
 from queue_gateway.publisher import BrokerLink, Publisher
 from queue_gateway.relay import OutboxRelay
 from queue_gateway.settings import GatewaySettings
@@ -51,7 +56,40 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.add_routes(health.routes)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_broker)
+    app.cleanup_ctx.append(_delivery)
     return app
+
+
+def build_notifiers(settings: GatewaySettings) -> dict[str, Notifier]:
+    """One notifier per platform whose token is configured."""
+    notifiers: dict[str, Notifier] = {}
+    if settings.telegram_token is not None:
+        os.environ.setdefault("PTB_TIMEDELTA", "true")  # python-telegram-bot: retry_after as a timedelta
+        token = settings.telegram_token.get_secret_value()
+        redact.install([token])
+        bot = make_bot(token, settings.telegram_api_url, settings.telegram_file_url)
+        notifiers["telegram"] = TelegramNotifier(bot)
+    return notifiers
+
+
+async def _delivery(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    notifiers = build_notifiers(settings)
+    loop = DeliveryLoop(
+        app[sessions_key],
+        notifiers,
+        app[events_key],
+        concurrency=settings.delivery_concurrency,
+        max_attempts=settings.delivery_max_attempts,
+        chat_interval_s=settings.chat_min_interval_s,
+    )
+    app[delivery_key] = loop
+    tasks = Tasks()
+    tasks.spawn(loop.run(), "delivery")
+    yield
+    await tasks.cancel_all()
+    for notifier in notifiers.values():
+        await notifier.close()
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

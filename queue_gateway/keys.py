@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from queue_gateway.auth import ApiKeys
 from queue_gateway.events import JobEvents
 from queue_gateway.intake import Intake
+from queue_gateway.notify.loop import DeliveryLoop
 from queue_gateway.publisher import BrokerLink
 from queue_gateway.relay import OutboxRelay
 from queue_gateway.settings import GatewaySettings
@@ -22,3 +23,4 @@ link_key = web.AppKey("broker_link", BrokerLink)
 intake_key = web.AppKey("intake", Intake)
 relay_key = web.AppKey("relay", OutboxRelay)
 events_key = web.AppKey("events", JobEvents)
+delivery_key = web.AppKey("delivery", DeliveryLoop)

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from db.engine import sqlite_url
 from queue_gateway.client_settings import ENV_PREFIX
+from queue_gateway.platform_settings import DiscordConnection, TelegramConnection
 
 MiB = 1024 * 1024
 
@@ -21,7 +22,7 @@ def _split(value: object) -> object:
     return value
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(TelegramConnection, DiscordConnection, BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
 
     data_dir: Path = Path(".detectbot")
@@ -45,6 +46,10 @@ class GatewaySettings(BaseSettings):
     relay_interval_s: float = 2.0  # how often the outbox relay looks for jobs a crash left unpublished
     relay_grace_s: float = 5.0  # how old an outbox entry must be before the relay takes it over
     auto_migrate: bool = True
+
+    delivery_concurrency: int = 8  # chats served at once; one chat is always served in order
+    delivery_max_attempts: int = 12  # then the chat is given up on (the result stays available over HTTP)
+    chat_min_interval_s: float = 1.0  # Telegram allows about one message per second per chat
 
     @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ EN: dict[str, str] = {
     "queued_now": "Got it — working on it now.",
     "queued_album": "Queued {count} photos — #{position} in line.",
     "done_in": "Done in {seconds:.1f} s.",
+    "failed_short": "Sorry, that didn't work — see the reply below.",
     "no_objects": "No objects found.",
     "busy": "I'm busy right now. Please try again in about {seconds} s.",
     "unavailable": "I can't take photos right now. Please try again in a minute.",

@@ -1,0 +1,1 @@
+"""Delivery of finished jobs back to the chats they came from: one small interface, one notifier per platform."""
