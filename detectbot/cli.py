@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", type=int, help="inference processes (default 1, or DETECTBOT_SLOTS)")
     p.add_argument("--model", help="model: offline-coco, yolo11n.pt, a .pt/.onnx path (or DETECTBOT_MODEL)")
 
+    command("telegram", _telegram, "Run the Telegram bot (long polling, or a webhook when configured).")
+
     command("migrate", _migrate, "Upgrade the database (SQLite or Postgres) to the current schema.")
 
     p = command("submit", _submit, "Send photos through the gateway and save the annotated results.")
@@ -100,6 +102,23 @@ def _worker(args: argparse.Namespace) -> int:
     except ModelUnavailable as exc:
         print(f"detectbot worker: the model is not available: {exc}", file=sys.stderr)
         return 3
+    return 0
+
+
+def _telegram(args: argparse.Namespace) -> int:
+    from bots.telegram.bot import TelegramBot
+    from bots.telegram.settings import TelegramSettings
+
+    settings = TelegramSettings()
+    logs.configure(
+        args.log_level, _secrets([settings.telegram_token, settings.api_key, settings.telegram_webhook_secret])
+    )
+    try:
+        bot = TelegramBot(settings)
+    except ValueError as exc:
+        print(f"detectbot telegram: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(bot.run_until_signalled())
     return 0
 
 

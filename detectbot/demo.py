@@ -46,8 +46,10 @@ async def run_demo(photos: list[Path], output: Path) -> int:
     worker_settings = WorkerSettings(queue=DEMO_QUEUE)
     gateway_settings = GatewaySettings(queue=DEMO_QUEUE, api_keys=[SecretStr(secrets.token_urlsafe(16))])
     if not await _broker_answers(gateway_settings.amqp_url):
-        say(f"RabbitMQ does not answer at {safe_url(gateway_settings.amqp_url)}. Start it (rabbitmq-server -detached) "
-            "or point DETECTBOT_AMQP_URL at one.")
+        say(
+            f"RabbitMQ does not answer at {safe_url(gateway_settings.amqp_url)}. Start it (rabbitmq-server -detached) "
+            "or point DETECTBOT_AMQP_URL at one."
+        )
         return 2
     say(f"database: {gateway_settings.database_url}")
     say(f"broker:   {safe_url(gateway_settings.amqp_url)} (queue {DEMO_QUEUE})")
@@ -64,8 +66,9 @@ async def run_demo(photos: list[Path], output: Path) -> int:
         await runner.cleanup()
 
 
-async def _with_worker(settings: WorkerSettings, gateway_url: str, gateway_settings: GatewaySettings,
-                       photos: list[Path], output: Path) -> int:
+async def _with_worker(
+    settings: WorkerSettings, gateway_url: str, gateway_settings: GatewaySettings, photos: list[Path], output: Path
+) -> int:
     api_key = gateway_settings.api_keys[0]
     settings = settings.model_copy(update={"gateway_url": gateway_url, "api_key": api_key})
     model = await asyncio.to_thread(resolve_model, settings)

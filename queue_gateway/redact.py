@@ -15,7 +15,7 @@ from typing import Any
 
 MASK = "[REDACTED]"
 # Telegram bot tokens: "<digits>:<35 url-safe chars>", caught even when not configured here
-TELEGRAM_TOKEN = re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}")
+TELEGRAM_TOKEN = re.compile(r"(?<!\d)\d{6,12}:[A-Za-z0-9_-]{30,}")
 
 RecordFactory = Callable[..., logging.LogRecord]
 
@@ -36,7 +36,7 @@ class Redactor:
 
 
 class RedactingRecordFactory:
-    """Wraps the previous factory; formats each record once and masks any secret in it."""
+    """Wraps the previous factory; formats each record once, at creation, and masks any secret in it."""
 
     def __init__(self, previous: RecordFactory, redactor: Redactor) -> None:
         self.previous = previous
@@ -48,9 +48,9 @@ class RedactingRecordFactory:
             message = record.getMessage()
         except (TypeError, ValueError):  # a malformed %-format: leave it to the handler to report
             return record
-        cleaned = self.redactor.redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
+        # always freeze the text: arguments are often mutable objects that change after the call (PTB turns a
+        # logged file path into a URL with the token in it), and a handler that formats later would leak it
+        record.msg, record.args = self.redactor.redact(message), None
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             if self.redactor.redact(str(exc)) != str(exc):
