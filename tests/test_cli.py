@@ -18,8 +18,14 @@ FIXED = "py:tests.detectors:fixed"
 
 async def detectbot(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "detectbot.cli", *args, env=env, cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "detectbot.cli",
+        *args,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode is not None
@@ -28,8 +34,13 @@ async def detectbot(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, st
 
 def cli_env(gateway_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTBOT_")}
-    env.update({"DETECTBOT_GATEWAY_URL": gateway_url, "DETECTBOT_API_KEY": API_KEY,
-                "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    env.update(
+        {
+            "DETECTBOT_GATEWAY_URL": gateway_url,
+            "DETECTBOT_API_KEY": API_KEY,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        }
+    )
     return env
 
 
@@ -40,8 +51,9 @@ async def test_submit_json_reports_detections_and_saves_the_image(
     photos = [tmp_path / "street.jpg", tmp_path / "park.jpg"]
     for photo in photos:
         photo.write_bytes(jpeg(400, 300))
-    code, out, err = await detectbot("submit", *map(str, photos), "--json", "-o", str(tmp_path / "out"),
-                                     env=cli_env(gateway.url), cwd=tmp_path)
+    code, out, err = await detectbot(
+        "submit", *map(str, photos), "--json", "-o", str(tmp_path / "out"), env=cli_env(gateway.url), cwd=tmp_path
+    )
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
     assert [Path(line["file"]).name for line in lines] == ["street.jpg", "park.jpg"]

@@ -112,7 +112,7 @@ async def test_photo_gets_status_then_annotated_reply(stack: Stack) -> None:
     edit = (await stack.delivered("editMessageText"))[0]
     assert int(edit.params["message_id"]) == status.result["message_id"]
     assert edit.params["text"].startswith("Done in ")
-    assert [m["text"] for m in stack.fake.bot_messages(CHAT) if "text" in m][0].startswith("Done in")
+    assert next(m["text"] for m in stack.fake.bot_messages(CHAT) if "text" in m).startswith("Done in")
 
 
 async def test_image_document_is_accepted(stack: Stack) -> None:
