@@ -77,10 +77,11 @@ class Job(Base):
     delivery_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        Index("ix_jobs_received_at", "received_at"),
+        Index("ix_jobs_received_at", "received_at", "platform", "status"),
         Index("ix_jobs_status_received_at", "status", "received_at"),
         Index("ix_jobs_pending_delivery", "next_delivery_at", "status"),
         Index("ix_jobs_image_sha256", "image_sha256"),
+        Index("ix_jobs_status_dead_at", "status", "dead_at"),
     )
 
 
@@ -107,3 +108,24 @@ class OutboxEntry(Base):
     created_at: Mapped[float] = mapped_column(Float)
     available_at: Mapped[float] = mapped_column(Float, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class JobLabel(Base):
+    """How many of each label a finished job found: feeds "top detected classes" without parsing JSON."""
+
+    __tablename__ = "job_labels"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    label: Mapped[str] = mapped_column(String(100), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class WorkerSeen(Base):
+    """The last time each worker fetched or finished a job."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    last_seen_at: Mapped[float] = mapped_column(Float, index=True)
+    model: Mapped[str | None] = mapped_column(String(120))

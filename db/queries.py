@@ -12,9 +12,10 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import ACTIVE, FINISHED, Blob, Job, JobStatus, OutboxEntry
+from db.models import ACTIVE, FINISHED, Blob, Job, JobLabel, JobStatus, OutboxEntry, WorkerSeen
 
 CHAT_PLATFORMS = ("telegram", "discord")
 """Jobs from these platforms are delivered back to their chat by the gateway."""
@@ -57,7 +58,7 @@ async def find_by_idempotency_key(session: AsyncSession, key: str) -> Job | None
     return (await session.execute(select(Job).where(Job.idempotency_key == key))).scalar_one_or_none()
 
 
-async def add_job(session: AsyncSession, new: NewJob, *, at: float | None = None) -> Job:
+async def add_job(session: AsyncSession, new: NewJob, *, at: float | None = None, outbox: bool = True) -> Job:
     """Stage a job, its input image and its outbox entry (one transaction with the caller's commit)."""
     at = now() if at is None else at
     job = Job(
@@ -92,7 +93,8 @@ async def add_job(session: AsyncSession, new: NewJob, *, at: float | None = None
             created_at=at,
         )
     )
-    session.add(OutboxEntry(job_id=new.id, created_at=at, available_at=at, attempts=0))
+    if outbox:
+        session.add(OutboxEntry(job_id=new.id, created_at=at, available_at=at, attempts=0))
     return job
 
 
@@ -223,7 +225,72 @@ async def complete(
             created_at=at,
         )
     )
+    _add_labels(session, job_id, detections, at)
     return Outcome.APPLIED
+
+
+def _add_labels(session: AsyncSession, job_id: str, detections: list[dict[str, Any]], at: float) -> None:
+    counts: dict[str, int] = {}
+    for detection in detections:
+        label = str(detection.get("label", "?"))[:100]
+        counts[label] = counts.get(label, 0) + 1
+    for label, count in counts.items():
+        session.add(JobLabel(job_id=job_id, label=label, count=count, at=at))
+
+
+async def saw_worker(session: AsyncSession, name: str, model: str | None = None) -> None:
+    """Remember that this worker was alive just now (for "workers seen in the last minute")."""
+    at = now()
+    values: dict[str, Any] = {"last_seen_at": at}
+    if model:
+        values["model"] = model
+    result = await session.execute(update(WorkerSeen).where(WorkerSeen.name == name).values(values))
+    if not _rowcount(result):
+        try:
+            async with session.begin_nested():
+                session.add(WorkerSeen(name=name, last_seen_at=at, model=model))
+        except IntegrityError:
+            pass  # another request added it a moment ago
+
+
+async def cached_result(session: AsyncSession, sha256: str, params: dict[str, Any]) -> Job | None:
+    """A finished job for the same image and parameters whose annotated image is still stored."""
+    rows = await session.execute(
+        select(Job)
+        .join(Blob, (Blob.job_id == Job.id) & (Blob.kind == "result"))
+        .where(Job.image_sha256 == sha256, Job.status.in_([JobStatus.DONE, JobStatus.DELIVERED]))
+        .order_by(Job.done_at.desc())
+        .limit(5)
+    )
+    return next((job for job in rows.scalars() if job.params == params), None)
+
+
+async def add_cached_job(session: AsyncSession, new: NewJob, source: Job) -> Job:
+    """Record a job answered from an earlier identical one: done at once, no queue, no model."""
+    at = now()
+    job = await add_job(session, new, at=at, outbox=False)
+    result = await session.get(Blob, (source.id, "result"))
+    assert result is not None
+    job.status = JobStatus.DONE
+    job.cache_hit = True
+    job.queued_at = job.processing_at = job.done_at = at
+    job.detections = source.detections
+    job.model = source.model
+    job.worker = "cache"
+    job.inference_ms = 0.0
+    job.next_delivery_at = at if new.platform in CHAT_PLATFORMS else None
+    session.add(
+        Blob(
+            job_id=new.id,
+            kind="result",
+            content_type=result.content_type,
+            data=result.data,
+            size=result.size,
+            created_at=at,
+        )
+    )
+    _add_labels(session, new.id, list(source.detections or []), at)
+    return job
 
 
 async def fail(session: AsyncSession, job_id: str, *, code: str, message: str, worker: str | None = None) -> Outcome:

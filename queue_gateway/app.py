@@ -69,7 +69,27 @@ def build_notifiers(settings: GatewaySettings) -> dict[str, Notifier]:
         redact.install([token])
         bot = make_bot(token, settings.telegram_api_url, settings.telegram_file_url)
         notifiers["telegram"] = TelegramNotifier(bot)
+    if settings.discord_token is not None:
+        notifiers["discord"] = _discord_notifier(settings)
     return notifiers
+
+
+def _discord_notifier(settings: GatewaySettings) -> Notifier:
+    """discord.py is imported only when Discord is configured; its REST base is process-global.
+
+    ``discord.http.Route.BASE`` governs every REST call discord.py makes (webhooks included), so it is set here,
+    at the composition root, from ``DETECTBOT_DISCORD_API_URL``. A Discord bot running in the same process must be
+    configured with the same URL.
+    """
+    from discord.http import Route
+
+    from queue_gateway.notify.discord import DiscordNotifier
+
+    assert settings.discord_token is not None
+    token = settings.discord_token.get_secret_value()
+    redact.install([token])
+    Route.BASE = settings.discord_api_url.rstrip("/")
+    return DiscordNotifier(token)
 
 
 async def _delivery(app: web.Application) -> AsyncIterator[None]:
@@ -114,7 +134,13 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
     relay = OutboxRelay(sessions, publisher, interval_s=settings.relay_interval_s, grace_s=settings.relay_grace_s)
     app[link_key] = link
     app[relay_key] = relay
-    app[intake_key] = Intake(sessions, publisher, busy_retry_after_s=settings.busy_retry_after_s)
+    app[intake_key] = Intake(
+        sessions,
+        publisher,
+        busy_retry_after_s=settings.busy_retry_after_s,
+        result_cache=settings.result_cache,
+        on_finished=app[events_key].notify,
+    )
     dead_letters = DeadLetterConsumer(sessions)
     await link.start()
     tasks = Tasks()

@@ -7,6 +7,7 @@ to change for group commit (many requests in one transaction).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -37,11 +38,19 @@ class Busy(Exception):
 
 class Intake:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], publisher: Publisher, *, busy_retry_after_s: int
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        publisher: Publisher,
+        *,
+        busy_retry_after_s: int,
+        result_cache: bool = True,
+        on_finished: Callable[[str], None] = lambda job_id: None,
     ) -> None:
         self._sessions = sessions
         self._publisher = publisher
         self._busy_retry_after_s = busy_retry_after_s
+        self._result_cache = result_cache
+        self._on_finished = on_finished
 
     async def submit(self, new: queries.NewJob) -> Accepted:
         """Store the job durably, then publish it; a repeated idempotency key returns the first job."""
@@ -49,6 +58,8 @@ class Intake:
             existing = await self._existing(new.idempotency_key)
             if existing is not None:
                 return existing
+        if self._result_cache and (cached := await self._from_cache(new)) is not None:
+            return cached
         try:
             async with self._sessions.begin() as session:
                 job = await queries.add_job(session, new)
@@ -62,6 +73,17 @@ class Intake:
             fresh = await queries.get_job(session, job.id)
             assert fresh is not None
             return Accepted(fresh, await queries.queue_position(session, fresh), duplicate=False)
+
+    async def _from_cache(self, new: queries.NewJob) -> Accepted | None:
+        """The same photo with the same parameters was done before: answer at once, no model run."""
+        async with self._sessions.begin() as session:
+            source = await queries.cached_result(session, new.image_sha256, new.params)
+            if source is None:
+                return None
+            job = await queries.add_cached_job(session, new, source)
+        log.info("job %s answered from the result of job %s", job.id, source.id)
+        self._on_finished(job.id)
+        return Accepted(job, 0, duplicate=False)
 
     async def _publish(self, job: Job, params: DetectParams) -> None:
         try:

@@ -16,6 +16,8 @@ from typing import Any
 MASK = "[REDACTED]"
 # Telegram bot tokens: "<digits>:<35 url-safe chars>", caught even when not configured here
 TELEGRAM_TOKEN = re.compile(r"(?<!\d)\d{6,12}:[A-Za-z0-9_-]{30,}")
+# Discord interaction tokens (webhook URLs, gateway events): base64 of "interaction:<id>:..." — 15-minute credentials
+INTERACTION_TOKEN = re.compile(r"aW50ZXJhY3Rpb246[A-Za-z0-9_.=-]+")
 
 RecordFactory = Callable[..., logging.LogRecord]
 
@@ -32,7 +34,7 @@ class Redactor:
         for secret in sorted(self.secrets, key=len, reverse=True):
             if secret in text:
                 text = text.replace(secret, MASK)
-        return TELEGRAM_TOKEN.sub(MASK, text)
+        return INTERACTION_TOKEN.sub(MASK, TELEGRAM_TOKEN.sub(MASK, text))
 
 
 class RedactingRecordFactory:

@@ -46,6 +46,7 @@ class GatewaySettings(TelegramConnection, DiscordConnection, BaseSettings):
     relay_interval_s: float = 2.0  # how often the outbox relay looks for jobs a crash left unpublished
     relay_grace_s: float = 5.0  # how old an outbox entry must be before the relay takes it over
     auto_migrate: bool = True
+    result_cache: bool = True  # the same photo with the same parameters again: reuse the stored result
 
     delivery_concurrency: int = 8  # chats served at once; one chat is always served in order
     delivery_max_attempts: int = 12  # then the chat is given up on (the result stays available over HTTP)

@@ -33,6 +33,12 @@ EN: dict[str, str] = {
     "forgot_none": "There was nothing of yours to delete.",
     "not_allowed": "Unknown command. Send a photo, or /help.",
     "stats_header": "detectbot — last 24 h",
+    "received": "Got it — queuing…",
+    "discord_help": (
+        "I find objects in photos and send them back boxed and labelled.\n"
+        "Use /detect with a photo attached, or on a message with photos choose Apps → Detect objects."
+    ),
+    "discord_hint": "Attach a photo (JPEG, PNG or WebP) to /detect, or use Apps → Detect objects on a photo message.",
 }
 
 RU: dict[str, str] = {
@@ -42,6 +48,7 @@ RU: dict[str, str] = {
     "no_objects": "Ничего не найдено.",
     "accepted_hint": "Пришлите фото (JPEG, PNG или WebP), и я найду на нём объекты.",
     "busy": "Я сейчас занят. Попробуйте снова примерно через {seconds} с.",
+    "received": "Принято — ставлю в очередь…",
 }
 
 CATALOGUE: dict[str, dict[str, str]] = {"en": EN, "ru": RU}

@@ -39,6 +39,7 @@ async def fetch_input(request: web.Request) -> web.Response:
     worker = request.headers.get("X-Detectbot-Worker", "unknown")[:120]
     limit = request.app[settings_key].delivery_limit
     async with request.app[sessions_key].begin() as session:
+        await queries.saw_worker(session, worker)
         outcome = await queries.start_attempt(session, job_id, worker=worker, max_attempts=limit)
         blob = await queries.get_blob(session, job_id, "input") if outcome is Outcome.APPLIED else None
     if outcome is Outcome.NOT_FOUND:
@@ -59,6 +60,7 @@ async def post_result(request: web.Request) -> web.Response:
     job_id = _verify(request, Action.RESULT)
     meta, image = await _read_result(request)
     async with request.app[sessions_key].begin() as session:
+        await queries.saw_worker(session, meta.worker, meta.model)
         if meta.ok:
             if image is None or sniff(image) != "JPEG":
                 raise ApiError(400, "no_image", "A successful result needs the annotated JPEG as 'image'.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import itertools
 from pathlib import Path
 
 from PIL import Image
@@ -18,17 +19,24 @@ def ultralytics_asset(name: str) -> Path:
     return path
 
 
-def jpeg(
-    width: int = 320, height: int = 240, colour: tuple[int, int, int] = (40, 120, 200), quality: int = 90
-) -> bytes:
+_serial = itertools.count(1)
+
+
+def _unique_colour() -> tuple[int, int, int]:
+    """Every generated photo differs, so the gateway's result cache never answers a test by accident."""
+    n = next(_serial)
+    return (n * 37) % 256, (n * 91) % 256, (n // 256 * 53 + 17) % 256
+
+
+def jpeg(width: int = 320, height: int = 240, colour: tuple[int, int, int] | None = None, quality: int = 90) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buffer, "JPEG", quality=quality)
+    Image.new("RGB", (width, height), colour or _unique_colour()).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
 
 
-def png(width: int = 320, height: int = 240, colour: tuple[int, int, int] = (40, 120, 200)) -> bytes:
+def png(width: int = 320, height: int = 240, colour: tuple[int, int, int] | None = None) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
+    Image.new("RGB", (width, height), colour or _unique_colour()).save(buffer, "PNG")
     return buffer.getvalue()
 
 
@@ -36,7 +44,7 @@ def poison_png(width: int = 96, height: int = 96) -> bytes:
     """A PNG whose top-left pixel marks it as poison for ``tests.detectors`` (PNG keeps the pixel exact)."""
     from tests.detectors import POISON_RGB
 
-    image = Image.new("RGB", (width, height), (10, 10, 10))
+    image = Image.new("RGB", (width, height), _unique_colour())
     image.putpixel((0, 0), POISON_RGB)
     buffer = io.BytesIO()
     image.save(buffer, "PNG")

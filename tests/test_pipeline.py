@@ -31,3 +31,21 @@ async def test_photo_comes_back_annotated(gateway: GatewayHandle, start_worker, 
         assert response.content_type == "image/jpeg"
         annotated = Image.open(io.BytesIO(await response.read()))
         assert annotated.size == (640, 480)
+
+
+async def test_same_photo_again_is_answered_from_the_cache(
+    gateway: GatewayHandle, start_worker, http: aiohttp.ClientSession
+) -> None:
+    handle = await start_worker(gateway, model=FIXED)
+    photo = jpeg(200, 100)
+    _, first = await submit_photo(http, gateway, photo)
+    assert (await wait_finished(http, gateway, first["job_id"]))["status"] == "done"
+    status, again = await submit_photo(http, gateway, photo)
+    assert status == 202 and again["status"] == "done" and again["position"] == 0
+    job = await wait_finished(http, gateway, again["job_id"], timeout=5)
+    assert job["detections"] == (await wait_finished(http, gateway, first["job_id"]))["detections"]
+    assert handle.worker.processed == 1  # the model ran once
+    # other parameters are another question: that one goes to the worker
+    _, stricter = await submit_photo(http, gateway, photo, params={"conf": 0.7})
+    assert [d["label"] for d in (await wait_finished(http, gateway, stricter["job_id"]))["detections"]] == ["person"]
+    assert handle.worker.processed == 2
