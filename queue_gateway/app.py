@@ -12,7 +12,7 @@ from aiohttp import web
 
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade_engine
-from queue_gateway import api, health, redact, worker_api
+from queue_gateway import admin_api, api, health, redact, worker_api
 from queue_gateway.auth import ApiKeys
 from queue_gateway.dead_letters import DeadLetterConsumer
 from queue_gateway.errors import error_middleware
@@ -26,6 +26,7 @@ from queue_gateway.keys import (
     intake_key,
     link_key,
     relay_key,
+    retention_key,
     sessions_key,
     settings_key,
     signer_key,
@@ -35,6 +36,7 @@ from queue_gateway.notify.loop import DeliveryLoop
 from queue_gateway.notify.telegram import TelegramNotifier, make_bot
 from queue_gateway.publisher import BrokerLink, Publisher
 from queue_gateway.relay import OutboxRelay
+from queue_gateway.retention import Retention
 from queue_gateway.settings import GatewaySettings
 from queue_gateway.signing import Signer
 from queue_gateway.topology import Topology
@@ -54,6 +56,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.add_routes(api.routes)
     app.add_routes(worker_api.routes)
     app.add_routes(health.routes)
+    app.add_routes(admin_api.routes)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_broker)
     app.cleanup_ctx.append(_delivery)
@@ -104,8 +107,11 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
         chat_interval_s=settings.chat_min_interval_s,
     )
     app[delivery_key] = loop
+    retention = Retention(app[sessions_key], days=settings.retention_days, every_s=settings.retention_check_s)
+    app[retention_key] = retention
     tasks = Tasks()
     tasks.spawn(loop.run(), "delivery")
+    tasks.spawn(retention.run(), "retention")
     yield
     await tasks.cancel_all()
     for notifier in notifiers.values():

@@ -85,10 +85,23 @@ class Intake:
         self._on_finished(job.id)
         return Accepted(job, 0, duplicate=False)
 
-    async def _publish(self, job: Job, params: DetectParams) -> None:
+    async def requeue(self, job_id: str) -> queries.Outcome:
+        """An admin gives a dead or failed job another go; it is published like a new one."""
+        async with self._sessions.begin() as session:
+            outcome = await queries.requeue(session, job_id)
+            job = await queries.get_job(session, job_id) if outcome is queries.Outcome.APPLIED else None
+        if job is not None:
+            log.info("job %s requeued by an admin", job_id)
+            await self._publish(job, DetectParams.model_validate(job.params), withdraw_if_full=False)
+        return outcome
+
+    async def _publish(self, job: Job, params: DetectParams, *, withdraw_if_full: bool = True) -> None:
         try:
             await self._publisher.publish(job.id, params)
         except QueueFull:
+            if not withdraw_if_full:
+                log.warning("job %s waits in the outbox: queue full", job.id)
+                return
             async with self._sessions.begin() as session:
                 withdrawn = await queries.withdraw(session, job.id)
             if withdrawn:

@@ -11,6 +11,7 @@ from queue_gateway.intake import Intake
 from queue_gateway.notify.loop import DeliveryLoop
 from queue_gateway.publisher import BrokerLink
 from queue_gateway.relay import OutboxRelay
+from queue_gateway.retention import Retention
 from queue_gateway.settings import GatewaySettings
 from queue_gateway.signing import Signer
 
@@ -24,3 +25,4 @@ intake_key = web.AppKey("intake", Intake)
 relay_key = web.AppKey("relay", OutboxRelay)
 events_key = web.AppKey("events", JobEvents)
 delivery_key = web.AppKey("delivery", DeliveryLoop)
+retention_key = web.AppKey("retention", Retention)

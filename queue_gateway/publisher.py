@@ -81,6 +81,17 @@ class BrokerLink:
             and not self.channel.is_closed
         )
 
+    async def queue_stats(self) -> tuple[int, int] | None:
+        """(messages ready, consumers) of the job queue, or None without a broker connection."""
+        if self.channel is None or not self.is_ready:
+            return None
+        try:
+            underlay = await self.channel.get_underlay_channel()
+            declared = await underlay.queue_declare(self.topology.queue, passive=True)
+        except CONNECTION_EXCEPTIONS:
+            return None
+        return int(declared.message_count or 0), int(declared.consumer_count or 0)
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()

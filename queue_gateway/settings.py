@@ -46,6 +46,8 @@ class GatewaySettings(TelegramConnection, DiscordConnection, BaseSettings):
     relay_interval_s: float = 2.0  # how often the outbox relay looks for jobs a crash left unpublished
     relay_grace_s: float = 5.0  # how old an outbox entry must be before the relay takes it over
     auto_migrate: bool = True
+    retention_days: float = 7.0  # photos and results are deleted after this; job rows stay for stats
+    retention_check_s: float = 3600.0
     result_cache: bool = True  # the same photo with the same parameters again: reuse the stored result
 
     delivery_concurrency: int = 8  # chats served at once; one chat is always served in order

@@ -174,7 +174,7 @@ class DiscordNotifier:
     async def _rest_client(self) -> discord.Client:
         async with self._login:
             if self._client is None:
-                client = discord.Client(intents=discord.Intents.none())
+                client = discord.Client(intents=discord.Intents(guilds=True))  # never connects: REST only
                 try:
                     await client.login(self._token)
                 except BaseException:
