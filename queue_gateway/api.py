@@ -16,7 +16,15 @@ from queue_gateway.contract import DetectParams, Origin, SubmitResponse
 from queue_gateway.errors import ApiError
 from queue_gateway.images import ImageInfo, ImageRejected, validate
 from queue_gateway.intake import Busy
-from queue_gateway.keys import api_keys_key, events_key, intake_key, sessions_key, settings_key, signer_key
+from queue_gateway.keys import (
+    api_keys_key,
+    events_key,
+    intake_key,
+    metrics_key,
+    sessions_key,
+    settings_key,
+    signer_key,
+)
 from queue_gateway.signing import Action, SignatureError
 from queue_gateway.views import job_view
 
@@ -67,6 +75,10 @@ async def submit(request: web.Request) -> web.Response:
             retry_after=exc.retry_after,
         ) from None
     job = accepted.job
+    if not accepted.duplicate:
+        request.app[metrics_key].jobs_received.labels(platform=platform).inc()
+        if job.cache_hit:
+            request.app[metrics_key].cache_hits.inc()
     body = SubmitResponse(
         job_id=job.id,
         status=job.status,

@@ -25,12 +25,14 @@ from queue_gateway.keys import (
     events_key,
     intake_key,
     link_key,
+    metrics_key,
     relay_key,
     retention_key,
     sessions_key,
     settings_key,
     signer_key,
 )
+from queue_gateway.metrics import GatewayMetrics
 from queue_gateway.notify.base import Notifier
 from queue_gateway.notify.loop import DeliveryLoop
 from queue_gateway.notify.telegram import TelegramNotifier, make_bot
@@ -53,6 +55,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[signer_key] = Signer(settings.signing_key())
     app[api_keys_key] = ApiKeys(settings.api_keys, settings.admin_api_keys)
     app[events_key] = JobEvents()
+    app[metrics_key] = GatewayMetrics()
     app.add_routes(api.routes)
     app.add_routes(worker_api.routes)
     app.add_routes(health.routes)
@@ -105,6 +108,7 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
         concurrency=settings.delivery_concurrency,
         max_attempts=settings.delivery_max_attempts,
         chat_interval_s=settings.chat_min_interval_s,
+        metrics=app[metrics_key],
     )
     app[delivery_key] = loop
     retention = Retention(app[sessions_key], days=settings.retention_days, every_s=settings.retention_check_s)
@@ -147,7 +151,7 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
         result_cache=settings.result_cache,
         on_finished=app[events_key].notify,
     )
-    dead_letters = DeadLetterConsumer(sessions)
+    dead_letters = DeadLetterConsumer(sessions, app[metrics_key])
     await link.start()
     tasks = Tasks()
     tasks.spawn(_when_connected(link, relay.run()), "outbox-relay")

@@ -9,6 +9,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import queries
+from queue_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,9 @@ def death_reason(headers: dict[str, Any], attempts: int) -> str:
 
 
 class DeadLetterConsumer:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], metrics: GatewayMetrics) -> None:
         self._sessions = sessions
+        self._metrics = metrics
         self.queue: AbstractQueue | None = None  # kept referenced so aio-pika restores the consumer
 
     async def start(self, queue: AbstractQueue) -> None:
@@ -50,3 +52,5 @@ class DeadLetterConsumer:
                 reason = death_reason(dict(message.headers or {}), job.attempts if job else 0)
                 outcome = await queries.mark_dead(session, job_id, reason=reason)
             log.warning("job %s dead-lettered: %s (%s)", job_id, reason, outcome.value)
+            if outcome is queries.Outcome.APPLIED:
+                self._metrics.jobs_finished.labels(status="dead").inc()

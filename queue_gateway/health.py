@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from queue_gateway.keys import link_key, sessions_key
+from queue_gateway.keys import link_key, metrics_key, sessions_key
 
 routes = web.RouteTableDef()
 
@@ -29,3 +30,19 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503
     )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition; the gauges are refreshed from the database and the broker on each scrape."""
+    registry = request.app[metrics_key]
+    async with request.app[sessions_key]() as session:
+        rows = await session.execute(text("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
+        counts: dict[str, int] = {str(status): int(n) for status, n in rows}
+    for status in ("received", "queued", "processing", "done", "delivered", "failed", "dead"):
+        registry.jobs.labels(status=status).set(counts.get(status, 0))
+    queue = await request.app[link_key].queue_stats()
+    if queue is not None:
+        registry.queue_depth.set(queue[0])
+        registry.queue_consumers.set(queue[1])
+    return web.Response(body=registry.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from queue_gateway.auth import ApiKeys
 from queue_gateway.events import JobEvents
 from queue_gateway.intake import Intake
+from queue_gateway.metrics import GatewayMetrics
 from queue_gateway.notify.loop import DeliveryLoop
 from queue_gateway.publisher import BrokerLink
 from queue_gateway.relay import OutboxRelay
@@ -26,3 +27,4 @@ relay_key = web.AppKey("relay", OutboxRelay)
 events_key = web.AppKey("events", JobEvents)
 delivery_key = web.AppKey("delivery", DeliveryLoop)
 retention_key = web.AppKey("retention", Retention)
+metrics_key = web.AppKey("metrics", GatewayMetrics)

@@ -12,7 +12,7 @@ from db.queries import Outcome
 from queue_gateway.contract import ResultMeta
 from queue_gateway.errors import ApiError
 from queue_gateway.images import sniff
-from queue_gateway.keys import events_key, sessions_key, settings_key, signer_key
+from queue_gateway.keys import events_key, metrics_key, sessions_key, settings_key, signer_key
 from queue_gateway.signing import Action, SignatureError
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ async def fetch_input(request: web.Request) -> web.Response:
     if outcome is Outcome.EXHAUSTED:
         request.app[events_key].notify(job_id)
         log.warning("job %s dead: %d attempts", job_id, limit)
+        request.app[metrics_key].jobs_finished.labels(status="dead").inc()
         raise ApiError(410, "dead", "This job failed too many times.")
     if outcome is Outcome.GONE or blob is None:
         raise ApiError(410, "gone", "This job is finished or was deleted.")
@@ -85,6 +86,7 @@ async def post_result(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "There is no such job.")
     if outcome is Outcome.APPLIED:
         request.app[events_key].notify(job_id)
+        await _observe(request, job_id)
         log.info(
             "job %s %s by %s (%d detections)",
             job_id,
@@ -93,6 +95,24 @@ async def post_result(request: web.Request) -> web.Response:
             len(meta.detections),
         )
     return web.json_response({"job_id": job_id, "outcome": outcome.value})
+
+
+async def _observe(request: web.Request, job_id: str) -> None:
+    async with request.app[sessions_key]() as session:
+        job = await queries.get_job(session, job_id)
+    if job is None:
+        return
+    finished = job.done_at or job.failed_at
+    stages = {
+        "queue_wait": _span(job.received_at, job.processing_at),
+        "processing": _span(job.processing_at, finished),
+        "end_to_end": _span(job.received_at, finished),
+    }
+    request.app[metrics_key].observe_finished(job.status, stages, job.model, job.inference_ms)
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    return end - start if start is not None and end is not None else None
 
 
 async def _read_result(request: web.Request) -> tuple[ResultMeta, bytes | None]:

@@ -10,12 +10,14 @@ from typing import Any
 import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
+from aiohttp import web
 from pydantic import ValidationError
 
 from queue_gateway.contract import JobMessage, ResultMeta
 from queue_gateway.topology import Topology, declare
 from worker.gateway import GatewayLink, Gone, Refused, Unreachable
-from worker.inference import BadImage, DetectorSpec, Inference, InferencePool, WorkerCrashed
+from worker.inference import BadImage, DetectorSpec, Inference, InferencePool, ModelUnavailable, WorkerCrashed
+from worker.metrics import WorkerMetrics, health_app
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -53,13 +55,33 @@ class Worker:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
         self._gateway: GatewayLink | None = None
+        self.metrics = WorkerMetrics()
+        self.problem: str | None = "starting: loading the model"
+        self.http_port: int | None = None
+        self._http_runner: web.AppRunner | None = None
 
     def stop(self) -> None:
         """Stop taking jobs; ``run()`` returns once the jobs in hand are finished."""
         self._stop.set()
 
+    def readiness(self) -> str | None:
+        """None when ready (model warm, consuming); otherwise why not."""
+        if self.problem:
+            return self.problem
+        if self.connection is None or self.connection.is_closed or not self.consuming.is_set():
+            return "not consuming: no broker connection"
+        return None
+
     async def run(self) -> None:
-        await self.pool.start()
+        await self._serve_http()
+        try:
+            await self.pool.start()
+        except ModelUnavailable as exc:
+            self.problem = f"model unavailable: {exc}"
+            await self._stop_http()
+            raise
+        self.problem = None
+        self.metrics.model.info({"name": self.pool.model_name, "slots": str(self.settings.slots)})
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
                 self._http = http
@@ -74,6 +96,22 @@ class Worker:
                 await self._consume_until_stopped()
         finally:
             await self.pool.close()
+            await self._stop_http()
+
+    async def _serve_http(self) -> None:
+        if self.settings.http_port is None:
+            return
+        self._http_runner = web.AppRunner(health_app(self.metrics, self.readiness), access_log=None)
+        await self._http_runner.setup()
+        site = web.TCPSite(self._http_runner, self.settings.http_host, self.settings.http_port)
+        await site.start()
+        self.http_port = int(self._http_runner.addresses[0][1])
+        log.info("worker health and metrics on http://%s:%d", self.settings.http_host, self.http_port)
+
+    async def _stop_http(self) -> None:
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+            self._http_runner = None
 
     async def _consume_until_stopped(self) -> None:
         self.connection = await aio_pika.connect_robust(
@@ -107,7 +145,12 @@ class Worker:
             return
         task = asyncio.create_task(self._handle(message), name=f"job-{message.message_id}")
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        self.metrics.in_flight.set(len(self._in_flight))
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self.metrics.in_flight.set(len(self._in_flight))
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -157,6 +200,7 @@ class Worker:
             return
         await message.ack()
         self.processed += 1
+        self.metrics.jobs.labels(outcome="done" if meta.ok else "failed").inc()
         log.info("job %s: %s (%d detections)", job.job_id, "done" if meta.ok else meta.error_code, len(meta.detections))
 
     async def _infer(
@@ -171,12 +215,14 @@ class Worker:
             return ResultMeta(ok=False, error_code="bad_image", error=str(exc)[:500], **base), None
         except WorkerCrashed:
             log.error("job %s: the model process crashed (delivery %d)", job.job_id, _delivery_number(message))
+            self.metrics.jobs.labels(outcome="crashed").inc()
             await self._give_back(message, job.job_id)
             return None, None
         except Exception as exc:  # the model raised: final for this job, told to its sender
             log.exception("job %s: the model failed", job.job_id)
             text = f"the detector could not process it ({type(exc).__name__})"
             return ResultMeta(ok=False, error_code="model_error", error=text, **base), None
+        self.metrics.inference_seconds.observe(result.inference_ms / 1000)
         meta = ResultMeta(
             ok=True,
             detections=result.detections,

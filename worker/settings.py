@@ -36,4 +36,4 @@ class WorkerSettings(GatewayClientSettings):
     name: str = Field(default_factory=_default_name, max_length=120)
     retry_window_s: float = 120.0  # how long to retry the gateway before handing a job back to the queue
     http_host: str = "127.0.0.1"
-    http_port: int = 0  # /healthz, /readyz, /metrics; 0 = off
+    http_port: int | None = None  # serve /healthz, /readyz, /metrics here (0: any free port); None: off

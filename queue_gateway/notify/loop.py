@@ -22,6 +22,7 @@ from db.models import ACTIVE, Job, JobStatus
 from queue_gateway import texts
 from queue_gateway.contract import Origin
 from queue_gateway.events import JobEvents
+from queue_gateway.metrics import GatewayMetrics
 from queue_gateway.notify.base import Delivery, Item, Notifier, RetryLater, Undeliverable
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class DeliveryLoop:
         max_attempts: int = 12,
         chat_interval_s: float = 1.0,
         poll_s: float = 1.0,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self._sessions = sessions
         self._notifiers = notifiers
@@ -69,6 +71,7 @@ class DeliveryLoop:
         self._max_attempts = max_attempts
         self._pacer = Pacer(chat_interval_s)
         self._poll_s = poll_s
+        self._metrics = metrics or GatewayMetrics()
 
     async def run(self) -> None:
         while True:
@@ -129,6 +132,8 @@ class DeliveryLoop:
             async with self._pacer.slot(chat):
                 receipt = await notifier.deliver(delivery, checkpoint)
         except RetryLater as exc:
+            if exc.after is not None:
+                self._metrics.rate_limited.labels(platform=job.platform).inc()
             await self._retry(members, exc)
             return
         except Undeliverable as exc:
@@ -137,6 +142,7 @@ class DeliveryLoop:
         async with self._sessions.begin() as session:
             await queries.delivered(session, job_ids, receipt)
         log.info("job %s delivered to %s", ", ".join(job_ids), chat)
+        self._metrics.deliveries.labels(platform=job.platform, outcome="delivered").inc()
         await self._status_raced(job_ids)
 
     async def _members(self, job: Job) -> list[Job] | None:
@@ -189,11 +195,13 @@ class DeliveryLoop:
             return
         after = exc.after if exc.after is not None else min(2.0**attempts, 300.0)
         log.warning("job %s: delivery failed (%s); retrying in %.1f s", ", ".join(job_ids), exc.reason, after)
+        self._metrics.deliveries.labels(platform=members[0].platform, outcome="retry").inc()
         async with self._sessions.begin() as session:
             await queries.delivery_retry(session, job_ids, after=after, error=exc.reason)
 
     async def _abandon(self, job_ids: list[str], reason: str) -> None:
         log.error("job %s: not delivered: %s", ", ".join(job_ids), reason)
+        self._metrics.deliveries.labels(platform="any", outcome="abandoned").inc()
         async with self._sessions.begin() as session:
             await queries.delivery_abandoned(session, job_ids, error=reason)
 
