@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from detectbot import logs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help()
@@ -29,9 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="detectbot", description="Self-hosted object detection for chats.")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument(
+        "--log-level", default=os.environ.get("DETECTBOT_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING (default INFO)"
+    )
     sub = parser.add_subparsers(title="commands")
 
     def command(name: str, run: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
@@ -48,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model: offline-coco, yolo11n.pt, a .pt/.onnx path (or DETECTBOT_MODEL)")
 
     command("telegram", _telegram, "Run the Telegram bot (long polling, or a webhook when configured).")
+    command("discord", _discord, "Run the Discord bot (/detect and the 'Detect objects' message menu).")
 
     command("migrate", _migrate, "Upgrade the database (SQLite or Postgres) to the current schema.")
 
@@ -117,6 +121,21 @@ def _telegram(args: argparse.Namespace) -> int:
         bot = TelegramBot(settings)
     except ValueError as exc:
         print(f"detectbot telegram: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(bot.run_until_signalled())
+    return 0
+
+
+def _discord(args: argparse.Namespace) -> int:
+    from bots.discord.bot import DiscordBot
+    from bots.discord.settings import DiscordSettings
+
+    settings = DiscordSettings()
+    logs.configure(args.log_level, _secrets([settings.discord_token, settings.api_key]))
+    try:
+        bot = DiscordBot(settings)
+    except ValueError as exc:
+        print(f"detectbot discord: {exc}", file=sys.stderr)
         return 2
     asyncio.run(bot.run_until_signalled())
     return 0
