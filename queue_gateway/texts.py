@@ -33,6 +33,10 @@ EN: dict[str, str] = {
     "forgot_none": "There was nothing of yours to delete.",
     "not_allowed": "Unknown command. Send a photo, or /help.",
     "stats_header": "detectbot — last 24 h",
+    "dlq_empty": "No dead jobs. All good.",
+    "dlq_header": "{count} dead job(s), newest first:",
+    "requeued": "Requeued job {job}. Its chat gets the result when it is done.",
+    "admin_key_missing": "The gateway refused my admin key. Set DETECTBOT_ADMIN_API_KEY for this bot.",
     "received": "Got it — queuing…",
     "discord_help": (
         "I find objects in photos and send them back boxed and labelled.\n"

@@ -4,88 +4,19 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import pytest
 from PIL import Image
 from pydantic import SecretStr
-from sqlalchemy import func, select
 
-from bots.telegram.bot import TelegramBot
-from bots.telegram.settings import TelegramSettings
-from db.models import Job
-from tests.conftest import API_KEY, GatewayHandle, eventually
-from tests.fakes.telegram_api import Call, FakeTelegram
+from tests.conftest import eventually
+from tests.fakes.telegram_api import Call
 from tests.images import jpeg, png
+from tests.telegram_stack import Stack
 
-FIXED = "py:tests.detectors:fixed"
 CHAT = 4242
 GROUP = -100777
-
-
-@dataclass
-class Stack:
-    fake: FakeTelegram
-    gateway: GatewayHandle
-    bot: TelegramBot
-
-    async def jobs(self) -> int:
-        async with self.gateway.sessions() as session:
-            return int(await session.scalar(select(func.count()).select_from(Job)) or 0)
-
-    async def delivered(self, method: str, count: int = 1, *, timeout: float = 30) -> list[Call]:
-        return await self.fake.wait_for_call(method, timeout=timeout, count=count)
-
-
-def bot_settings(fake: FakeTelegram, gateway: GatewayHandle, **overrides: Any) -> TelegramSettings:
-    values: dict[str, Any] = {
-        "telegram_token": SecretStr(fake.token),
-        "telegram_api_url": fake.base_url,
-        "telegram_file_url": fake.base_file_url,
-        "gateway_url": gateway.url,
-        "api_key": SecretStr(API_KEY),
-        "album_quiet_s": 0.3,
-    }
-    values.update(overrides)
-    return TelegramSettings(**values)
-
-
-@pytest.fixture
-async def fake_telegram() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def start_stack(
-    fake_telegram: FakeTelegram, start_gateway, start_worker
-) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
-    bots: list[TelegramBot] = []
-
-    async def start(*, model: str = FIXED, worker: bool = True, **bot_overrides: Any) -> Stack:
-        gateway = await start_gateway(
-            telegram_token=SecretStr(fake_telegram.token),
-            telegram_api_url=fake_telegram.base_url,
-            telegram_file_url=fake_telegram.base_file_url,
-        )
-        if worker:
-            await start_worker(gateway, model=model)
-        bot = TelegramBot(bot_settings(fake_telegram, gateway, **bot_overrides))
-        await bot.start()
-        bots.append(bot)
-        return Stack(fake_telegram, gateway, bot)
-
-    yield start
-    for bot in bots:
-        await bot.stop()
-
-
-@pytest.fixture
-async def stack(start_stack) -> Stack:
-    return await start_stack()
 
 
 def decoded(data: bytes) -> Image.Image:

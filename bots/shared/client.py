@@ -58,8 +58,11 @@ class GatewayClient:
         return result
 
     async def result_image(self, job_id: str) -> bytes:
+        return await self.get_bytes(f"/v1/jobs/{job_id}/result")
+
+    async def get_bytes(self, path: str) -> bytes:
         try:
-            async with self._session.get(f"{self._base}/v1/jobs/{job_id}/result", headers=self._headers) as resp:
+            async with self._session.get(f"{self._base}{path}", headers=self._headers) as resp:
                 if resp.status != 200:
                     raise _error(resp.status, await resp.text())
                 return await resp.read()

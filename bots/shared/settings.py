@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from queue_gateway.client_settings import GatewayClientSettings
@@ -16,6 +16,7 @@ class BotSettings(GatewayClientSettings):
     admin_ids: Annotated[list[int], NoDecode] = Field(
         default_factory=list
     )  # numeric Telegram / Discord user ids; nobody else is admin
+    admin_api_key: SecretStr | None = None  # a gateway admin key for /stats and /dlq (default: api_key)
     max_download_bytes: int = 20 * MiB  # Telegram's getFile cap; the gateway refuses more anyway
 
     @field_validator("admin_ids", mode="before")

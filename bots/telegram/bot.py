@@ -15,6 +15,7 @@ from aiohttp import web
 from telegram import BotCommand, Update
 from telegram.ext import Application
 
+from bots.shared.admin import AdminService
 from bots.shared.client import GatewayClient
 from bots.shared.service import DetectService
 from bots.telegram.handlers import Handlers
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 COMMANDS = [
     BotCommand("detect", "Find objects in a photo (reply to it in groups)"),
     BotCommand("help", "What this bot does"),
+    BotCommand("forget", "Delete my photos and results now"),
 ]
 
 
@@ -35,7 +37,7 @@ class TelegramBot:
             raise ValueError("set DETECTBOT_TELEGRAM_TOKEN to the token @BotFather gave you")
         os.environ.setdefault("PTB_TIMEDELTA", "true")  # python-telegram-bot: retry_after as a timedelta
         token = settings.telegram_token.get_secret_value()
-        redact.install([token, *([settings.api_key.get_secret_value()] if settings.api_key else [])])
+        redact.install([token, *(s.get_secret_value() for s in (settings.api_key, settings.admin_api_key) if s)])
         self.settings = settings
         self.handlers = Handlers(settings)
         builder = (
@@ -56,7 +58,10 @@ class TelegramBot:
         settings = self.settings
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         key = settings.api_key.get_secret_value() if settings.api_key else None
-        self.handlers.service = DetectService(GatewayClient(self._http, settings.gateway_url, key), settings)
+        client = GatewayClient(self._http, settings.gateway_url, key)
+        admin_key = settings.admin_api_key.get_secret_value() if settings.admin_api_key else key
+        self.handlers.service = DetectService(client, settings)
+        self.handlers.admin = AdminService(client, GatewayClient(self._http, settings.gateway_url, admin_key), settings)
         app = self.application
         await app.initialize()
         self.handlers.username = app.bot.username

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Message, MessageEntity, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest
-from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
+from bots.shared.admin import AdminService, format_dead
 from bots.shared.service import DetectService, Photo
 from bots.telegram.albums import AlbumCollector
 from bots.telegram.settings import TelegramSettings
@@ -24,6 +25,7 @@ class Handlers:
     def __init__(self, settings: TelegramSettings) -> None:
         self.settings = settings
         self.service: DetectService | None = None  # set when the bot starts (it owns the HTTP session)
+        self.admin: AdminService | None = None
         self.username = ""
         self.albums = AlbumCollector(self._album, settings.album_quiet_s)
         self._addressed_albums: set[str] = set()
@@ -31,9 +33,19 @@ class Handlers:
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
         app.add_handler(CommandHandler(["start", "help"], self.help))
         app.add_handler(CommandHandler("detect", self.detect))
+        app.add_handler(CommandHandler("forget", self.forget))
+        app.add_handler(CommandHandler("stats", self.stats))
+        app.add_handler(CommandHandler("dlq", self.dlq))
+        app.add_handler(CallbackQueryHandler(self.requeue, pattern=r"^requeue:"))
         app.add_handler(MessageHandler(filters.PHOTO | filters.Document.IMAGE, self.photo))
+        app.add_handler(MessageHandler(filters.ChatType.PRIVATE & filters.COMMAND, self.unknown))
         app.add_handler(MessageHandler(filters.ChatType.PRIVATE & ~filters.COMMAND, self.hint))
         app.add_error_handler(self.error)
+
+    @property
+    def _admin(self) -> AdminService:
+        assert self.admin is not None, "the bot has not started"
+        return self.admin
 
     @property
     def _service(self) -> DetectService:
@@ -49,6 +61,56 @@ class Handlers:
         """Anything but a photo in a private chat: say what the bot accepts."""
         if update.effective_message:
             await update.effective_message.reply_text(texts.text("accepted_hint", _lang(update)))
+
+    async def unknown(self, update: Update, _context: Context) -> None:
+        """A command the bot does not have (or one this person may not use)."""
+        if update.effective_message:
+            await update.effective_message.reply_text(texts.text("not_allowed", _lang(update)))
+
+    async def forget(self, update: Update, _context: Context) -> None:
+        """/forget: delete this person's photos and results now."""
+        message, user = update.effective_message, update.effective_user
+        if message and user:
+            await message.reply_text(await self._admin.forget("telegram", user.id, user.language_code))
+
+    async def stats(self, update: Update, context: Context) -> None:
+        """/stats (admins): the last 24 h as text and a chart."""
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or not self._admin.is_admin(user.id):
+            await self.unknown(update, context)
+            return
+        reply = await self._admin.stats(user.language_code)
+        if reply.chart:
+            await message.reply_photo(reply.chart, caption=None, filename="stats.png")
+        await message.reply_text(reply.text)
+
+    async def dlq(self, update: Update, context: Context) -> None:
+        """/dlq (admins): dead jobs with their reasons, each with a requeue button."""
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or not self._admin.is_admin(user.id):
+            await self.unknown(update, context)
+            return
+        jobs = await self._admin.dead_jobs()
+        if isinstance(jobs, str):
+            await message.reply_text(jobs)
+            return
+        buttons = [
+            [InlineKeyboardButton(f"Requeue {job.job_id[:8]}", callback_data=f"requeue:{job.job_id}")] for job in jobs
+        ]
+        await message.reply_text(format_dead(jobs), reply_markup=InlineKeyboardMarkup(buttons) if buttons else None)
+
+    async def requeue(self, update: Update, _context: Context) -> None:
+        """A requeue button under /dlq (admins only)."""
+        query = update.callback_query
+        if query is None or query.data is None:
+            return
+        if not self._admin.is_admin(query.from_user.id):
+            await query.answer()
+            return
+        text = await self._admin.requeue(query.data.removeprefix("requeue:"))
+        await query.answer(text[:200])
+        if isinstance(query.message, Message):
+            await query.message.reply_text(text)
 
     async def photo(self, update: Update, _context: Context) -> None:
         """A photo or an image file: process it in private chats, or in groups when addressed to the bot."""
