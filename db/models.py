@@ -77,7 +77,7 @@ class Job(Base):
     delivery_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        Index("ix_jobs_received_at", "received_at", "platform", "status"),
+        Index("ix_jobs_received_at", "received_at"),
         Index("ix_jobs_status_received_at", "status", "received_at"),
         Index("ix_jobs_pending_delivery", "next_delivery_at", "status"),
         Index("ix_jobs_image_sha256", "image_sha256"),
@@ -110,15 +110,40 @@ class OutboxEntry(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class JobLabel(Base):
-    """How many of each label a finished job found: feeds "top detected classes" without parsing JSON."""
+class StatsEvent(Base):
+    """Hourly counters of job events ("received", "done", "failed", "dead", "delivered", "cache_hit").
 
-    __tablename__ = "job_labels"
+    Bumped in the same transaction as the transition they count, so /stats reads at most 24 x platforms x
+    events rows however many jobs the table holds.
+    """
 
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    __tablename__ = "stats_events"
+
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)  # epoch seconds // 3600
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    event: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class StatsLatency(Base):
+    """Hourly latency histograms per stage, in ~2 % wide log buckets (percentiles within about 1 %)."""
+
+    __tablename__ = "stats_latency"
+
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(16), primary_key=True)  # queue_wait | processing | end_to_end
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class StatsLabel(Base):
+    """Hourly counts of detected labels, for "top detected classes"."""
+
+    __tablename__ = "stats_labels"
+
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
     label: Mapped[str] = mapped_column(String(100), primary_key=True)
-    count: Mapped[int] = mapped_column(Integer)
-    at: Mapped[float] = mapped_column(Float, index=True)
+    n: Mapped[int] = mapped_column(Integer)
 
 
 class WorkerSeen(Base):

@@ -15,7 +15,8 @@ from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import ACTIVE, FINISHED, Blob, Job, JobLabel, JobStatus, OutboxEntry, WorkerSeen
+from db import rollup
+from db.models import ACTIVE, FINISHED, Blob, Job, JobStatus, OutboxEntry, WorkerSeen
 
 CHAT_PLATFORMS = ("telegram", "discord")
 """Jobs from these platforms are delivered back to their chat by the gateway."""
@@ -95,6 +96,7 @@ async def add_job(session: AsyncSession, new: NewJob, *, at: float | None = None
     )
     if outbox:
         session.add(OutboxEntry(job_id=new.id, created_at=at, available_at=at, attempts=0))
+    await rollup.count_event(session, at, new.platform, "received")
     return job
 
 
@@ -225,17 +227,28 @@ async def complete(
             created_at=at,
         )
     )
-    _add_labels(session, job_id, detections, at)
+    row = (
+        await session.execute(select(Job.platform, Job.received_at, Job.processing_at).where(Job.id == job_id))
+    ).one()
+    await rollup.count_event(session, at, row.platform, "done")
+    await rollup.observe(session, at, "queue_wait", _span(row.received_at, row.processing_at))
+    await rollup.observe(session, at, "processing", _span(row.processing_at, at))
+    if row.platform not in CHAT_PLATFORMS:  # chat jobs end when the chat has the answer (delivered())
+        await rollup.observe(session, at, "end_to_end", at - row.received_at)
+    await rollup.count_labels(session, at, _label_counts(detections))
     return Outcome.APPLIED
 
 
-def _add_labels(session: AsyncSession, job_id: str, detections: list[dict[str, Any]], at: float) -> None:
+def _span(start: float | None, end: float | None) -> float | None:
+    return end - start if start is not None and end is not None else None
+
+
+def _label_counts(detections: list[dict[str, Any]]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for detection in detections:
-        label = str(detection.get("label", "?"))[:100]
+        label = str(detection.get("label", "?"))
         counts[label] = counts.get(label, 0) + 1
-    for label, count in counts.items():
-        session.add(JobLabel(job_id=job_id, label=label, count=count, at=at))
+    return counts
 
 
 async def saw_worker(session: AsyncSession, name: str, model: str | None = None) -> None:
@@ -289,7 +302,11 @@ async def add_cached_job(session: AsyncSession, new: NewJob, source: Job) -> Job
             created_at=at,
         )
     )
-    _add_labels(session, new.id, list(source.detections or []), at)
+    await rollup.count_event(session, at, new.platform, "done")
+    await rollup.count_event(session, at, new.platform, "cache_hit")
+    if new.platform not in CHAT_PLATFORMS:
+        await rollup.observe(session, at, "end_to_end", 0.0)
+    await rollup.count_labels(session, at, _label_counts(list(source.detections or [])))
     return job
 
 
@@ -306,7 +323,10 @@ async def fail(session: AsyncSession, job_id: str, *, code: str, message: str, w
     if worker:
         values["worker"] = worker
     result = await session.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(values))
-    return Outcome.APPLIED if _rowcount(result) else await _why_not(session, job_id)
+    if not _rowcount(result):
+        return await _why_not(session, job_id)
+    await rollup.count_event(session, at, await _platform(session, job_id), "failed")
+    return Outcome.APPLIED
 
 
 async def mark_dead(session: AsyncSession, job_id: str, *, reason: str, code: str = "dead") -> Outcome:
@@ -323,7 +343,14 @@ async def mark_dead(session: AsyncSession, job_id: str, *, reason: str, code: st
             next_delivery_at=_delivery_time(at),
         )
     )
-    return Outcome.APPLIED if _rowcount(result) else await _why_not(session, job_id)
+    if not _rowcount(result):
+        return await _why_not(session, job_id)
+    await rollup.count_event(session, at, await _platform(session, job_id), "dead")
+    return Outcome.APPLIED
+
+
+async def _platform(session: AsyncSession, job_id: str) -> str:
+    return str(await session.scalar(select(Job.platform).where(Job.id == job_id)))
 
 
 async def _why_not(session: AsyncSession, job_id: str) -> Outcome:
@@ -399,6 +426,12 @@ async def save_receipt(session: AsyncSession, job_ids: Sequence[str], receipt: d
 
 async def delivered(session: AsyncSession, job_ids: Sequence[str], receipt: dict[str, Any]) -> None:
     at = now()
+    first_time = await session.execute(
+        select(Job.platform, Job.received_at).where(Job.id.in_(job_ids), Job.status == JobStatus.DONE)
+    )
+    for platform, received_at in first_time:
+        await rollup.count_event(session, at, platform, "delivered")
+        await rollup.observe(session, at, "end_to_end", at - received_at)
     await session.execute(
         update(Job)
         .where(Job.id.in_(job_ids))
@@ -441,16 +474,19 @@ async def park(session: AsyncSession, job_id: str) -> None:
 
 
 async def set_status_message(session: AsyncSession, job_id: str, message_id: str) -> Job | None:
-    """The bot posted its "queued" message; if the result already went out, make the status edit due now."""
+    """The bot posted its "queued" message; if the result already went out, make the status edit due now.
+
+    ``delivered_at`` is judged by the UPDATE itself, as the row is written: judged from an earlier read, a delivery
+    that finished in between (its own check for a status message having run before ours was written) left the
+    status message unedited for good.
+    """
     job = await session.get(Job, job_id)
     if job is None:
         return None
     origin = dict(job.origin or {})
     origin["status_message_id"] = message_id
-    values: dict[str, Any] = {"origin": origin}
-    if job.delivered_at is not None:
-        values["next_delivery_at"] = now()
-    await session.execute(update(Job).where(Job.id == job_id).values(values))
+    due = case((Job.delivered_at.is_not(None), now()), else_=Job.next_delivery_at)
+    await session.execute(update(Job).where(Job.id == job_id).values(origin=origin, next_delivery_at=due))
     await session.refresh(job)
     return job
 

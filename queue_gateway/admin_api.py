@@ -22,14 +22,20 @@ async def _overview(request: web.Request) -> dict[str, Any]:
     queue = await request.app[link_key].queue_stats()
     return {
         "window": {"since": overview.since, "until": overview.until},
-        "jobs": {"total": overview.total, "by_status": overview.by_status, "by_platform": overview.by_platform},
+        "jobs": {
+            "received": overview.events.get("received", 0),
+            "done": overview.events.get("done", 0),
+            "delivered": overview.events.get("delivered", 0),
+            "failed": overview.events.get("failed", 0),
+            "dead": overview.events.get("dead", 0),
+            "by_platform": overview.received_by_platform,
+            "waiting_now": overview.waiting,
+        },
         "latency_s": overview.latency,
         "queue": {"depth": queue[0], "consumers": queue[1]} if queue else None,
         "workers": overview.workers,
-        "failed": overview.by_status.get("failed", 0),
-        "dead": overview.by_status.get("dead", 0),
         "dead_waiting": overview.dead_waiting,
-        "cache_hits": overview.cache_hits,
+        "cache_hits": overview.events.get("cache_hit", 0),
         "top_labels": [{"label": label, "count": n} for label, n in overview.top_labels],
         "hourly": overview.hourly,
     }

@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Job, JobLabel
+from db import rollup
+from db.models import Job
 
 
 @dataclass
@@ -82,16 +83,34 @@ def job_row(seed: Seeded) -> dict[str, Any]:
 
 
 async def seed_jobs(session: AsyncSession, seeds: list[Seeded]) -> None:
-    rows = [job_row(seed) for seed in seeds]
-    await session.execute(insert(Job), rows)
-    labels = []
-    for row, seed in zip(rows, seeds, strict=True):
+    """Insert the job rows, and record their history in the rollups as the real transitions would."""
+    await session.execute(insert(Job), [job_row(seed) for seed in seeds])
+    for seed in seeds:
+        await record_history(session, seed)
+
+
+async def record_history(session: AsyncSession, seed: Seeded) -> None:
+    await rollup.count_event(session, seed.received_at, seed.platform, "received")
+    chat = seed.platform in ("telegram", "discord")
+    if seed.done_at is not None:
+        done = seed.done_at
+        await rollup.count_event(session, done, seed.platform, "done")
+        if seed.cache_hit:
+            await rollup.count_event(session, done, seed.platform, "cache_hit")
+        else:
+            await rollup.observe(session, done, "queue_wait", seed.wait_s)
+            await rollup.observe(session, done, "processing", seed.work_s)
+        if not chat:
+            await rollup.observe(session, done, "end_to_end", done - seed.received_at)
         counts: dict[str, int] = {}
         for label in seed.labels:
             counts[label] = counts.get(label, 0) + 1
-        labels += [{"job_id": row["id"], "label": k, "count": v, "at": row["done_at"]} for k, v in counts.items()]
-    if labels:
-        await session.execute(insert(JobLabel), labels)
+        await rollup.count_labels(session, done, counts)
+    if seed.delivered_at is not None:
+        await rollup.count_event(session, seed.delivered_at, seed.platform, "delivered")
+        await rollup.observe(session, seed.delivered_at, "end_to_end", seed.delivered_at - seed.received_at)
+    if seed.status in ("failed", "dead"):
+        await rollup.count_event(session, seed.received_at + 1, seed.platform, seed.status)
 
 
 def nearest_rank(values: list[float], q: float) -> float:

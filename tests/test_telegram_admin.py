@@ -40,10 +40,10 @@ async def test_stats_for_an_admin_match_the_seeded_jobs(start_stack) -> None:
     with Image.open(io.BytesIO(chart.files["photo"])) as png:
         assert png.format == "PNG" and png.size == (800, 360)
     text = (await stack.delivered("sendMessage"))[0].params["text"]
-    assert "Jobs: 8 (5 delivered, 2 failed, 1 dead)" in text
+    assert "Jobs: 8 received, 5 done (5 delivered), 2 failed, 1 dead" in text
     assert "By platform: telegram 5, discord 2, http 1" in text
-    assert "processing 2.0s/2.0s" in text
-    assert "Failed: 2, dead: 1 (1 waiting in /dlq)" in text
+    assert "processing 2.0s/2.0s" in text  # every seeded job took 2.0 s on the worker
+    assert "Dead, waiting in /dlq: 1; cache hits: 0" in text
     assert "Top classes: person 5" in text
 
 

@@ -91,16 +91,18 @@ def _seconds(value: float | None) -> str:
 def format_stats(body: dict[str, Any], lang: str | None = None) -> str:
     """A compact block: counts, latency, queue, workers, failures, top classes."""
     jobs = body["jobs"]
-    by_status = ", ".join(f"{n} {s}" for s, n in sorted(jobs["by_status"].items(), key=lambda kv: -kv[1])) or "none"
     by_platform = ", ".join(f"{p} {n}" for p, n in sorted(jobs["by_platform"].items(), key=lambda kv: -kv[1]))
+    waiting = jobs.get("waiting_now", {})
     latency = body["latency_s"]
     queue = body.get("queue")
     queue_line = f"{queue['depth']} waiting, {queue['consumers']} consumers" if queue else "broker unreachable"
     top = ", ".join(f"{t['label']} {t['count']}" for t in body["top_labels"]) or "-"
     lines = [
         texts.text("stats_header", lang),
-        f"Jobs: {jobs['total']} ({by_status})",
+        f"Jobs: {jobs['received']} received, {jobs['done']} done ({jobs['delivered']} delivered), "
+        f"{jobs['failed']} failed, {jobs['dead']} dead",
         f"By platform: {by_platform or '-'}",
+        f"In progress now: {sum(waiting.values())}",
         "Latency p50/p95: "
         + ", ".join(
             f"{name.replace('_', ' ')} {_seconds(latency[name]['p50'])}/{_seconds(latency[name]['p95'])}"
@@ -108,8 +110,7 @@ def format_stats(body: dict[str, Any], lang: str | None = None) -> str:
         ),
         f"Queue: {queue_line}",
         f"Workers seen (1 min): {len(body['workers'])}",
-        f"Failed: {body['failed']}, dead: {body['dead']} ({body['dead_waiting']} waiting in /dlq), "
-        f"cache hits: {body['cache_hits']}",
+        f"Dead, waiting in /dlq: {body['dead_waiting']}; cache hits: {body['cache_hits']}",
         f"Top classes: {top}",
     ]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""stats tables and indexes
+"""stats rollups and worker sightings
 
 Revision ID: 0002
 Revises: 0001
@@ -19,6 +19,29 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
+        "stats_events",
+        sa.Column("hour", sa.Integer(), nullable=False),
+        sa.Column("platform", sa.String(length=16), nullable=False),
+        sa.Column("event", sa.String(length=16), nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("hour", "platform", "event"),
+    )
+    op.create_table(
+        "stats_labels",
+        sa.Column("hour", sa.Integer(), nullable=False),
+        sa.Column("label", sa.String(length=100), nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("hour", "label"),
+    )
+    op.create_table(
+        "stats_latency",
+        sa.Column("hour", sa.Integer(), nullable=False),
+        sa.Column("metric", sa.String(length=16), nullable=False),
+        sa.Column("bucket", sa.Integer(), nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("hour", "metric", "bucket"),
+    )
+    op.create_table(
         "workers",
         sa.Column("name", sa.String(length=120), nullable=False),
         sa.Column("last_seen_at", sa.Float(), nullable=False),
@@ -28,35 +51,18 @@ def upgrade() -> None:
     with op.batch_alter_table("workers", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_workers_last_seen_at"), ["last_seen_at"], unique=False)
 
-    op.create_table(
-        "job_labels",
-        sa.Column("job_id", sa.String(length=32), nullable=False),
-        sa.Column("label", sa.String(length=100), nullable=False),
-        sa.Column("count", sa.Integer(), nullable=False),
-        sa.Column("at", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("job_id", "label"),
-    )
-    with op.batch_alter_table("job_labels", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_job_labels_at"), ["at"], unique=False)
-
     with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_jobs_received_at"))
-        batch_op.create_index("ix_jobs_received_at", ["received_at", "platform", "status"], unique=False)
         batch_op.create_index("ix_jobs_status_dead_at", ["status", "dead_at"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_jobs_status_dead_at")
-        batch_op.drop_index("ix_jobs_received_at")
-        batch_op.create_index(batch_op.f("ix_jobs_received_at"), ["received_at"], unique=False)
 
-    with op.batch_alter_table("job_labels", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_job_labels_at"))
-
-    op.drop_table("job_labels")
     with op.batch_alter_table("workers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_workers_last_seen_at"))
 
     op.drop_table("workers")
+    op.drop_table("stats_latency")
+    op.drop_table("stats_labels")
+    op.drop_table("stats_events")
