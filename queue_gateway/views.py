@@ -33,6 +33,7 @@ def job_view(job: Job, *, position: int, status_url: str, result_url: str) -> di
         "platform": job.platform,
         "position": position,
         "attempts": job.attempts,
+        "cache_hit": job.cache_hit,
         "image": {"format": job.image_format, "width": job.width, "height": job.height},
         "params": job.params,
         "timestamps": {stage: getattr(job, f"{stage}_at") for stage in STAGES},

@@ -43,6 +43,7 @@ async def test_same_photo_again_is_answered_from_the_cache(
     status, again = await submit_photo(http, gateway, photo)
     assert status == 202 and again["status"] == "done" and again["position"] == 0
     job = await wait_finished(http, gateway, again["job_id"], timeout=5)
+    assert job["cache_hit"] is True and job["attempts"] == 0
     assert job["detections"] == (await wait_finished(http, gateway, first["job_id"]))["detections"]
     await eventually(lambda: _true(handle.worker.processed == 1), what="the worker to ack the first job")
     # other parameters are another question: that one goes to the worker
