@@ -1,0 +1,387 @@
+"""The Discord bot end to end: fake Discord + real gateway + real RabbitMQ + real worker + real discord.py."""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from PIL import Image
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from bots.discord.bot import DiscordBot
+from bots.discord.settings import DiscordSettings
+from db.models import Job
+from queue_gateway import texts
+from queue_gateway.notify.discord import MAX_ATTACHMENT_BYTES, fit
+from tests.conftest import API_KEY, GatewayHandle, WorkerHandle, eventually
+from tests.fakes.discord_api import FLAG_EPHEMERAL, Call, FakeDiscord
+from tests.images import jpeg, png
+
+FIXED = "py:tests.detectors:fixed"
+USER = 1_190_000_000_000_000_042
+GUILD = 1_190_000_000_000_000_500
+CHANNEL = 1_190_000_000_000_000_600
+MiB = 1024 * 1024
+ORIGINAL = "PATCH /webhooks/*/messages/@original"
+FOLLOWUP = "POST /webhooks/*"
+
+
+@dataclass
+class Stack:
+    fake: FakeDiscord
+    gateway: GatewayHandle
+    bot: DiscordBot
+    start_worker: Callable[[], Awaitable[WorkerHandle]]
+
+    async def jobs(self) -> list[Job]:
+        async with self.gateway.sessions() as session:
+            return list((await session.scalars(select(Job).order_by(Job.received_at))).all())
+
+    async def job_count(self) -> int:
+        async with self.gateway.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(Job)) or 0)
+
+    async def slash(self, *attachments: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return await self.fake.create_slash_interaction(
+            "detect", user_id=USER, channel_id=CHANNEL, guild_id=GUILD, attachments=list(attachments), **kwargs
+        )
+
+    async def status(self, prefix: str, *, timeout: float = 30) -> Call:
+        """The bot's or the gateway's edit of the deferred message to a text starting with ``prefix``."""
+        return await self.fake.wait_for_call(ORIGINAL, lambda c: _content(c).startswith(prefix), timeout=timeout)
+
+    async def delivered(self) -> Job:
+        """Wait until the one job is delivered and its status message handled; return it."""
+
+        async def check() -> Job | None:
+            jobs = await self.jobs()
+            done = [j for j in jobs if j.delivered_at and (j.delivery_receipt or {}).get("status_done")]
+            return done[0] if len(done) == len(jobs) == 1 else None
+
+        return await eventually(check, timeout=30, what="the delivery and its status edit")
+
+
+def bot_settings(fake: FakeDiscord, gateway: GatewayHandle, **overrides: Any) -> DiscordSettings:
+    values: dict[str, Any] = {
+        "discord_token": SecretStr(fake.token),
+        "discord_api_url": fake.api_base,
+        "discord_gateway_url": fake.gateway_url,
+        "discord_guild_ready_timeout": 0.05,
+        "gateway_url": gateway.url,
+        "api_key": SecretStr(API_KEY),
+    }
+    values.update(overrides)
+    return DiscordSettings(**values)
+
+
+@pytest.fixture
+async def fake_discord() -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord()
+    await fake.start()
+    try:
+        with fake.point_discord_py_here():  # restores discord.py's globals whatever the bot and gateway set
+            yield fake
+    finally:
+        await fake.close()
+
+
+@pytest.fixture
+async def start_stack(
+    fake_discord: FakeDiscord, start_gateway, start_worker
+) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
+    bots: list[DiscordBot] = []
+
+    async def start(*, worker: bool = True, **bot_overrides: Any) -> Stack:
+        gateway = await start_gateway(
+            discord_token=SecretStr(fake_discord.token), discord_api_url=fake_discord.api_base
+        )
+
+        async def worker_now() -> WorkerHandle:
+            return await start_worker(gateway, model=FIXED)
+
+        if worker:
+            await worker_now()
+        bot = DiscordBot(bot_settings(fake_discord, gateway, **bot_overrides))
+        await bot.start()
+        bots.append(bot)
+        return Stack(fake_discord, gateway, bot, worker_now)
+
+    yield start
+    for bot in bots:
+        await bot.stop()
+
+
+@pytest.fixture
+async def stack(start_stack) -> Stack:
+    return await start_stack()
+
+
+def decoded(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data))
+
+
+def _content(call: Call) -> str:
+    return str((call.json or {}).get("content") or "")
+
+
+def edits(fake: FakeDiscord) -> list[str]:
+    return [_content(c) for c in fake.calls_matching(ORIGINAL) if c.status == 200]
+
+
+async def test_detect_defers_then_follows_up_with_the_annotated_photo(stack: Stack) -> None:
+    fake = stack.fake
+    started = time.monotonic()
+    interaction = await stack.slash(fake.add_attachment(jpeg(640, 480), "street.jpg", "image/jpeg"))
+
+    callback = await fake.wait_for_call(f"POST /interactions/{interaction['id']}/*")
+    assert (callback.status, callback.json) == (200, {"type": 5})
+    assert callback.at - started < 3.0
+    followup = await fake.wait_for_call(FOLLOWUP, timeout=30)
+    assert followup.status == 200 and "Authorization" not in followup.headers
+    [(_, filename, data)] = followup.files
+    assert filename.endswith(".jpg") and decoded(data).size == (640, 480)
+    assert _content(followup) == "1 bus, 1 person"
+    await stack.status("Done in ")
+
+    state = fake.interaction_state(interaction["id"])
+    assert (state.original_content or "").startswith("Done in ")
+    assert [m["content"] for m in state.followups] == ["1 bus, 1 person"]  # its own message, not the status
+    said = edits(fake)
+    assert said[0] == texts.text("received") and said[-1].startswith("Done in ")
+    assert said[1] in (texts.text("queued", position=1), texts.text("queued_now")), said
+    job = await stack.delivered()
+    assert job.origin is not None and job.origin["status_message_id"] == "@original"
+    assert (job.delivery_receipt or {})["route"] == "followup"
+
+
+async def test_detect_objects_on_a_message_answers_its_photos_in_order(stack: Stack) -> None:
+    fake = stack.fake
+    attachments = [
+        fake.add_attachment(jpeg(300, 200), "first.jpg", "image/jpeg"),
+        fake.add_attachment(b"%PDF-1.4\n", "notes.pdf", "application/pdf"),
+        fake.add_attachment(png(320, 240), "second.png", "image/png"),
+    ]
+    target = fake.post_message(CHANNEL, author_id=USER, attachments=attachments, content="two photos")
+    await fake.create_context_menu_interaction(
+        "Detect objects", target_message=target, user_id=USER, channel_id=CHANNEL, guild_id=GUILD
+    )
+
+    followup = await fake.wait_for_call(FOLLOWUP, timeout=30)
+    assert [decoded(data).size for _, _, data in followup.files] == [(300, 200), (320, 240)]
+    assert _content(followup) == "1. 1 bus, 1 person\n2. 1 bus, 1 person"
+    await stack.status("Done in ")
+    assert texts.text("queued_album", count=2, position=1) in edits(fake) or any(
+        e.startswith("Queued 2 photos") for e in edits(fake)
+    )
+    assert len(fake.calls_matching(FOLLOWUP)) == 1
+    jobs = await stack.jobs()
+    assert len(jobs) == 2 and all(j.origin and j.origin["message_id"] == target["id"] for j in jobs)
+
+
+async def test_a_result_faster_than_the_queued_edit_does_not_land_in_the_status(start_stack) -> None:
+    """The gateway's follow-up goes out before the bot has shown "queued": it must not fill the status message."""
+    stack = await start_stack(worker=False)
+    fake = stack.fake
+    async with HoldingProxy(stack.gateway.url, until=lambda: fake.wait_for_call(FOLLOWUP, timeout=30)) as proxy:
+        await stack.bot.stop()  # restart the bot behind the proxy: it gets its submit answer only after the result
+        bot = DiscordBot(bot_settings(fake, stack.gateway, gateway_url=proxy.url))
+        await bot.start()
+        try:
+            await stack.start_worker()
+            interaction = await stack.slash(fake.add_attachment(jpeg(200, 150), "quick.jpg", "image/jpeg"))
+            followup = await fake.wait_for_call(FOLLOWUP, timeout=30)
+            queued = await stack.status("Queued")
+            done = await stack.status("Done in ")
+        finally:
+            await bot.stop()
+    assert followup.at < queued.at < done.at
+    state = fake.interaction_state(interaction["id"])
+    assert [m["content"] for m in state.followups] == ["1 bus, 1 person"]
+    assert [a["filename"] for m in state.followups for a in m["attachments"]] == [followup.files[0][1]]
+    assert (state.original_content or "").startswith("Done in ") and state.original_attachments == []
+
+
+class HoldingProxy:
+    """Forwards the bot's calls to the gateway, holding back the answer to ``POST /v1/jobs`` until ``until()``."""
+
+    def __init__(self, target: str, *, until: Callable[[], Awaitable[object]]) -> None:
+        self._target = target
+        self._until = until
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> HoldingProxy:
+        app = web.Application(client_max_size=64 * MiB)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._session = aiohttp.ClientSession()
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None and self._session is not None
+        await self._runner.cleanup()
+        await self._session.close()
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        url = f"{self._target}{request.path_qs}"
+        async with self._session.request(request.method, url, data=await request.read(), headers=headers) as r:
+            body, status, content_type = await r.read(), r.status, r.content_type
+        if request.method == "POST" and request.path == "/v1/jobs":
+            await self._until()
+        return web.Response(body=body, status=status, content_type=content_type)
+
+
+@pytest.mark.parametrize("command", ["slash", "menu"])
+async def test_expired_token_delivers_as_a_channel_message(start_stack, command: str) -> None:
+    stack = await start_stack(worker=False)
+    fake = stack.fake
+    photo = fake.add_attachment(jpeg(400, 300), "late.jpg", "image/jpeg")
+    if command == "slash":
+        interaction = await stack.slash(photo)
+        target = None
+    else:
+        target = fake.post_message(CHANNEL, author_id=USER, attachments=[photo])
+        interaction = await fake.create_context_menu_interaction(
+            "Detect objects", target_message=target, user_id=USER, channel_id=CHANNEL, guild_id=GUILD
+        )
+    await stack.status("Queued")
+    fake.expire_token(interaction["token"])  # the result comes after the 15 minutes
+    await stack.start_worker()
+
+    sent = await fake.wait_for_call(f"POST /channels/{CHANNEL}/messages", timeout=30)
+    assert sent.status == 200 and sent.headers["Authorization"] == f"Bot {fake.token}"
+    assert _content(sent) == f"<@{USER}> 1 bus, 1 person"
+    assert decoded(sent.files[0][2]).size == (400, 300)
+    reference = (sent.json or {}).get("message_reference")
+    assert str((reference or {}).get("message_id")) == (target["id"] if target else "None")
+    assert [c.status for c in fake.calls_matching(FOLLOWUP)] == [401]
+    job = await stack.delivered()
+    assert (job.delivery_receipt or {})["route"] == "channel"
+    assert (job.delivery_receipt or {})["sent"] == [fake.channel_messages(CHANNEL)[-1]["id"]]
+
+
+async def test_too_large_followup_is_shrunk_and_sent_again(stack: Stack) -> None:
+    fake = stack.fake
+    fake.fail_next(FOLLOWUP, 413, code=40005)
+    await stack.slash(fake.add_attachment(jpeg(1280, 960), "big.jpg", "image/jpeg"))
+
+    sent = await fake.wait_for_call(FOLLOWUP, lambda c: c.status == 200, timeout=30)
+    refused = fake.calls_matching(FOLLOWUP)[0]
+    assert refused.status == 413 and refused.at < sent.at
+    before, after = refused.files[0][2], sent.files[0][2]
+    assert len(after) < len(before) and len(after) <= MAX_ATTACHMENT_BYTES
+    width, height = decoded(after).size
+    assert width < 1280 and abs(width / height - 4 / 3) < 0.02
+    assert len(fake.calls_matching(FOLLOWUP)) == 2
+    await stack.delivered()
+
+
+@pytest.mark.parametrize("via", [True, False], ids=["retried-by-discord.py", "retried-by-the-gateway"])
+async def test_rate_limited_followup_is_delivered_once(stack: Stack, via: bool) -> None:
+    fake = stack.fake
+    fake.fail_next(FOLLOWUP, 429, retry_after=0.5, via=via)
+    interaction = await stack.slash(fake.add_attachment(jpeg(), "busy.jpg", "image/jpeg"))
+
+    await fake.wait_for_call(FOLLOWUP, lambda c: c.status == 200, timeout=30)
+    await stack.delivered()
+    assert [c.status for c in fake.calls_matching(FOLLOWUP)] == [429, 200]
+    assert len(fake.interaction_state(interaction["id"]).followups) == 1
+
+
+async def test_same_interaction_twice_gives_one_job_and_one_delivery(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = stack.fake
+    interaction = await stack.slash(fake.add_attachment(jpeg(), "twice.jpg", "image/jpeg"))
+    callbacks = f"POST /interactions/{interaction['id']}/*"
+    await fake.wait_for_call(callbacks)
+    await fake.redispatch(interaction)  # Discord delivers the same INTERACTION_CREATE again
+
+    repeat = await fake.wait_for_call(callbacks, count=2)
+    assert (repeat.status, repeat.json) == (400, {"type": 5})
+    await stack.delivered()
+    assert await stack.job_count() == 1
+    assert len(fake.calls_matching(FOLLOWUP)) == 1
+    assert texts.text("unavailable") not in edits(fake)
+    assert [c["type"] for c in fake.interaction_state(interaction["id"]).callbacks] == [5]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []  # a repeat, not an error
+
+
+async def test_pdf_gets_the_hint_and_nothing_is_queued(stack: Stack) -> None:
+    fake = stack.fake
+    await stack.slash(fake.add_attachment(b"%PDF-1.4\n%%EOF\n", "report.pdf", "application/pdf"))
+    edit = await fake.wait_for_call(ORIGINAL)
+    assert _content(edit) == texts.text("discord_hint")
+    assert fake.calls_matching("GET /cdn/*") == []
+    assert await stack.job_count() == 0
+
+
+async def test_attachment_over_the_cap_gets_a_polite_refusal_and_is_not_downloaded(stack: Stack) -> None:
+    fake = stack.fake
+    await stack.slash(fake.add_attachment(jpeg(), "huge.jpg", "image/jpeg", size=30 * MiB))
+    edit = await fake.wait_for_call(ORIGINAL)
+    assert _content(edit) == "That file is 30 MB; the limit is 20 MB. Please send a smaller photo."
+    assert fake.calls_matching("GET /cdn/*") == []
+    assert await stack.job_count() == 0
+
+
+async def test_guild_scoped_sync_and_help(start_stack) -> None:
+    stack = await start_stack(worker=False, discord_guild_id=GUILD)
+    fake = stack.fake
+    assert {c["name"] for c in fake.commands(GUILD)} == {"detect", "Detect objects", "help"}
+    assert fake.commands() == []
+    detect = next(c for c in fake.commands(GUILD) if c["name"] == "detect")
+    assert [(o["name"], o["type"], o["required"]) for o in detect["options"]] == [("image", 11, True)]
+    assert detect["options"][0]["description"] == "A photo: JPEG, PNG or WebP"
+
+    interaction = await fake.create_slash_interaction(
+        "help", user_id=USER, channel_id=CHANNEL, guild_id=GUILD, locale="ru"
+    )
+    callback = await fake.wait_for_call(f"POST /interactions/{interaction['id']}/*")
+    assert callback.json["type"] == 4 and callback.json["data"]["flags"] & FLAG_EPHEMERAL
+    assert callback.json["data"]["content"] == texts.text("discord_help")
+
+
+async def test_no_log_line_contains_the_token(start_stack, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    stack = await start_stack()
+    fake = stack.fake
+    fake.fail_next(FOLLOWUP, 401, code=50027)  # falls back to a channel message: the gateway logs in with the token
+    interaction = await stack.slash(fake.add_attachment(jpeg(), "secret.jpg", "image/jpeg"))
+    await fake.wait_for_call(f"POST /channels/{CHANNEL}/messages", timeout=30)
+    await stack.delivered()
+
+    messages = [r.getMessage() + (r.exc_text or "") for r in caplog.records]
+    assert any(r.name.startswith("discord.") for r in caplog.records)
+    assert [m for m in messages if fake.token in m] == []
+    assert [m for m in messages if interaction["token"] in m] == []  # 15-minute credentials, masked too
+
+
+def test_fit_shrinks_an_oversized_image_keeping_its_shape() -> None:
+    rng = random.Random(7)
+    noise = Image.frombytes("RGB", (600, 400), bytes(rng.getrandbits(8) for _ in range(600 * 400 * 3)))
+    buffer = io.BytesIO()
+    noise.save(buffer, "PNG")
+    big = buffer.getvalue()
+    assert len(big) > 500_000
+
+    small = fit(big, 200_000)
+    assert len(small) <= 200_000
+    width, height = decoded(small).size
+    assert width < 600 and abs(width / height - 1.5) < 0.02
+    assert fit(small, 200_000) is small  # what fits is sent as it is
