@@ -34,6 +34,7 @@ EN: dict[str, str] = {
     "not_allowed": "Unknown command. Send a photo, or /help.",
     "stats_header": "detectbot — last 24 h",
     "dlq_empty": "No dead jobs. All good.",
+    "dlq_pick": "No single dead job starts with that id. Run /dlq to see them.",
     "dlq_header": "{count} dead job(s), newest first:",
     "requeued": "Requeued job {job}. Its chat gets the result when it is done.",
     "admin_key_missing": "The gateway refused my admin key. Set DETECTBOT_ADMIN_API_KEY for this bot.",

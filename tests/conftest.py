@@ -27,7 +27,7 @@ from queue_gateway.settings import GatewaySettings
 from worker.consumer import Worker
 from worker.settings import WorkerSettings
 
-pytest_plugins = ["tests.conftest_models", "tests.telegram_stack"]
+pytest_plugins = ["tests.conftest_models", "tests.telegram_stack", "tests.discord_stack"]
 
 os.environ.setdefault("PTB_TIMEDELTA", "1")  # python-telegram-bot: timedelta retry_after, no deprecation warning
 

@@ -20,18 +20,18 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from bots.discord.admin import AdminCommands
 from bots.discord.commands import CommandSet, DetectCommands
 from bots.discord.settings import DiscordSettings
-from bots.shared.client import GatewayClient
-from bots.shared.service import DetectService
+from bots.shared.services import bot_secrets, build_services
 from queue_gateway import redact
 
 log = logging.getLogger(__name__)
 
 
 def command_sets(settings: DiscordSettings) -> list[CommandSet]:
-    """Every command the bot offers. The admin commands (/stats, /dlq, /forget) join this list."""
-    return [DetectCommands(settings)]
+    """Every command the bot offers."""
+    return [DetectCommands(settings), AdminCommands()]
 
 
 class DetectClient(discord.Client):
@@ -49,10 +49,9 @@ class DetectClient(discord.Client):
     async def setup_hook(self) -> None:
         settings = self.settings
         self._http_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        key = settings.api_key.get_secret_value() if settings.api_key else None
-        service = DetectService(GatewayClient(self._http_session, settings.gateway_url, key), settings)
+        services = build_services(self._http_session, settings)
         for commands in self.commands:
-            commands.service = service
+            commands.bind(services)
             commands.register(self.tree)
         await self._sync_commands()
 
@@ -79,7 +78,7 @@ class DiscordBot:
         if settings.discord_token is None:
             raise ValueError("set DETECTBOT_DISCORD_TOKEN to the bot token from the Discord developer portal")
         self._token = settings.discord_token.get_secret_value()
-        redact.install([self._token, *([settings.api_key.get_secret_value()] if settings.api_key else [])])
+        redact.install([self._token, *bot_secrets(settings)])
         self.settings = settings
         self.client: DetectClient | None = None
         self._runner: asyncio.Task[None] | None = None

@@ -18,6 +18,7 @@ from discord import app_commands
 
 from bots.discord.settings import DiscordSettings
 from bots.shared.service import DetectService, Photo
+from bots.shared.services import BotServices
 from queue_gateway import texts
 from queue_gateway.contract import Origin
 
@@ -34,9 +35,9 @@ UNKNOWN_INTERACTION = 10062  # our callback came after the 3 s deadline
 
 
 class CommandSet(Protocol):
-    """Something that adds commands to the tree; the bot hands it the shared service before it registers."""
+    """Something that adds commands to the tree; the bot binds the shared services before it registers."""
 
-    service: DetectService | None
+    def bind(self, services: BotServices) -> None: ...
 
     def register(self, tree: Tree) -> None: ...
 
@@ -47,6 +48,9 @@ class DetectCommands:
     def __init__(self, settings: DiscordSettings) -> None:
         self.settings = settings
         self.service: DetectService | None = None  # set when the bot starts (it owns the HTTP session)
+
+    def bind(self, services: BotServices) -> None:
+        self.service = services.detect
 
     def register(self, tree: Tree) -> None:
         tree.add_command(

@@ -15,9 +15,7 @@ from aiohttp import web
 from telegram import BotCommand, Update
 from telegram.ext import Application
 
-from bots.shared.admin import AdminService
-from bots.shared.client import GatewayClient
-from bots.shared.service import DetectService
+from bots.shared.services import bot_secrets, build_services
 from bots.telegram.handlers import Handlers
 from bots.telegram.settings import TelegramSettings
 from queue_gateway import redact
@@ -37,7 +35,7 @@ class TelegramBot:
             raise ValueError("set DETECTBOT_TELEGRAM_TOKEN to the token @BotFather gave you")
         os.environ.setdefault("PTB_TIMEDELTA", "true")  # python-telegram-bot: retry_after as a timedelta
         token = settings.telegram_token.get_secret_value()
-        redact.install([token, *(s.get_secret_value() for s in (settings.api_key, settings.admin_api_key) if s)])
+        redact.install([token, *bot_secrets(settings)])
         self.settings = settings
         self.handlers = Handlers(settings)
         builder = (
@@ -57,11 +55,8 @@ class TelegramBot:
     async def start(self) -> None:
         settings = self.settings
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        key = settings.api_key.get_secret_value() if settings.api_key else None
-        client = GatewayClient(self._http, settings.gateway_url, key)
-        admin_key = settings.admin_api_key.get_secret_value() if settings.admin_api_key else key
-        self.handlers.service = DetectService(client, settings)
-        self.handlers.admin = AdminService(client, GatewayClient(self._http, settings.gateway_url, admin_key), settings)
+        services = build_services(self._http, settings)
+        self.handlers.service, self.handlers.admin = services.detect, services.admin
         app = self.application
         await app.initialize()
         self.handlers.username = app.bot.username
