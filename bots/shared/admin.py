@@ -110,10 +110,14 @@ def format_stats(body: dict[str, Any], lang: str | None = None) -> str:
         ),
         f"Queue: {queue_line}",
         f"Workers seen (1 min): {len(body['workers'])}",
-        f"Dead, waiting in /dlq: {body['dead_waiting']}; cache hits: {body['cache_hits']}",
+        f"Dead, waiting in /dlq: {_capped(body['dead_waiting'])}; cache hits: {body['cache_hits']}",
         f"Top classes: {top}",
     ]
     return "\n".join(lines)
+
+
+def _capped(count: int, cap: int = 1000) -> str:
+    return f"{cap}+" if count > cap else str(count)
 
 
 def _admin_problem(exc: GatewayError) -> str:
