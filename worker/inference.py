@@ -88,6 +88,7 @@ def build_detector(spec: DetectorSpec) -> Detector:
         imgsz=spec.imgsz,
         threads=spec.threads,
         auto_export=spec.auto_export,
+        max_det=spec.max_det,
     )
 
 
