@@ -84,7 +84,7 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
 
 
 @pytest.fixture
-async def start_stack(
+async def start_discord(
     fake_discord: FakeDiscord, start_gateway, start_worker
 ) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
     bots: list[DiscordBot] = []

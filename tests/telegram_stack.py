@@ -53,7 +53,7 @@ async def fake_telegram() -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
-async def start_stack(
+async def start_telegram(
     fake_telegram: FakeTelegram, start_gateway, start_worker
 ) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
     bots: list[TelegramBot] = []
@@ -77,5 +77,5 @@ async def start_stack(
 
 
 @pytest.fixture
-async def stack(start_stack) -> Stack:
-    return await start_stack()
+async def telegram(start_telegram) -> Stack:
+    return await start_telegram()

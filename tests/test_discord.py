@@ -24,8 +24,8 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-async def stack(start_stack) -> Stack:
-    return await start_stack()
+async def stack(start_discord) -> Stack:
+    return await start_discord()
 
 
 def decoded(data: bytes) -> Image.Image:
@@ -86,9 +86,9 @@ async def test_detect_objects_on_a_message_answers_its_photos_in_order(stack: St
     assert len(jobs) == 2 and all(j.origin and j.origin["message_id"] == target["id"] for j in jobs)
 
 
-async def test_a_result_faster_than_the_queued_edit_does_not_land_in_the_status(start_stack) -> None:
+async def test_a_result_faster_than_the_queued_edit_does_not_land_in_the_status(start_discord) -> None:
     """The gateway's follow-up goes out before the bot has shown "queued": it must not fill the status message."""
-    stack = await start_stack(worker=False)
+    stack = await start_discord(worker=False)
     fake = stack.fake
     async with HoldingProxy(stack.gateway.url, until=lambda: fake.wait_for_call(FOLLOWUP, timeout=30)) as proxy:
         await stack.bot.stop()  # restart the bot behind the proxy: it gets its submit answer only after the result
@@ -146,8 +146,8 @@ class HoldingProxy:
 
 
 @pytest.mark.parametrize("command", ["slash", "menu"])
-async def test_expired_token_delivers_as_a_channel_message(start_stack, command: str) -> None:
-    stack = await start_stack(worker=False)
+async def test_expired_token_delivers_as_a_channel_message(start_discord, command: str) -> None:
+    stack = await start_discord(worker=False)
     fake = stack.fake
     photo = fake.add_attachment(jpeg(400, 300), "late.jpg", "image/jpeg")
     if command == "slash":
@@ -239,8 +239,8 @@ async def test_attachment_over_the_cap_gets_a_polite_refusal_and_is_not_download
     assert await stack.job_count() == 0
 
 
-async def test_guild_scoped_sync_and_help(start_stack) -> None:
-    stack = await start_stack(worker=False, discord_guild_id=GUILD)
+async def test_guild_scoped_sync_and_help(start_discord) -> None:
+    stack = await start_discord(worker=False, discord_guild_id=GUILD)
     fake = stack.fake
     assert {c["name"] for c in fake.commands(GUILD)} == {"detect", "Detect objects", "help", "forget", "stats", "dlq"}
     assert fake.commands() == []
@@ -256,9 +256,9 @@ async def test_guild_scoped_sync_and_help(start_stack) -> None:
     assert callback.json["data"]["content"] == texts.text("discord_help")
 
 
-async def test_no_log_line_contains_the_token(start_stack, caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_log_line_contains_the_token(start_discord, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    stack = await start_stack()
+    stack = await start_discord()
     fake = stack.fake
     fake.fail_next(FOLLOWUP, 401, code=50027)  # falls back to a channel message: the gateway logs in with the token
     interaction = await stack.slash(fake.add_attachment(jpeg(), "secret.jpg", "image/jpeg"))

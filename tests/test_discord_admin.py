@@ -19,8 +19,8 @@ from tests.seed import Seeded, seed_jobs
 ADMIN = 1_190_000_000_000_000_777
 
 
-async def admin_stack(start_stack, **overrides) -> Stack:
-    return await start_stack(admin_ids=[ADMIN], admin_api_key=SecretStr(ADMIN_KEY), **overrides)
+async def admin_stack(start_discord, **overrides) -> Stack:
+    return await start_discord(admin_ids=[ADMIN], admin_api_key=SecretStr(ADMIN_KEY), **overrides)
 
 
 async def command(stack: Stack, name: str, *, user: int, options: list[dict] | None = None) -> dict:
@@ -29,8 +29,8 @@ async def command(stack: Stack, name: str, *, user: int, options: list[dict] | N
     )
 
 
-async def test_stats_for_an_admin_match_the_seeded_jobs(start_stack) -> None:
-    stack = await admin_stack(start_stack, worker=False)
+async def test_stats_for_an_admin_match_the_seeded_jobs(start_discord) -> None:
+    stack = await admin_stack(start_discord, worker=False)
     now = time.time()
     async with stack.gateway.sessions.begin() as session:
         await seed_jobs(
@@ -53,8 +53,8 @@ async def test_stats_for_an_admin_match_the_seeded_jobs(start_stack) -> None:
         assert chart.format == "PNG"
 
 
-async def test_admin_commands_from_anyone_else_reveal_nothing(start_stack) -> None:
-    stack = await admin_stack(start_stack, worker=False)
+async def test_admin_commands_from_anyone_else_reveal_nothing(start_discord) -> None:
+    stack = await admin_stack(start_discord, worker=False)
     registered = {c["name"]: c for c in stack.fake.commands()}
     assert registered["stats"]["default_member_permissions"] == registered["dlq"]["default_member_permissions"]
     assert registered["stats"]["default_member_permissions"] not in (None, "0")  # hidden from ordinary members
@@ -67,8 +67,8 @@ async def test_admin_commands_from_anyone_else_reveal_nothing(start_stack) -> No
     assert stack.fake.calls_matching(FOLLOWUP) == []
 
 
-async def test_dlq_lists_a_poisoned_job_and_requeue_delivers_it(start_stack) -> None:
-    stack = await admin_stack(start_stack, worker=False)
+async def test_dlq_lists_a_poisoned_job_and_requeue_delivers_it(start_discord) -> None:
+    stack = await admin_stack(start_discord, worker=False)
     crashing = await stack.start_worker("py:tests.detectors:crash_on_poison")
     poisoned = await stack.slash(stack.fake.add_attachment(poison_png(), "poison.png", "image/png"))
     told = await stack.fake.wait_for_call(f"POST /webhooks/*/{poisoned['token']}*", timeout=60)
@@ -88,8 +88,8 @@ async def test_dlq_lists_a_poisoned_job_and_requeue_delivers_it(start_stack) -> 
     assert result.json["content"] == "1 bus, 1 person"
 
 
-async def test_forget_deletes_only_that_persons_photos(start_stack) -> None:
-    stack = await admin_stack(start_stack)
+async def test_forget_deletes_only_that_persons_photos(start_discord) -> None:
+    stack = await admin_stack(start_discord)
     mine = await stack.slash(stack.fake.add_attachment(jpeg(), "a.jpg", "image/jpeg"))
     theirs = await stack.fake.create_slash_interaction(
         "detect",

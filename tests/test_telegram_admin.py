@@ -19,12 +19,12 @@ ADMIN = 9001
 PERSON = 4242
 
 
-async def admin_stack(start_stack, **overrides) -> Stack:
-    return await start_stack(admin_ids=[ADMIN], admin_api_key=SecretStr(ADMIN_KEY), **overrides)
+async def admin_stack(start_telegram, **overrides) -> Stack:
+    return await start_telegram(admin_ids=[ADMIN], admin_api_key=SecretStr(ADMIN_KEY), **overrides)
 
 
-async def test_stats_for_an_admin_match_the_seeded_jobs(start_stack) -> None:
-    stack = await admin_stack(start_stack, worker=False)
+async def test_stats_for_an_admin_match_the_seeded_jobs(start_telegram) -> None:
+    stack = await admin_stack(start_telegram, worker=False)
     now = time.time()
     async with stack.gateway.sessions.begin() as session:
         await seed_jobs(
@@ -47,8 +47,8 @@ async def test_stats_for_an_admin_match_the_seeded_jobs(start_stack) -> None:
     assert "Top classes: person 5" in text
 
 
-async def test_stats_from_anyone_else_reveal_nothing(start_stack) -> None:
-    stack = await admin_stack(start_stack, worker=False)
+async def test_stats_from_anyone_else_reveal_nothing(start_telegram) -> None:
+    stack = await admin_stack(start_telegram, worker=False)
     stack.fake.send_text_update(PERSON, "/stats")
     stack.fake.send_text_update(PERSON, "/dlq")
     answers = await stack.delivered("sendMessage", count=2)
@@ -59,8 +59,8 @@ async def test_stats_from_anyone_else_reveal_nothing(start_stack) -> None:
     assert stack.fake.calls_of("sendPhoto") == []
 
 
-async def test_dlq_lists_a_poisoned_job_and_requeue_delivers_it(start_stack, start_worker) -> None:
-    stack = await admin_stack(start_stack, model="py:tests.detectors:crash_on_poison")
+async def test_dlq_lists_a_poisoned_job_and_requeue_delivers_it(start_telegram, start_worker) -> None:
+    stack = await admin_stack(start_telegram, model="py:tests.detectors:crash_on_poison")
     stack.fake.send_photo_update(PERSON, data=poison_png())
     dead_notice = (await stack.delivered("sendMessage", count=2))[1]  # "queued", then the failure reply
     assert "failed several times" in dead_notice.params["text"]
@@ -77,8 +77,8 @@ async def test_dlq_lists_a_poisoned_job_and_requeue_delivers_it(start_stack, sta
     assert delivered.params["caption"] == "1 bus, 1 person"
 
 
-async def test_forget_deletes_only_that_persons_photos(start_stack) -> None:
-    stack = await admin_stack(start_stack)
+async def test_forget_deletes_only_that_persons_photos(start_telegram) -> None:
+    stack = await admin_stack(start_telegram)
     stack.fake.send_photo_update(PERSON, data=jpeg())
     stack.fake.send_photo_update(ADMIN, data=jpeg())
     await stack.delivered("sendPhoto", count=2)
