@@ -30,7 +30,8 @@ async def test_model_offline_then_submit_finds_people(
         "submit", *map(str, photos), "--json", "-o", str(tmp_path / "out"), env=env, cwd=tmp_path
     )
     assert code == 0, err
-    bus, zidane = (json.loads(line) for line in out.splitlines())
+    by_file = {Path(line["file"]).name: line for line in map(json.loads, out.splitlines())}
+    bus, zidane = by_file["bus.jpg"], by_file["zidane.jpg"]
     labels = [d["label"] for d in bus["detections"]]
     assert labels.count("person") >= 4, bus["caption"]
     assert "bus" in labels
