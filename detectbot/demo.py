@@ -87,7 +87,7 @@ async def _with_worker(
     say(f"worker:   ready ({worker.pool.model_name})\n")
     try:
         client = GatewayClientSettings(gateway_url=gateway_url, api_key=api_key)
-        code = await submit(client, Options(photos=photos, output=output), Reporter(as_json=False))
+        code = await submit(client, Options(photos=photos, output=output, details=True), Reporter(as_json=False))
     finally:
         worker.stop()
         await task

@@ -27,6 +27,7 @@ class Options:
     as_json: bool = False
     conf: float | None = None
     timeout_s: float = 600.0
+    details: bool = False  # a line per detection (the demo shows them)
 
 
 class Reporter:
@@ -95,6 +96,10 @@ async def _one(client: GatewayClient, photo: Path, options: Options, reporter: R
     saved = await _save(client, job, photo, options.output) if job["status"] in ("done", "delivered") else None
     if saved:
         reporter.progress(f"{name}: {job.get('caption', '')} → {saved}")
+    if options.details:
+        for detection in job.get("detections", []):
+            box = ", ".join(f"{v:.0f}" for v in detection["box"])
+            reporter.progress(f"    {detection['label']:<14} {detection['confidence']:.2f}  [{box}]")
     elif job["status"] in ("failed", "dead"):
         reporter.progress(f"{name}: {job['status']}: {job.get('error', {}).get('message', 'no reason given')}")
     reporter.result(
