@@ -8,10 +8,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from detectbot import logs
+
+if TYPE_CHECKING:
+    from bots.shared.lifecycle import Runnable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,7 +88,8 @@ def _gateway(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = GatewaySettings(**overrides)
-    logs.configure(args.log_level, _secrets(settings.api_keys, settings.admin_api_keys, [settings.signing_secret]))
+    secrets = [*settings.api_keys, *settings.admin_api_keys, settings.signing_secret]
+    logs.configure(args.log_level, _secrets([*secrets, settings.telegram_token, settings.discord_token]))
     try:
         run_gateway(settings)
     except ValueError as exc:
@@ -114,16 +119,8 @@ def _telegram(args: argparse.Namespace) -> int:
     from bots.telegram.settings import TelegramSettings
 
     settings = TelegramSettings()
-    logs.configure(
-        args.log_level, _secrets([settings.telegram_token, settings.api_key, settings.telegram_webhook_secret])
-    )
-    try:
-        bot = TelegramBot(settings)
-    except ValueError as exc:
-        print(f"detectbot telegram: {exc}", file=sys.stderr)
-        return 2
-    asyncio.run(bot.run_until_signalled())
-    return 0
+    secrets = [settings.telegram_token, settings.telegram_webhook_secret, settings.api_key, settings.admin_api_key]
+    return _run_bot("telegram", lambda: TelegramBot(settings), args.log_level, secrets)
 
 
 def _discord(args: argparse.Namespace) -> int:
@@ -131,13 +128,20 @@ def _discord(args: argparse.Namespace) -> int:
     from bots.discord.settings import DiscordSettings
 
     settings = DiscordSettings()
-    logs.configure(args.log_level, _secrets([settings.discord_token, settings.api_key]))
+    secrets = [settings.discord_token, settings.api_key, settings.admin_api_key]
+    return _run_bot("discord", lambda: DiscordBot(settings), args.log_level, secrets)
+
+
+def _run_bot(name: str, build: Callable[[], Runnable], log_level: str, secrets: Sequence[object]) -> int:
+    from bots.shared.lifecycle import run_until_signalled
+
+    logs.configure(log_level, _secrets(secrets))
     try:
-        bot = DiscordBot(settings)
+        bot = build()
     except ValueError as exc:
-        print(f"detectbot discord: {exc}", file=sys.stderr)
+        print(f"detectbot {name}: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(bot.run_until_signalled())
+    asyncio.run(run_until_signalled(bot))
     return 0
 
 
@@ -208,15 +212,9 @@ def _model_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _secrets(*groups: Sequence[object]) -> list[str]:
+def _secrets(items: Sequence[object]) -> list[str]:
     """Plain values of every SecretStr given, for the log redactor."""
-    values: list[str] = []
-    for group in groups:
-        for item in group:
-            get = getattr(item, "get_secret_value", None)
-            if get is not None:
-                values.append(get())
-    return values
+    return [get() for item in items if (get := getattr(item, "get_secret_value", None)) is not None]
 
 
 if __name__ == "__main__":

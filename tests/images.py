@@ -6,7 +6,9 @@ import importlib.util
 import io
 import itertools
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from PIL import Image
 
 
@@ -49,3 +51,18 @@ def poison_png(width: int = 96, height: int = 96) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def rgb(path: Path) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """A photo on disk as the RGB array a detector takes."""
+    with Image.open(path) as image:
+        return np.array(image.convert("RGB"))
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two xyxy boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

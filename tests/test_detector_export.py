@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from tests.images import iou, rgb
 from worker.detections import Detection
 from worker.export import export_onnx, export_openvino, onnx_export_path
 from worker.models import ModelError
@@ -17,18 +17,6 @@ from worker.onnx_detector import OnnxDetector, letterbox
 
 CONF = 1e-4  # random weights score ~1.6e-4
 TOP_K = 10
-
-
-def rgb(path: Path) -> np.ndarray[Any, np.dtype[np.uint8]]:
-    return np.array(Image.open(path).convert("RGB"))
-
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def assert_match(

@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
+from tests.images import rgb
 from worker.export import onnx_export_path
 from worker.models import (
     ModelError,
@@ -31,10 +30,6 @@ OFFLINE = (
     "model 'yolo11n.pt' is not on this machine and cannot be downloaded (offline); "
     "set DETECTBOT_MODEL=offline-coco or a local .pt/.onnx path"
 )
-
-
-def rgb(path: Path) -> np.ndarray[Any, np.dtype[np.uint8]]:
-    return np.array(Image.open(path).convert("RGB"))
 
 
 def load(spec: str, data_dir: Path, **kwargs: Any) -> Any:

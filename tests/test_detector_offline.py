@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from tests.images import iou, rgb
 from worker.darknet import _read_source_files, build_offline_model, offline_model_path
 from worker.detections import Detection
 from worker.models import ModelError
@@ -25,18 +25,6 @@ from worker.onnx_detector import OnnxDetector, letterbox, postprocess, read_onnx
 # Reference at 416 px (rect letterbox 416x320), identical in OpenCV's Darknet importer: persons, then the bus.
 BUS_PERSONS = [0.9456, 0.8623, 0.6720, 0.6242]
 BUS_BUS = 0.2971
-
-
-def rgb(path: Path) -> np.ndarray[Any, np.dtype[np.uint8]]:
-    return np.array(Image.open(path).convert("RGB"))
-
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,21 @@ class Detection:
         }
 
 
+def detections_from(
+    boxes: npt.NDArray[Any], scores: npt.NDArray[Any], classes: npt.NDArray[Any], names: Mapping[int, str]
+) -> list[Detection]:
+    """Detections from parallel arrays: xyxy boxes (N x 4), scores (N) and class ids (N)."""
+    return [
+        Detection(
+            class_id=int(c),
+            label=names.get(int(c), str(int(c))),
+            confidence=float(s),
+            box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+        )
+        for b, s, c in zip(boxes, scores, classes, strict=True)
+    ]
+
+
 class Detector(Protocol):
     """A loaded model. Not thread-safe: use one instance per executor thread."""
 

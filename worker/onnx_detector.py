@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from worker.detections import Detection, RGBImage
+from worker.detections import Detection, RGBImage, detections_from
 
 log = logging.getLogger(__name__)
 
@@ -287,15 +287,7 @@ class OnnxDetector:
             pred, conf=self._conf, iou=self._iou, max_det=self._max_det, end2end=self._end2end, nc=nc
         )
         boxes = scale_boxes(boxes, gain, pad, (shape[0], shape[1]))
-        return [
-            Detection(
-                class_id=int(c),
-                label=self._names.get(int(c), str(int(c))),
-                confidence=float(s),
-                box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])),
-            )
-            for b, s, c in zip(boxes, scores, classes, strict=True)
-        ]
+        return detections_from(boxes, scores, classes, self._names)
 
     def warmup(self) -> None:
         """Run once on a grey image so the first real request is not slower."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.detections import Detection, RGBImage
+from worker.detections import Detection, RGBImage, detections_from
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +71,7 @@ class UltralyticsDetector:
         xyxy = boxes.xyxy.cpu().numpy().astype(float)
         confs = boxes.conf.cpu().numpy().astype(float)
         classes = boxes.cls.cpu().numpy().astype(int)
-        return [
-            Detection(
-                class_id=int(c),
-                label=self._names.get(int(c), str(int(c))),
-                confidence=float(s),
-                box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])),
-            )
-            for b, s, c in zip(xyxy, confs, classes, strict=True)
-        ]
+        return detections_from(xyxy, confs, classes, self._names)
 
     def warmup(self) -> None:
         """Run once on a grey image: sets up ultralytics' predictor so the first request is not slower."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 import aiohttp
 import discord
@@ -118,17 +117,6 @@ class DiscordBot:
             self._runner = None
         self.client = None
         self._restore_discord_py()
-
-    async def run_until_signalled(self) -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        try:
-            await stop.wait()
-        finally:
-            await self.stop()
 
     def _point_discord_py(self) -> None:
         if self._replaced is None:

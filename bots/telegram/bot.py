@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import os
-import signal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -82,17 +80,6 @@ class TelegramBot:
         await app.shutdown()
         if self._http is not None:
             await self._http.close()
-
-    async def run_until_signalled(self) -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        try:
-            await stop.wait()
-        finally:
-            await self.stop()
 
     # --- webhook mode ---------------------------------------------------------------------------------
 
