@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from db import queries, stats
+from db import operations, queries, stats
 from db.queries import Outcome
 from queue_gateway import chart
 from queue_gateway.errors import ApiError
@@ -63,7 +63,7 @@ async def list_dead(request: web.Request) -> web.Response:
     request.app[api_keys_key].check(request, admin=True)
     limit = max(1, min(int(request.query.get("limit", "20") or 20), 100))
     async with request.app[sessions_key]() as session:
-        jobs = await queries.dead_jobs(session, limit=limit)
+        jobs = await operations.dead_jobs(session, limit=limit)
     return web.json_response(
         {
             "jobs": [
@@ -105,6 +105,6 @@ async def forget(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError):
         raise ApiError(400, "bad_body", 'Send {"platform": "telegram", "user_id": "42"}.') from None
     async with request.app[sessions_key].begin() as session:
-        count = await queries.forget_user(session, user_ref)
+        count = await operations.forget_user(session, user_ref)
     request.app[events_key].finished.set()
     return web.json_response({"forgotten": count})

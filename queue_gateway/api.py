@@ -10,7 +10,7 @@ from typing import TypeVar
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ValidationError
 
-from db import queries
+from db import deliveries, queries
 from db.models import ACTIVE, Job
 from queue_gateway.contract import DetectParams, Origin, SubmitResponse
 from queue_gateway.errors import ApiError
@@ -248,7 +248,7 @@ async def set_status_message(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError):
         raise ApiError(400, "bad_body", 'Send {"message_id": "..."}.') from None
     async with request.app[sessions_key].begin() as session:
-        job = await queries.set_status_message(session, job_id, message_id)
+        job = await deliveries.set_status_message(session, job_id, message_id)
     if job is None:
         raise ApiError(404, "not_found", "There is no such job.")
     if job.next_delivery_at is not None:

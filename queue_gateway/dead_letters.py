@@ -8,7 +8,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db import queries
+from db import queries, transitions
 from queue_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class DeadLetterConsumer:
             async with self._sessions.begin() as session:
                 job = await queries.get_job(session, job_id)
                 reason = death_reason(dict(message.headers or {}), job.attempts if job else 0)
-                outcome = await queries.mark_dead(session, job_id, reason=reason)
+                outcome = await transitions.mark_dead(session, job_id, reason=reason)
             log.warning("job %s dead-lettered: %s (%s)", job_id, reason, outcome.value)
             if outcome is queries.Outcome.APPLIED:
                 self._metrics.jobs_finished.labels(status="dead").inc()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db import queries
+from db import operations, queries
 from db.models import Job
 from queue_gateway.contract import DetectParams
 from queue_gateway.publisher import BrokerUnavailable, Publisher, QueueFull
@@ -88,7 +88,7 @@ class Intake:
     async def requeue(self, job_id: str) -> queries.Outcome:
         """An admin gives a dead or failed job another go; it is published like a new one."""
         async with self._sessions.begin() as session:
-            outcome = await queries.requeue(session, job_id)
+            outcome = await operations.requeue(session, job_id)
             job = await queries.get_job(session, job_id) if outcome is queries.Outcome.APPLIED else None
         if job is not None:
             log.info("job %s requeued by an admin", job_id)

@@ -7,7 +7,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db import queries
+from db import operations, queries
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ class Retention:
         total = 0
         while True:
             async with self._sessions.begin() as session:
-                purged = await queries.purge_blobs(session, older_than=cutoff)
+                purged = await operations.purge_blobs(session, older_than=cutoff)
             total += purged
             if not purged:
                 break

@@ -7,7 +7,7 @@ import logging
 from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
-from db import queries
+from db import queries, transitions
 from db.queries import Outcome
 from queue_gateway.contract import ResultMeta
 from queue_gateway.errors import ApiError
@@ -39,8 +39,8 @@ async def fetch_input(request: web.Request) -> web.Response:
     worker = request.headers.get("X-Detectbot-Worker", "unknown")[:120]
     limit = request.app[settings_key].delivery_limit
     async with request.app[sessions_key].begin() as session:
-        await queries.saw_worker(session, worker)
-        outcome = await queries.start_attempt(session, job_id, worker=worker, max_attempts=limit)
+        await transitions.saw_worker(session, worker)
+        outcome = await transitions.start_attempt(session, job_id, worker=worker, max_attempts=limit)
         blob = await queries.get_blob(session, job_id, "input") if outcome is Outcome.APPLIED else None
     if outcome is Outcome.NOT_FOUND:
         raise ApiError(404, "not_found", "There is no such job.")
@@ -61,11 +61,11 @@ async def post_result(request: web.Request) -> web.Response:
     job_id = _verify(request, Action.RESULT)
     meta, image = await _read_result(request)
     async with request.app[sessions_key].begin() as session:
-        await queries.saw_worker(session, meta.worker, meta.model)
+        await transitions.saw_worker(session, meta.worker, meta.model)
         if meta.ok:
             if image is None or sniff(image) != "JPEG":
                 raise ApiError(400, "no_image", "A successful result needs the annotated JPEG as 'image'.")
-            outcome = await queries.complete(
+            outcome = await transitions.complete(
                 session,
                 job_id,
                 detections=[d.model_dump() for d in meta.detections],
@@ -75,7 +75,7 @@ async def post_result(request: web.Request) -> web.Response:
                 image=image,
             )
         else:
-            outcome = await queries.fail(
+            outcome = await transitions.fail(
                 session,
                 job_id,
                 code=meta.error_code or "failed",

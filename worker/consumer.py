@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -141,7 +142,7 @@ class Worker:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         if self._stop.is_set():
-            await message.nack(requeue=True)  # arrived after stop(): hand it straight back
+            await _settle(message, "nack")  # arrived after stop(): hand it straight back
             return
         task = asyncio.create_task(self._handle(message), name=f"job-{message.message_id}")
         self._in_flight.add(task)
@@ -157,7 +158,7 @@ class Worker:
             job = JobMessage.model_validate_json(message.body)
         except ValidationError as exc:
             log.error("unreadable job message %s rejected: %s", message.message_id, exc.errors()[0]["msg"])
-            await message.reject(requeue=False)
+            await _settle(message, "reject")
             return
         try:
             await self._process(job, message)
@@ -172,11 +173,11 @@ class Worker:
             data = await gateway.fetch_input(job.input_url)
         except Gone:
             log.info("job %s: nothing left to do (finished, dead or deleted)", job.job_id)
-            await message.ack()
+            await _settle(message, "ack")
             return
         except Refused as exc:
             log.error("job %s: the gateway refused the input link (%s)", job.job_id, exc)
-            await message.reject(requeue=False)
+            await _settle(message, "reject")
             return
         except Unreachable as exc:
             log.warning("job %s: %s", job.job_id, exc)
@@ -192,13 +193,13 @@ class Worker:
             pass  # the job went away meanwhile (deleted): nothing to keep
         except Refused as exc:
             log.error("job %s: the gateway refused the result (%s)", job.job_id, exc)
-            await message.reject(requeue=False)
+            await _settle(message, "reject")
             return
         except Unreachable as exc:
             log.warning("job %s: result not delivered: %s", job.job_id, exc)
             await self._give_back(message, job.job_id)
             return
-        await message.ack()
+        await _settle(message, "ack")
         self.processed += 1
         self.metrics.jobs.labels(outcome="done" if meta.ok else "failed").inc()
         log.info("job %s: %s (%d detections)", job.job_id, "done" if meta.ok else meta.error_code, len(meta.detections))
@@ -235,9 +236,28 @@ class Worker:
         """Requeue, unless this was the last delivery the queue allows: then dead-letter it now."""
         if _delivery_number(message) >= self.settings.delivery_limit:
             log.error("job %s: delivery %d was the last; dead-lettering", job_id, _delivery_number(message))
-            await message.reject(requeue=False)
+            await _settle(message, "reject")
         else:
+            await _settle(message, "nack")
+
+
+async def _settle(message: AbstractIncomingMessage, outcome: Literal["ack", "nack", "reject"]) -> None:
+    """Ack, requeue (nack) or dead-letter (reject) — unless the channel died meanwhile: then the broker
+    redelivers the message after the reconnect, and the gateway answers 410 for a job that is already done."""
+    try:
+        if outcome == "ack":
+            await message.ack()
+        elif outcome == "nack":
             await message.nack(requeue=True)
+        else:
+            await message.reject(requeue=False)
+    except (ChannelInvalidStateError, *CONNECTION_EXCEPTIONS) as exc:
+        log.warning(
+            "job %s: could not %s it (%s); the broker will deliver it again",
+            message.message_id,
+            outcome,
+            type(exc).__name__,
+        )
 
 
 def _delivery_number(message: AbstractIncomingMessage) -> int:

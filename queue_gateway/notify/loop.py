@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db import queries
+from db import deliveries, queries
 from db.models import ACTIVE, Job, JobStatus
 from queue_gateway import texts
 from queue_gateway.contract import Origin
@@ -84,7 +84,7 @@ class DeliveryLoop:
 
     async def _sleep_until_due(self) -> None:
         async with self._sessions() as session:
-            due = await queries.next_delivery_time(session)
+            due = await deliveries.next_delivery_time(session)
         pause = self._poll_s if due is None else min(self._poll_s, max(0.0, due - queries.now()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._events.finished.wait(), pause)
@@ -92,7 +92,7 @@ class DeliveryLoop:
     async def run_once(self) -> int:
         """Deliver everything due now; return how many deliveries were attempted."""
         async with self._sessions() as session:
-            due = await queries.due_deliveries(session, at=queries.now(), limit=BATCH)
+            due = await deliveries.due_deliveries(session, at=queries.now(), limit=BATCH)
         units: dict[str, Job] = {}
         for job in due:
             units.setdefault(job.group_key or job.id, job)
@@ -106,7 +106,7 @@ class DeliveryLoop:
             except Exception:
                 log.exception("job %s: delivery crashed; retrying later", job.id)
                 async with self._sessions.begin() as session:
-                    await queries.delivery_retry(session, [job.id], after=30.0, error="internal error")
+                    await deliveries.delivery_retry(session, [job.id], after=30.0, error="internal error")
 
     async def _deliver(self, job: Job) -> None:
         members = await self._members(job)
@@ -118,14 +118,14 @@ class DeliveryLoop:
             await self._abandon(job_ids, f"no {job.platform} notifier is configured (set its token)")
             return
         async with self._sessions.begin() as session:
-            if not await queries.lease(session, job_ids, at=queries.now(), seconds=LEASE_S):
+            if not await deliveries.lease(session, job_ids, at=queries.now(), seconds=LEASE_S):
                 return
         members = await self._fresh(job_ids)
         delivery = await self._build(members)
 
         async def checkpoint(receipt: dict[str, Any]) -> None:
             async with self._sessions.begin() as session:
-                await queries.save_receipt(session, job_ids, receipt)
+                await deliveries.save_receipt(session, job_ids, receipt)
 
         chat = f"{job.platform}:{delivery.origin.chat_id or delivery.origin.channel_id}"
         try:
@@ -140,7 +140,7 @@ class DeliveryLoop:
             await self._abandon(job_ids, str(exc))
             return
         async with self._sessions.begin() as session:
-            await queries.delivered(session, job_ids, receipt)
+            await deliveries.delivered(session, job_ids, receipt)
         log.info("job %s delivered to %s", ", ".join(job_ids), chat)
         self._metrics.deliveries.labels(platform=job.platform, outcome="delivered").inc()
         await self._status_raced(job_ids)
@@ -154,7 +154,7 @@ class DeliveryLoop:
             if len(members) < job.group_size or any(m.status in ACTIVE for m in members):
                 for member in members:
                     if member.status not in ACTIVE:
-                        await queries.park(session, member.id)
+                        await deliveries.park(session, member.id)
                 return None
         return members
 
@@ -197,13 +197,13 @@ class DeliveryLoop:
         log.warning("job %s: delivery failed (%s); retrying in %.1f s", ", ".join(job_ids), exc.reason, after)
         self._metrics.deliveries.labels(platform=members[0].platform, outcome="retry").inc()
         async with self._sessions.begin() as session:
-            await queries.delivery_retry(session, job_ids, after=after, error=exc.reason)
+            await deliveries.delivery_retry(session, job_ids, after=after, error=exc.reason)
 
     async def _abandon(self, job_ids: list[str], reason: str) -> None:
         log.error("job %s: not delivered: %s", ", ".join(job_ids), reason)
         self._metrics.deliveries.labels(platform="any", outcome="abandoned").inc()
         async with self._sessions.begin() as session:
-            await queries.delivery_abandoned(session, job_ids, error=reason)
+            await deliveries.delivery_abandoned(session, job_ids, error=reason)
 
     async def _status_raced(self, job_ids: list[str]) -> None:
         """The bot may have named its status message while we were sending: if so, edit it now."""
@@ -215,7 +215,7 @@ class DeliveryLoop:
                     and (job.origin or {}).get("status_message_id")
                     and not (job.delivery_receipt or {}).get("status_done")
                 ):
-                    await queries.delivery_retry(session, [job_id], after=0.0, error="status message pending")
+                    await deliveries.delivery_retry(session, [job_id], after=0.0, error="status message pending")
                     self._events.finished.set()
 
 
