@@ -44,7 +44,7 @@ class Stack:
             "detect", user_id=USER, channel_id=CHANNEL, guild_id=GUILD, attachments=list(attachments), **kwargs
         )
 
-    async def status(self, prefix: str, *, timeout: float = 30) -> Call:
+    async def status(self, prefix: str | tuple[str, ...], *, timeout: float = 30) -> Call:
         """The bot's or the gateway's edit of the deferred message to a text starting with ``prefix``."""
         return await self.fake.wait_for_call(ORIGINAL, lambda c: _content(c).startswith(prefix), timeout=timeout)
 

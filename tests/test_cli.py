@@ -101,3 +101,20 @@ async def test_submit_reports_a_refused_photo(gateway: GatewayHandle, tmp_path: 
     code, out, _ = await detectbot("submit", str(photo), env=cli_env(gateway.url), cwd=tmp_path)
     assert code == 1
     assert "notes.jpg: That file is not an image." in out
+
+
+async def test_worker_with_a_model_it_cannot_get_says_what_to_set(gateway: GatewayHandle, tmp_path: Path) -> None:
+    env = {
+        **cli_env(gateway.url),
+        "DETECTBOT_MODEL": "yolo11n.pt",
+        "DETECTBOT_DATA_DIR": str(tmp_path),
+        "DETECTBOT_QUEUE": gateway.settings.queue,
+    }
+    code, _, err = await detectbot("worker", env=env, cwd=tmp_path)
+    assert code == 3
+    lines = [line for line in err.splitlines() if line.startswith("detectbot worker:")]
+    assert lines == [
+        "detectbot worker: the model is not available: model 'yolo11n.pt' is not on this machine and cannot be "
+        "downloaded (offline); set DETECTBOT_MODEL=offline-coco or a local .pt/.onnx path"
+    ], err
+    assert "Traceback" not in err

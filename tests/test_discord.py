@@ -98,7 +98,7 @@ async def test_a_result_faster_than_the_queued_edit_does_not_land_in_the_status(
             await stack.start_worker()
             interaction = await stack.slash(fake.add_attachment(jpeg(200, 150), "quick.jpg", "image/jpeg"))
             followup = await fake.wait_for_call(FOLLOWUP, timeout=30)
-            queued = await stack.status("Queued")
+            queued = await stack.status(("Queued", texts.text("queued_now")))
             done = await stack.status("Done in ")
         finally:
             await bot.stop()
