@@ -89,7 +89,7 @@ async def run(model: str, count: int, workdir: Path) -> dict[str, Any]:
         "DETECTBOT_INFER_THREADS": "2",
         "DETECTBOT_HTTP_PORT": "0",
     }
-    worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", "--log-level", "WARNING", env=env)
+    worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", "--log-level", "INFO", env=env)
     peak: dict[str, float] = {}
     peak_total = 0.0
     stop = asyncio.Event()
@@ -118,6 +118,8 @@ async def run(model: str, count: int, workdir: Path) -> dict[str, Any]:
                     job_ids.append((await response.json())["job_id"])
             for job_id in job_ids:
                 while True:
+                    if worker.returncode is not None:
+                        raise RuntimeError(f"the worker exited with {worker.returncode}")
                     async with http.get(f"{base}/v1/jobs/{job_id}?wait=30") as response:
                         body = await response.json()
                     if body["finished"]:

