@@ -72,7 +72,8 @@ async def _with_worker(
     api_key = gateway_settings.api_keys[0]
     settings = settings.model_copy(update={"gateway_url": gateway_url, "api_key": api_key})
     model = await asyncio.to_thread(resolve_model, settings)
-    why = " — yolo11n.pt cannot be downloaded here, so the offline COCO model" if model == "offline-coco" else ""
+    chosen = not settings.model and model == "offline-coco"
+    why = " — yolo11n.pt cannot be downloaded here, so the offline COCO model" if chosen else ""
     say(f"model:    {model}{why} (loading…)")
     worker = Worker(settings, model=model)
     task = asyncio.create_task(worker.run())
