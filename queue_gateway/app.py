@@ -12,7 +12,7 @@ from aiohttp import web
 
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade_engine
-from queue_gateway import admin_api, api, health, redact, worker_api
+from queue_gateway import admin_api, api, health, openapi, redact, worker_api
 from queue_gateway.auth import ApiKeys
 from queue_gateway.dead_letters import DeadLetterConsumer
 from queue_gateway.errors import error_middleware
@@ -60,6 +60,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.add_routes(worker_api.routes)
     app.add_routes(health.routes)
     app.add_routes(admin_api.routes)
+    app.add_routes(openapi.routes)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_broker)
     app.cleanup_ctx.append(_delivery)

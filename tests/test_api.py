@@ -194,3 +194,20 @@ async def test_health_and_readiness(start_gateway: StartGateway, http: aiohttp.C
     async with http.get(f"{cut_off.url}/readyz") as response:
         assert response.status == 503
         assert (await response.json())["checks"]["broker"].startswith("error")
+
+
+async def test_openapi_documents_every_route(gateway: GatewayHandle, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{gateway.url}/v1/openapi.json") as response:
+        assert response.status == 200
+        document = await response.json()
+    assert document["openapi"] == "3.1.0"
+    assert {"SubmitResponse", "ErrorBody", "DetectParams", "Origin", "ResultMeta"} <= set(
+        document["components"]["schemas"]
+    )
+    served = {
+        (route.method.lower(), route.resource.canonical)
+        for route in gateway.app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+    documented = {(method, path) for path, ops in document["paths"].items() for method in ops}
+    assert served == documented
