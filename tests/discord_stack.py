@@ -89,9 +89,11 @@ async def start_discord(
 ) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
     bots: list[DiscordBot] = []
 
-    async def start(*, worker: bool = True, **bot_overrides: Any) -> Stack:
+    async def start(*, worker: bool = True, database_url: str | None = None, **bot_overrides: Any) -> Stack:
         gateway = await start_gateway(
-            discord_token=SecretStr(fake_discord.token), discord_api_url=fake_discord.api_base
+            database_url=database_url,
+            discord_token=SecretStr(fake_discord.token),
+            discord_api_url=fake_discord.api_base,
         )
 
         async def worker_now(model: str = FIXED) -> WorkerHandle:

@@ -58,8 +58,11 @@ async def start_telegram(
 ) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
     bots: list[TelegramBot] = []
 
-    async def start(*, model: str = FIXED, worker: bool = True, **bot_overrides: Any) -> Stack:
+    async def start(
+        *, model: str = FIXED, worker: bool = True, database_url: str | None = None, **bot_overrides: Any
+    ) -> Stack:
         gateway = await start_gateway(
+            database_url=database_url,
             telegram_token=SecretStr(fake_telegram.token),
             telegram_api_url=fake_telegram.base_url,
             telegram_file_url=fake_telegram.base_file_url,

@@ -36,7 +36,8 @@ def edits(fake: FakeDiscord) -> list[str]:
     return [_content(c) for c in fake.calls_matching(ORIGINAL) if c.status == 200]
 
 
-async def test_detect_defers_then_follows_up_with_the_annotated_photo(stack: Stack) -> None:
+async def test_detect_defers_then_follows_up_with_the_annotated_photo(start_discord, database_url: str) -> None:
+    stack: Stack = await start_discord(database_url=database_url)
     fake = stack.fake
     started = time.monotonic()
     interaction = await stack.slash(fake.add_attachment(jpeg(640, 480), "street.jpg", "image/jpeg"))

@@ -13,7 +13,10 @@ from tests.images import jpeg
 FIXED = "py:tests.detectors:fixed"
 
 
-async def test_photo_comes_back_annotated(gateway: GatewayHandle, start_worker, http: aiohttp.ClientSession) -> None:
+async def test_photo_comes_back_annotated(
+    start_gateway, database_url: str, start_worker, http: aiohttp.ClientSession
+) -> None:
+    gateway = await start_gateway(database_url=database_url)
     await start_worker(gateway, model=FIXED)
     status, body = await submit_photo(http, gateway, jpeg(640, 480))
     assert status == 202, body

@@ -29,7 +29,8 @@ def reply_target(call: Call) -> int | None:
     return int(parameters["message_id"]) if parameters else None
 
 
-async def test_photo_gets_status_then_annotated_reply(telegram: Stack) -> None:
+async def test_photo_gets_status_then_annotated_reply(start_telegram, database_url: str) -> None:
+    telegram: Stack = await start_telegram(database_url=database_url)
     update = telegram.fake.send_photo_update(CHAT, data=jpeg(640, 480))
     photo_id = update["message"]["message_id"]
     status = (await telegram.delivered("sendMessage"))[0]
