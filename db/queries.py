@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import rollup
@@ -97,6 +97,75 @@ async def add_job(session: AsyncSession, new: NewJob, *, at: float | None = None
         session.add(OutboxEntry(job_id=new.id, created_at=at, available_at=at, attempts=0))
     await rollup.count_event(session, at, new.platform, "received")
     return job
+
+
+async def add_jobs(session: AsyncSession, batch: Sequence[NewJob], *, at: float | None = None) -> None:
+    """Stage many jobs (with their images and outbox entries) in the caller's transaction: group commit.
+
+    Core bulk inserts, three statements for the whole batch, instead of a unit of work per job.
+    """
+    at = now() if at is None else at
+    await session.execute(insert(Job), [_job_row(new, at) for new in batch])
+    await session.execute(
+        insert(Blob),
+        [
+            {
+                "job_id": n.id,
+                "kind": "input",
+                "content_type": n.content_type,
+                "data": n.image,
+                "size": len(n.image),
+                "created_at": at,
+            }
+            for n in batch
+        ],
+    )
+    await session.execute(
+        insert(OutboxEntry), [{"job_id": n.id, "created_at": at, "available_at": at, "attempts": 0} for n in batch]
+    )
+    per_platform: dict[str, int] = {}
+    for new in batch:
+        per_platform[new.platform] = per_platform.get(new.platform, 0) + 1
+    for platform, count in per_platform.items():
+        await rollup.count_event(session, at, platform, "received", count)
+
+
+def _job_row(new: NewJob, at: float) -> dict[str, Any]:
+    return {
+        "id": new.id,
+        "status": JobStatus.RECEIVED,
+        "platform": new.platform,
+        "idempotency_key": new.idempotency_key,
+        "user_ref": new.user_ref,
+        "origin": new.origin,
+        "params": new.params,
+        "group_key": new.group_key,
+        "group_size": new.group_size,
+        "group_index": new.group_index,
+        "image_sha256": new.image_sha256,
+        "image_format": new.image_format,
+        "width": new.width,
+        "height": new.height,
+        "attempts": 0,
+        "delivery_attempts": 0,
+        "cache_hit": False,
+        "received_at": at,
+    }
+
+
+async def get_jobs(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, Job]:
+    rows = await session.execute(select(Job).where(Job.id.in_(job_ids)))
+    return {job.id: job for job in rows.scalars()}
+
+
+async def waiting_before(session: AsyncSession, at: float) -> int:
+    """How many jobs still wait for a worker that arrived before ``at``."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.status.in_([JobStatus.RECEIVED, JobStatus.QUEUED]), Job.received_at < at)
+    )
+    return int(count or 0)
 
 
 async def get_job(session: AsyncSession, job_id: str) -> Job | None:

@@ -7,7 +7,7 @@ import json
 import uuid
 from typing import TypeVar
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from db import deliveries, queries
@@ -26,6 +26,7 @@ from queue_gateway.keys import (
     signer_key,
 )
 from queue_gateway.signing import Action, SignatureError
+from queue_gateway.uploads import is_multipart, read_body, read_form
 from queue_gateway.views import job_view
 
 M = TypeVar("M", bound=BaseModel)
@@ -33,6 +34,7 @@ M = TypeVar("M", bound=BaseModel)
 routes = web.RouteTableDef()
 
 MAX_WAIT_S = 60.0
+FIELD_CAP = 64 * 1024  # the params and origin JSON fields
 
 
 @routes.post("/v1/jobs")
@@ -170,52 +172,13 @@ def _wait_seconds(request: web.Request) -> float:
 
 async def _read_upload(request: web.Request, max_bytes: int) -> tuple[bytes, dict[str, str]]:
     """The image bytes (capped while reading) and the other form fields."""
-    if not request.content_type.startswith("multipart/"):
-        data = await _read_capped_stream(request, max_bytes)
-        return data, {}
-    reader = await request.multipart()
-    image: bytes | None = None
-    fields: dict[str, str] = {}
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "image":
-            image = await _read_capped_part(part, max_bytes)
-        elif part.name in ("params", "origin"):
-            fields[part.name] = (await _read_capped_part(part, 64 * 1024)).decode("utf-8", "replace")
-        else:
-            await part.release()
+    if not is_multipart(request):
+        return await read_body(request, max_bytes), {}
+    fields = await read_form(request, {"image": max_bytes, "params": FIELD_CAP, "origin": FIELD_CAP})
+    image = fields.pop("image", None)
     if image is None:
         raise ApiError(400, "no_image", "Attach the photo as the multipart field 'image'.")
-    return image, fields
-
-
-async def _read_capped_part(part: BodyPartReader, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await part.read_chunk(256 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _read_capped_stream(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(256 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> ApiError:
-    return ApiError(413, "too_large", f"That file is over {limit // (1024 * 1024)} MB. Please send a smaller photo.")
+    return image, {name: value.decode("utf-8", "replace") for name, value in fields.items()}
 
 
 async def _validate_image(data: bytes, max_bytes: int, max_pixels: int) -> ImageInfo:

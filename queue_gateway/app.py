@@ -145,16 +145,18 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
     relay = OutboxRelay(sessions, publisher, interval_s=settings.relay_interval_s, grace_s=settings.relay_grace_s)
     app[link_key] = link
     app[relay_key] = relay
-    app[intake_key] = Intake(
+    intake = Intake(
         sessions,
         publisher,
         busy_retry_after_s=settings.busy_retry_after_s,
         result_cache=settings.result_cache,
         on_finished=app[events_key].notify,
     )
+    app[intake_key] = intake
     dead_letters = DeadLetterConsumer(sessions, app[metrics_key])
     await link.start()
     tasks = Tasks()
+    tasks.spawn(intake.run(), "intake")
     tasks.spawn(_when_connected(link, relay.run()), "outbox-relay")
     tasks.spawn(_when_connected(link, _consume_dead_letters(link, dead_letters)), "dead-letters")
     yield

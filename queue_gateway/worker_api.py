@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from pydantic import ValidationError
 
 from db import queries, transitions
@@ -14,12 +14,14 @@ from queue_gateway.errors import ApiError
 from queue_gateway.images import sniff
 from queue_gateway.keys import events_key, metrics_key, sessions_key, settings_key, signer_key
 from queue_gateway.signing import Action, SignatureError
+from queue_gateway.uploads import is_multipart, read_form
 
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
-MAX_RESULT_BYTES = 12 * 1024 * 1024  # the worker keeps results under 9 MB; leave room for the JSON
+MAX_RESULT_BYTES = 12 * 1024 * 1024  # the worker keeps results under 9 MB
+META_CAP = 1024 * 1024  # detections JSON: 300 boxes are ~40 KB
 
 
 def _verify(request: web.Request, action: Action) -> str:
@@ -116,34 +118,12 @@ def _span(start: float | None, end: float | None) -> float | None:
 
 
 async def _read_result(request: web.Request) -> tuple[ResultMeta, bytes | None]:
-    if not request.content_type.startswith("multipart/"):
+    if not is_multipart(request):
         raise ApiError(415, "multipart_required", "Send the result as multipart: 'meta' JSON and 'image'.")
-    reader = await request.multipart()
-    meta_raw: bytes | None = None
-    image: bytes | None = None
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "meta":
-            meta_raw = await part.read()
-        elif part.name == "image":
-            image = await _read_capped(part)
-        else:
-            await part.release()
-    if meta_raw is None:
+    fields = await read_form(request, {"meta": META_CAP, "image": MAX_RESULT_BYTES})
+    if "meta" not in fields:
         raise ApiError(400, "no_meta", "The 'meta' JSON part is missing.")
     try:
-        return ResultMeta.model_validate_json(meta_raw), image
+        return ResultMeta.model_validate_json(fields["meta"]), fields.get("image")
     except ValidationError as exc:
         raise ApiError(400, "bad_meta", f"The result meta is not valid: {exc.errors()[0]['msg']}.") from None
-
-
-async def _read_capped(part: BodyPartReader) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await part.read_chunk(256 * 1024):
-        size += len(chunk)
-        if size > MAX_RESULT_BYTES:
-            raise ApiError(413, "too_large", "The annotated image is too large.")
-        chunks.append(chunk)
-    return b"".join(chunks)

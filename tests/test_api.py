@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import struct
@@ -211,3 +212,21 @@ async def test_openapi_documents_every_route(gateway: GatewayHandle, http: aioht
     }
     documented = {(method, path) for path, ops in document["paths"].items() for method in ops}
     assert served == documented
+
+
+async def test_concurrent_submissions_are_group_committed_correctly(
+    start_gateway: StartGateway, database_url: str, http: aiohttp.ClientSession
+) -> None:
+    gateway = await start_gateway(database_url=database_url)
+    answers = await asyncio.gather(*(submit_photo(http, gateway, jpeg(64, 64)) for _ in range(40)))
+    assert [status for status, _ in answers] == [202] * 40
+    assert sorted(body["position"] for _, body in answers) == list(range(1, 41))  # one place in line each
+    assert {body["status"] for _, body in answers} == {"queued"}
+    assert await count_rows(gateway) == (40, 40, 0)  # jobs, images; every outbox entry confirmed and cleared
+    # the same key sent concurrently (in one batch) still makes one job
+    same = await asyncio.gather(
+        *(submit_photo(http, gateway, jpeg(64, 64), headers={"Idempotency-Key": "burst"}) for _ in range(8))
+    )
+    assert len({body["job_id"] for _, body in same}) == 1
+    assert sorted(status for status, _ in same) == [200] * 7 + [202]
+    assert (await count_rows(gateway))[0] == 41

@@ -73,7 +73,7 @@ async def test_submit_without_json_shows_progress(gateway: GatewayHandle, start_
     photo.write_bytes(jpeg())
     code, out, _ = await detectbot("submit", str(photo), "-o", str(tmp_path), env=cli_env(gateway.url), cwd=tmp_path)
     assert code == 0
-    assert "one.jpg: queued #1" in out
+    assert "one.jpg: queued #1" in out or "one.jpg: processing" in out  # a worker may be quicker than the answer
     assert "1 bus, 1 person" in out and "one.detected.jpg" in out
 
 
