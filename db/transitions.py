@@ -55,22 +55,18 @@ async def complete(
 ) -> Outcome:
     """Record a successful result; only the first result for a job counts."""
     at = now()
-    result = await session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_(ACTIVE))
-        .values(
-            status=JobStatus.DONE,
-            done_at=at,
-            detections=detections,
-            model=model,
-            worker=worker,
-            inference_ms=inference_ms,
-            error=None,
-            error_code=None,
-            next_delivery_at=delivery_time(at),
-        )
+    values = dict(
+        status=JobStatus.DONE,
+        done_at=at,
+        detections=detections,
+        model=model,
+        worker=worker,
+        inference_ms=inference_ms,
+        error=None,
+        error_code=None,
+        next_delivery_at=delivery_time(at),
     )
-    if not rowcount(result):
+    if not await _move_on(session, job_id, values):
         return await _why_not(session, job_id)
     session.add(
         Blob(
@@ -125,8 +121,7 @@ async def fail(session: AsyncSession, job_id: str, *, code: str, message: str, w
     }
     if worker:
         values["worker"] = worker
-    result = await session.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(values))
-    if not rowcount(result):
+    if not await _move_on(session, job_id, values):
         return await _why_not(session, job_id)
     await rollup.count_event(session, at, await _platform(session, job_id), "failed")
     return Outcome.APPLIED
@@ -135,18 +130,14 @@ async def fail(session: AsyncSession, job_id: str, *, code: str, message: str, w
 async def mark_dead(session: AsyncSession, job_id: str, *, reason: str, code: str = "dead") -> Outcome:
     """Deliveries exhausted: park the job for an admin; the person is told."""
     at = now()
-    result = await session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_(ACTIVE))
-        .values(
-            status=JobStatus.DEAD,
-            dead_at=at,
-            error_code=code,
-            error=reason,
-            next_delivery_at=delivery_time(at),
-        )
+    values = dict(
+        status=JobStatus.DEAD,
+        dead_at=at,
+        error_code=code,
+        error=reason,
+        next_delivery_at=delivery_time(at),
     )
-    if not rowcount(result):
+    if not await _move_on(session, job_id, values):
         return await _why_not(session, job_id)
     await rollup.count_event(session, at, await _platform(session, job_id), "dead")
     return Outcome.APPLIED
@@ -154,6 +145,12 @@ async def mark_dead(session: AsyncSession, job_id: str, *, reason: str, code: st
 
 async def _platform(session: AsyncSession, job_id: str) -> str:
     return str(await session.scalar(select(Job.platform).where(Job.id == job_id)))
+
+
+async def _move_on(session: AsyncSession, job_id: str, values: dict[str, Any]) -> bool:
+    """The guarded UPDATE: only a job that still waits for a worker moves to a final state."""
+    result = await session.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(values))
+    return bool(rowcount(result))
 
 
 async def _why_not(session: AsyncSession, job_id: str) -> Outcome:
