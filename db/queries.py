@@ -58,47 +58,6 @@ async def find_by_idempotency_key(session: AsyncSession, key: str) -> Job | None
     return (await session.execute(select(Job).where(Job.idempotency_key == key))).scalar_one_or_none()
 
 
-async def add_job(session: AsyncSession, new: NewJob, *, at: float | None = None, outbox: bool = True) -> Job:
-    """Stage a job, its input image and its outbox entry (one transaction with the caller's commit)."""
-    at = now() if at is None else at
-    job = Job(
-        id=new.id,
-        status=JobStatus.RECEIVED,
-        platform=new.platform,
-        idempotency_key=new.idempotency_key,
-        user_ref=new.user_ref,
-        origin=new.origin,
-        params=new.params,
-        group_key=new.group_key,
-        group_size=new.group_size,
-        group_index=new.group_index,
-        image_sha256=new.image_sha256,
-        image_format=new.image_format,
-        width=new.width,
-        height=new.height,
-        attempts=0,
-        delivery_attempts=0,
-        cache_hit=False,
-        received_at=at,
-    )
-    session.add(job)
-    await session.flush()  # the job row first: the image and the outbox entry refer to it
-    session.add(
-        Blob(
-            job_id=new.id,
-            kind="input",
-            content_type=new.content_type,
-            data=new.image,
-            size=len(new.image),
-            created_at=at,
-        )
-    )
-    if outbox:
-        session.add(OutboxEntry(job_id=new.id, created_at=at, available_at=at, attempts=0))
-    await rollup.count_event(session, at, new.platform, "received")
-    return job
-
-
 async def add_jobs(session: AsyncSession, batch: Sequence[NewJob], *, at: float | None = None) -> None:
     """Stage many jobs (with their images and outbox entries) in the caller's transaction: group commit.
 
@@ -128,6 +87,17 @@ async def add_jobs(session: AsyncSession, batch: Sequence[NewJob], *, at: float 
         per_platform[new.platform] = per_platform.get(new.platform, 0) + 1
     for platform, count in per_platform.items():
         await rollup.count_event(session, at, platform, "received", count)
+
+
+def _blob_row(job_id: str, kind: str, content_type: str, data: bytes, at: float) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "kind": kind,
+        "content_type": content_type,
+        "data": data,
+        "size": len(data),
+        "created_at": at,
+    }
 
 
 def _job_row(new: NewJob, at: float) -> dict[str, Any]:
@@ -241,32 +211,35 @@ async def cached_result(session: AsyncSession, sha256: str, params: dict[str, An
 async def add_cached_job(session: AsyncSession, new: NewJob, source: Job) -> Job:
     """Record a job answered from an earlier identical one: done at once, no queue, no model."""
     at = now()
-    job = await add_job(session, new, at=at, outbox=False)
     result = await session.get(Blob, (source.id, "result"))
     assert result is not None
-    job.status = JobStatus.DONE
-    job.cache_hit = True
-    job.queued_at = job.processing_at = job.done_at = at
-    job.detections = source.detections
-    job.model = source.model
-    job.worker = "cache"
-    job.inference_ms = 0.0
-    job.next_delivery_at = at if new.platform in CHAT_PLATFORMS else None
-    session.add(
-        Blob(
-            job_id=new.id,
-            kind="result",
-            content_type=result.content_type,
-            data=result.data,
-            size=result.size,
-            created_at=at,
-        )
+    row = _job_row(new, at) | {
+        "status": JobStatus.DONE,
+        "cache_hit": True,
+        "queued_at": at,
+        "processing_at": at,
+        "done_at": at,
+        "detections": source.detections,
+        "model": source.model,
+        "worker": "cache",
+        "inference_ms": 0.0,
+        "next_delivery_at": at if new.platform in CHAT_PLATFORMS else None,
+    }
+    await session.execute(insert(Job), [row])
+    await session.execute(
+        insert(Blob),
+        [
+            _blob_row(new.id, "input", new.content_type, new.image, at),
+            _blob_row(new.id, "result", result.content_type, result.data, at),
+        ],
     )
-    await rollup.count_event(session, at, new.platform, "done")
-    await rollup.count_event(session, at, new.platform, "cache_hit")
+    for event in ("received", "done", "cache_hit"):
+        await rollup.count_event(session, at, new.platform, event)
     if new.platform not in CHAT_PLATFORMS:
         await rollup.observe(session, at, "end_to_end", 0.0)
     await rollup.count_labels(session, at, label_counts(list(source.detections or [])))
+    job = await session.get(Job, new.id)
+    assert job is not None
     return job
 
 

@@ -65,14 +65,6 @@ class GatewaySettings(TelegramConnection, DiscordConnection, BaseSettings):
             self.database_url = sqlite_url(self.data_dir)
         return self
 
-    @property
-    def dead_letter_queue(self) -> str:
-        return f"{self.queue}.dead"
-
-    @property
-    def exchange(self) -> str:
-        return self.queue.removesuffix(".jobs") or self.queue
-
     def signing_key(self) -> bytes:
         """The HMAC key; generated once into the data directory when none is configured."""
         if self.signing_secret is not None:
