@@ -1,43 +1,56 @@
-"""Delivery to chats, in the database: what is due, leases between gateway replicas, receipts, retries."""
+"""Delivery to chats, in the database: what is due, leases between gateway replicas, receipts, retries.
+
+A delivery is leased by one gateway replica (``delivery_lease_owner``) for a short time that the replica renews
+while it works; a replica that dies loses its leases when they run out, and one that restarts releases its own
+at once (:func:`release_leases`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import rollup
-from db.models import Job, JobStatus
-from db.queries import now, rowcount
+from db.common import now, rowcount
+from db.models import Blob, Job, JobStatus
 
 
-async def due_deliveries(session: AsyncSession, *, at: float, limit: int) -> list[Job]:
-    """Jobs whose delivery (or a step of it) is due and not leased by another delivery task."""
-    rows = await session.execute(
-        select(Job)
-        .where(
-            Job.next_delivery_at <= at,
-            or_(Job.delivery_lease_until.is_(None), Job.delivery_lease_until < at),
-        )
+def _lease_free(at: float) -> Any:
+    return or_(Job.delivery_lease_until.is_(None), Job.delivery_lease_until < at)
+
+
+async def lease_due(session: AsyncSession, *, owner: str, seconds: float, limit: int) -> list[Job]:
+    """Lease (for ``seconds``) up to ``limit`` deliveries that are due and not leased by anyone; return them."""
+    at = now()
+    due = (
+        select(Job.id)
+        .where(Job.next_delivery_at <= at, _lease_free(at))
         .order_by(Job.next_delivery_at)
         .limit(limit)
+        .scalar_subquery()
     )
-    return list(rows.scalars())
+    # the lease condition is repeated outside the subquery: Postgres re-checks it on a row another replica
+    # leased meanwhile, so two replicas never both take it
+    rows = await session.execute(
+        update(Job)
+        .where(Job.id.in_(due), _lease_free(at))
+        .values(delivery_lease_until=at + seconds, delivery_lease_owner=owner)
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(rows.scalars(), key=lambda job: job.next_delivery_at or 0.0)
 
 
-async def next_delivery_time(session: AsyncSession) -> float | None:
-    value = await session.scalar(select(func.min(Job.next_delivery_at)))
-    return float(value) if value is not None else None
-
-
-async def lease(session: AsyncSession, job_ids: Sequence[str], *, at: float, seconds: float) -> bool:
-    """Take the delivery lease on all these jobs, or on none (another task has one of them)."""
+async def lease(session: AsyncSession, job_ids: Sequence[str], *, owner: str, seconds: float) -> bool:
+    """Take the lease on all these jobs, or on none (another delivery has one of them)."""
+    at = now()
     result = await session.execute(
         update(Job)
-        .where(Job.id.in_(job_ids), or_(Job.delivery_lease_until.is_(None), Job.delivery_lease_until < at))
-        .values(delivery_lease_until=at + seconds)
+        .where(Job.id.in_(job_ids), or_(_lease_free(at), Job.delivery_lease_owner == owner))
+        .values(delivery_lease_until=at + seconds, delivery_lease_owner=owner)
     )
     if rowcount(result) != len(job_ids):
         await session.rollback()
@@ -45,28 +58,65 @@ async def lease(session: AsyncSession, job_ids: Sequence[str], *, at: float, sec
     return True
 
 
+async def renew(session: AsyncSession, job_ids: Sequence[str], *, owner: str, seconds: float) -> None:
+    """Keep the leases this replica holds on these jobs for another ``seconds``."""
+    await session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.delivery_lease_owner == owner)
+        .values(delivery_lease_until=now() + seconds)
+    )
+
+
+async def release_leases(session: AsyncSession, owner: str) -> int:
+    """A replica starting up gives back the leases its previous run held: they are due again now."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.delivery_lease_owner == owner)
+        .values(delivery_lease_until=None, delivery_lease_owner=None)
+    )
+    return rowcount(result)
+
+
+async def result_images(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, bytes]:
+    rows = await session.execute(select(Blob.job_id, Blob.data).where(Blob.job_id.in_(job_ids), Blob.kind == "result"))
+    return {str(job_id): bytes(data) for job_id, data in rows}
+
+
+async def next_delivery_time(session: AsyncSession) -> float | None:
+    value = await session.scalar(select(func.min(Job.next_delivery_at)))
+    return float(value) if value is not None else None
+
+
 async def save_receipt(session: AsyncSession, job_ids: Sequence[str], receipt: dict[str, Any]) -> None:
-    """Record what was already sent, at once: a retried delivery skips it (no duplicate messages)."""
+    """Record what was already sent: a retried delivery skips it (no duplicate messages)."""
     await session.execute(update(Job).where(Job.id.in_(job_ids)).values(delivery_receipt=receipt))
 
 
-async def delivered(session: AsyncSession, job_ids: Sequence[str], receipt: dict[str, Any]) -> None:
+async def delivered(
+    session: AsyncSession, jobs: Sequence[Job], receipt: dict[str, Any], *, status_edited: str | None
+) -> None:
+    """The chat has its answer: record the receipt, count the delivery, and release the lease — in one statement.
+
+    ``status_edited`` is the status message the delivery edited. If the bot named one meanwhile that was not
+    edited (it was posted while we were sending), the job is due again at once, to edit that one too.
+    """
     at = now()
-    first_time = await session.execute(
-        select(Job.platform, Job.received_at).where(Job.id.in_(job_ids), Job.status == JobStatus.DONE)
-    )
-    for platform, received_at in first_time:
-        await rollup.count_event(session, at, platform, "delivered")
-        await rollup.observe(session, at, "end_to_end", at - received_at)
+    for job in jobs:
+        if job.status == JobStatus.DONE and job.delivered_at is None:
+            await rollup.count_event(session, at, job.platform, "delivered")
+            await rollup.observe(session, at, "end_to_end", at - job.received_at)
+    pending_edit = and_(Job.status_message_id.is_not(None), Job.status_message_id != (status_edited or ""))
     await session.execute(
         update(Job)
-        .where(Job.id.in_(job_ids))
+        .where(Job.id.in_([job.id for job in jobs]))
         .values(
             status=case((Job.status == JobStatus.DONE, JobStatus.DELIVERED), else_=Job.status),
             delivered_at=func.coalesce(Job.delivered_at, at),
             delivery_receipt=receipt,
-            next_delivery_at=None,
+            status_edited_id=status_edited,
+            next_delivery_at=case((pending_edit, at), else_=None),
             delivery_lease_until=None,
+            delivery_lease_owner=None,
             delivery_error=None,
         )
     )
@@ -79,6 +129,7 @@ async def delivery_retry(session: AsyncSession, job_ids: Sequence[str], *, after
         .values(
             next_delivery_at=now() + after,
             delivery_lease_until=None,
+            delivery_lease_owner=None,
             delivery_attempts=Job.delivery_attempts + 1,
             delivery_error=error[:500],
         )
@@ -90,28 +141,34 @@ async def delivery_abandoned(session: AsyncSession, job_ids: Sequence[str], *, e
     await session.execute(
         update(Job)
         .where(Job.id.in_(job_ids))
-        .values(next_delivery_at=None, delivery_lease_until=None, delivery_error=error[:500])
+        .values(next_delivery_at=None, delivery_lease_until=None, delivery_lease_owner=None, delivery_error=error[:500])
     )
 
 
-async def park(session: AsyncSession, job_id: str) -> None:
-    """An album member finished before the rest: the last one to finish brings the group's delivery."""
-    await session.execute(update(Job).where(Job.id == job_id).values(next_delivery_at=None, delivery_lease_until=None))
+async def park(session: AsyncSession, job_ids: Sequence[str]) -> None:
+    """Album members that finished before the rest: the last one to finish brings the group's delivery."""
+    await session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids))
+        .values(next_delivery_at=None, delivery_lease_until=None, delivery_lease_owner=None)
+    )
 
 
 async def set_status_message(session: AsyncSession, job_id: str, message_id: str) -> Job | None:
     """The bot posted its "queued" message; if the result already went out, make the status edit due now.
 
-    ``delivered_at`` is judged by the UPDATE itself, as the row is written: judged from an earlier read, a delivery
-    that finished in between (its own check for a status message having run before ours was written) left the
-    status message unedited for good.
+    Judged by the UPDATE itself as the row is written: judged from an earlier read, a delivery that finished in
+    between (its own check having run before ours was written) would leave the status message unedited for good.
     """
-    job = await session.get(Job, job_id)
-    if job is None:
-        return None
-    origin = dict(job.origin or {})
-    origin["status_message_id"] = message_id
-    due = case((Job.delivered_at.is_not(None), now()), else_=Job.next_delivery_at)
-    await session.execute(update(Job).where(Job.id == job_id).values(origin=origin, next_delivery_at=due))
-    await session.refresh(job)
-    return job
+    at = now()
+    rows = await session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            status_message_id=message_id,
+            next_delivery_at=case((Job.delivered_at.is_not(None), at), else_=Job.next_delivery_at),
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
+    return rows.scalars().first()

@@ -1,4 +1,7 @@
-"""SQLAlchemy models: jobs, their stored images, and the publish outbox.
+"""SQLAlchemy models: jobs, their stored images, per-chat settings, and the stats rollups.
+
+A job in ``received`` is the outbox: stored but not yet confirmed by the broker; the gateway's relay publishes
+whatever a crash or an outage left there.
 
 Timestamps are UNIX epoch seconds (float): the same arithmetic works in SQLite and Postgres, which keeps the
 stats queries portable and index-friendly.
@@ -25,11 +28,14 @@ class JobStatus(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     DEAD = "dead"
+    CANCELLED = "cancelled"
 
 
-ACTIVE = (JobStatus.RECEIVED, JobStatus.QUEUED, JobStatus.PROCESSING)
+WAITING = (JobStatus.RECEIVED, JobStatus.QUEUED)
+"""A job in one of these states waits in line (``received``: stored, not yet confirmed by the broker)."""
+ACTIVE = (*WAITING, JobStatus.PROCESSING)
 """A job in one of these states still waits for a worker."""
-FINISHED = (JobStatus.DONE, JobStatus.DELIVERED, JobStatus.FAILED, JobStatus.DEAD)
+FINISHED = (JobStatus.DONE, JobStatus.DELIVERED, JobStatus.FAILED, JobStatus.DEAD, JobStatus.CANCELLED)
 """A job in one of these states has its final result (or error)."""
 
 
@@ -40,6 +46,7 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(16))
     platform: Mapped[str] = mapped_column(String(16))
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    owner: Mapped[str | None] = mapped_column(String(40))  # the fingerprint of the API key that submitted it
     user_ref: Mapped[str | None] = mapped_column(String(100), index=True)
     origin: Mapped[dict[str, Any] | None]
     params: Mapped[dict[str, Any]]
@@ -60,6 +67,7 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(120))
     inference_ms: Mapped[float | None] = mapped_column(Float)
     cache_hit: Mapped[bool] = mapped_column(default=False)
+    held: Mapped[bool] = mapped_column(default=False)  # stored, waiting for its sender's earlier photos (fairness)
 
     received_at: Mapped[float] = mapped_column(Float)
     queued_at: Mapped[float | None] = mapped_column(Float)
@@ -68,11 +76,15 @@ class Job(Base):
     failed_at: Mapped[float | None] = mapped_column(Float)
     dead_at: Mapped[float | None] = mapped_column(Float)
     delivered_at: Mapped[float | None] = mapped_column(Float)
+    cancelled_at: Mapped[float | None] = mapped_column(Float)
     purged_at: Mapped[float | None] = mapped_column(Float)
 
+    status_message_id: Mapped[str | None] = mapped_column(String(100))  # the bot's "queued" message
+    status_edited_id: Mapped[str | None] = mapped_column(String(100))  # the status message delivery last edited
     delivery_attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_delivery_at: Mapped[float | None] = mapped_column(Float)
     delivery_lease_until: Mapped[float | None] = mapped_column(Float)
+    delivery_lease_owner: Mapped[str | None] = mapped_column(String(160))
     delivery_receipt: Mapped[dict[str, Any] | None]
     delivery_error: Mapped[str | None] = mapped_column(Text)
 
@@ -82,6 +94,8 @@ class Job(Base):
         Index("ix_jobs_pending_delivery", "next_delivery_at", "status"),
         Index("ix_jobs_image_sha256", "image_sha256"),
         Index("ix_jobs_status_dead_at", "status", "dead_at"),
+        Index("ix_jobs_owner_received_at", "owner", "received_at"),
+        Index("ix_jobs_lease_owner", "delivery_lease_owner"),
     )
 
 
@@ -96,18 +110,6 @@ class Blob(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[float] = mapped_column(Float, index=True)
-
-
-class OutboxEntry(Base):
-    """A job that must be published to the broker; deleted once the broker confirmed it."""
-
-    __tablename__ = "outbox"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[float] = mapped_column(Float)
-    available_at: Mapped[float] = mapped_column(Float, index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class StatsEvent(Base):
@@ -154,3 +156,17 @@ class WorkerSeen(Base):
     name: Mapped[str] = mapped_column(String(120), primary_key=True)
     last_seen_at: Mapped[float] = mapped_column(Float, index=True)
     model: Mapped[str | None] = mapped_column(String(120))
+
+
+class ChatSettings(Base):
+    """What a chat chose with /settings; ``None`` means the default."""
+
+    __tablename__ = "chat_settings"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    chat_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    conf: Mapped[float | None] = mapped_column(Float)
+    classes: Mapped[list[Any] | None]
+    output: Mapped[str | None] = mapped_column(String(16))  # photo | photo+json | document
+    language: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[float] = mapped_column(Float)

@@ -1,12 +1,12 @@
-"""Admin operations: the dead-letter list, requeue, "forget me", and the retention purge."""
+"""Operations on jobs beside their normal way: the dead-letter list, requeue, cancel, "forget me", retention."""
 
 from __future__ import annotations
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import ACTIVE, Blob, Job, JobStatus, OutboxEntry
-from db.queries import Outcome, now
+from db.common import Outcome, delivery_time, now, rowcount
+from db.models import ACTIVE, WAITING, Blob, Job, JobStatus
 
 
 async def dead_jobs(session: AsyncSession, *, limit: int) -> list[Job]:
@@ -25,7 +25,6 @@ async def requeue(session: AsyncSession, job_id: str) -> Outcome:
         return Outcome.REPEATED
     if await session.get(Blob, (job_id, "input")) is None:
         return Outcome.GONE
-    at = now()
     await session.execute(
         update(Job)
         .where(Job.id == job_id)
@@ -44,10 +43,30 @@ async def requeue(session: AsyncSession, job_id: str) -> Outcome:
             delivery_receipt=None,
             delivery_attempts=0,
             delivery_error=None,
+            delivery_lease_owner=None,
+            status_edited_id=None,
         )
     )
-    session.add(OutboxEntry(job_id=job_id, created_at=at, available_at=at, attempts=0))
     return Outcome.APPLIED
+
+
+async def cancel(session: AsyncSession, job_id: str) -> Outcome:
+    """The sender cancels a photo that still waits in line: it is never processed nor delivered.
+
+    A chat job becomes due for delivery at once, so that its status message says it was cancelled.
+    """
+    at = now()
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(WAITING))
+        .values(status=JobStatus.CANCELLED, cancelled_at=at, next_delivery_at=delivery_time(at))
+    )
+    if rowcount(result):
+        return Outcome.APPLIED
+    job = await session.get(Job, job_id)
+    if job is None:
+        return Outcome.NOT_FOUND
+    return Outcome.REPEATED if job.status == JobStatus.CANCELLED else Outcome.GONE
 
 
 async def forget_user(session: AsyncSession, user_ref: str) -> int:
@@ -67,7 +86,6 @@ async def forget_user(session: AsyncSession, user_ref: str) -> int:
         .where(Job.id.in_(job_ids))
         .values(detections=None, origin=None, user_ref=None, purged_at=at, next_delivery_at=None)
     )
-    await session.execute(delete(OutboxEntry).where(OutboxEntry.job_id.in_(job_ids)))
     return len(job_ids)
 
 

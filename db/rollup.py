@@ -66,11 +66,21 @@ async def count_event(session: AsyncSession, at: float, platform: str, event: st
 
 
 async def observe(session: AsyncSession, at: float, metric: str, seconds: float | None) -> None:
-    if seconds is None:
-        return
-    await session.execute(_LATENCY, {"hour": hour_of(at), "metric": metric, "bucket": bucket_of(seconds), "n": 1})
+    await observe_many(session, at, {metric: seconds})
+
+
+async def observe_many(session: AsyncSession, at: float, spans: dict[str, float | None]) -> None:
+    """Several latencies of one moment, in one statement."""
+    rows = [
+        {"hour": hour_of(at), "metric": metric, "bucket": bucket_of(seconds), "n": 1}
+        for metric, seconds in spans.items()
+        if seconds is not None and seconds >= 0
+    ]
+    if rows:
+        await session.execute(_LATENCY, rows)
 
 
 async def count_labels(session: AsyncSession, at: float, labels: dict[str, int]) -> None:
-    for label, n in labels.items():
-        await session.execute(_LABEL, {"hour": hour_of(at), "label": label[:100], "n": n})
+    rows = [{"hour": hour_of(at), "label": label[:100], "n": n} for label, n in labels.items()]
+    if rows:
+        await session.execute(_LABEL, rows)

@@ -5,32 +5,47 @@ Each function runs inside the caller's transaction, and bumps the stats rollups 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import rollup
+from db.common import CHAT_PLATFORMS, Outcome, delivery_time, label_counts, now, rowcount
 from db.models import ACTIVE, FINISHED, Blob, Job, JobStatus, WorkerSeen
-from db.queries import CHAT_PLATFORMS, Outcome, delivery_time, label_counts, now, rowcount
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A job that just reached a final state, with what metrics want to know about it."""
+
+    job_id: str
+    status: str
+    platform: str
+    received_at: float
+    processing_at: float | None
+    finished_at: float
+
+    @property
+    def stages(self) -> dict[str, float | None]:
+        return {
+            "queue_wait": _span(self.received_at, self.processing_at),
+            "processing": _span(self.processing_at, self.finished_at),
+            "end_to_end": self.finished_at - self.received_at,
+        }
+
+
+_FINISHED_COLUMNS = (Job.id, Job.status, Job.platform, Job.received_at, Job.processing_at)
 
 
 async def start_attempt(session: AsyncSession, job_id: str, *, worker: str, max_attempts: int) -> Outcome:
     """A worker fetched the input: count the attempt, or give up on a job that keeps failing."""
-    job = await session.get(Job, job_id)
-    if job is None:
-        return Outcome.NOT_FOUND
-    if job.status in FINISHED or job.purged_at is not None:
-        return Outcome.GONE
     at = now()
-    if job.attempts >= max_attempts:
-        reason = f"it stopped the worker {job.attempts} times in a row"
-        await mark_dead(session, job_id, reason=reason, code="worker_crash")
-        return Outcome.EXHAUSTED
-    await session.execute(
+    started = await session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .where(Job.id == job_id, Job.status.in_(ACTIVE), Job.purged_at.is_(None), Job.attempts < max_attempts)
         .values(
             status=JobStatus.PROCESSING,
             attempts=Job.attempts + 1,
@@ -39,7 +54,20 @@ async def start_attempt(session: AsyncSession, job_id: str, *, worker: str, max_
             worker=worker,
         )
     )
-    return Outcome.APPLIED
+    if rowcount(started):
+        return Outcome.APPLIED
+    job = await session.get(Job, job_id)
+    if job is None:
+        return Outcome.NOT_FOUND
+    if job.status in FINISHED or job.purged_at is not None:
+        return Outcome.GONE
+    if job.error_code == "timeout" and job.error:
+        await mark_dead(session, job_id, reason=f"{job.error}, {job.attempts} times", code="timeout")
+    else:
+        await mark_dead(
+            session, job_id, reason=f"it stopped the worker {job.attempts} times in a row", code="worker_crash"
+        )
+    return Outcome.EXHAUSTED
 
 
 async def complete(
@@ -52,7 +80,7 @@ async def complete(
     inference_ms: float,
     image: bytes,
     content_type: str = "image/jpeg",
-) -> Outcome:
+) -> tuple[Outcome, Finished | None]:
     """Record a successful result; only the first result for a job counts."""
     at = now()
     values = dict(
@@ -66,32 +94,59 @@ async def complete(
         error_code=None,
         next_delivery_at=delivery_time(at),
     )
-    if not await _move_on(session, job_id, values):
-        return await _why_not(session, job_id)
-    session.add(
-        Blob(
-            job_id=job_id,
-            kind="result",
-            content_type=content_type,
-            data=image,
-            size=len(image),
-            created_at=at,
-        )
-    )
-    row = (
-        await session.execute(select(Job.platform, Job.received_at, Job.processing_at).where(Job.id == job_id))
-    ).one()
-    await rollup.count_event(session, at, row.platform, "done")
-    await rollup.observe(session, at, "queue_wait", _span(row.received_at, row.processing_at))
-    await rollup.observe(session, at, "processing", _span(row.processing_at, at))
-    if row.platform not in CHAT_PLATFORMS:  # chat jobs end when the chat has the answer (delivered())
-        await rollup.observe(session, at, "end_to_end", at - row.received_at)
+    finished = await _move_on(session, job_id, values, at)
+    if finished is None:
+        return await _why_not(session, job_id), None
+    blob = {"job_id": job_id, "kind": "result", "content_type": content_type, "data": image, "size": len(image),
+            "created_at": at}  # fmt: skip
+    await session.execute(insert(Blob), [blob])
+    await rollup.count_event(session, at, finished.platform, "done")
+    spans = finished.stages
+    if finished.platform in CHAT_PLATFORMS:  # chat jobs end when the chat has the answer (deliveries.delivered)
+        spans.pop("end_to_end")
+    await rollup.observe_many(session, at, spans)
     await rollup.count_labels(session, at, label_counts(detections))
+    return Outcome.APPLIED, finished
+
+
+async def fail(
+    session: AsyncSession, job_id: str, *, code: str, message: str, worker: str | None = None
+) -> tuple[Outcome, Finished | None]:
+    """A final error (bad input, a model that cannot run it): the person is told why."""
+    at = now()
+    values: dict[str, Any] = {
+        "status": JobStatus.FAILED,
+        "failed_at": at,
+        "error_code": code,
+        "error": message,
+        "next_delivery_at": delivery_time(at),
+    }
+    if worker:
+        values["worker"] = worker
+    finished = await _move_on(session, job_id, values, at)
+    if finished is None:
+        return await _why_not(session, job_id), None
+    await rollup.count_event(session, at, finished.platform, "failed")
+    return Outcome.APPLIED, finished
+
+
+async def note_failure(session: AsyncSession, job_id: str, *, code: str, message: str) -> Outcome:
+    """One attempt failed (it timed out) and the job goes back to the queue: remember why, for its last word."""
+    result = await session.execute(
+        update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(error_code=code, error=message)
+    )
+    return Outcome.APPLIED if rowcount(result) else await _why_not(session, job_id)
+
+
+async def mark_dead(session: AsyncSession, job_id: str, *, reason: str, code: str = "dead") -> Outcome:
+    """Deliveries exhausted: park the job for an admin; the person is told."""
+    at = now()
+    values = dict(status=JobStatus.DEAD, dead_at=at, error_code=code, error=reason, next_delivery_at=delivery_time(at))
+    finished = await _move_on(session, job_id, values, at)
+    if finished is None:
+        return await _why_not(session, job_id)
+    await rollup.count_event(session, at, finished.platform, "dead")
     return Outcome.APPLIED
-
-
-def _span(start: float | None, end: float | None) -> float | None:
-    return end - start if start is not None and end is not None else None
 
 
 async def saw_worker(session: AsyncSession, name: str, model: str | None = None) -> None:
@@ -109,50 +164,21 @@ async def saw_worker(session: AsyncSession, name: str, model: str | None = None)
             pass  # another request added it a moment ago
 
 
-async def fail(session: AsyncSession, job_id: str, *, code: str, message: str, worker: str | None = None) -> Outcome:
-    """A final error (bad input, a model that cannot run it): the person is told why."""
-    at = now()
-    values: dict[str, Any] = {
-        "status": JobStatus.FAILED,
-        "failed_at": at,
-        "error_code": code,
-        "error": message,
-        "next_delivery_at": delivery_time(at),
-    }
-    if worker:
-        values["worker"] = worker
-    if not await _move_on(session, job_id, values):
-        return await _why_not(session, job_id)
-    await rollup.count_event(session, at, await _platform(session, job_id), "failed")
-    return Outcome.APPLIED
-
-
-async def mark_dead(session: AsyncSession, job_id: str, *, reason: str, code: str = "dead") -> Outcome:
-    """Deliveries exhausted: park the job for an admin; the person is told."""
-    at = now()
-    values = dict(
-        status=JobStatus.DEAD,
-        dead_at=at,
-        error_code=code,
-        error=reason,
-        next_delivery_at=delivery_time(at),
-    )
-    if not await _move_on(session, job_id, values):
-        return await _why_not(session, job_id)
-    await rollup.count_event(session, at, await _platform(session, job_id), "dead")
-    return Outcome.APPLIED
-
-
-async def _platform(session: AsyncSession, job_id: str) -> str:
-    return str(await session.scalar(select(Job.platform).where(Job.id == job_id)))
-
-
-async def _move_on(session: AsyncSession, job_id: str, values: dict[str, Any]) -> bool:
+async def _move_on(session: AsyncSession, job_id: str, values: dict[str, Any], at: float) -> Finished | None:
     """The guarded UPDATE: only a job that still waits for a worker moves to a final state."""
-    result = await session.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(values))
-    return bool(rowcount(result))
+    rows = await session.execute(
+        update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(values).returning(*_FINISHED_COLUMNS)
+    )
+    row = rows.first()
+    if row is None:
+        return None
+    return Finished(row.id, str(row.status), row.platform, row.received_at, row.processing_at, at)
 
 
 async def _why_not(session: AsyncSession, job_id: str) -> Outcome:
     exists = await session.scalar(select(func.count()).select_from(Job).where(Job.id == job_id))
     return Outcome.REPEATED if exists else Outcome.NOT_FOUND
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    return end - start if start is not None and end is not None else None

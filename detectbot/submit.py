@@ -11,9 +11,10 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from bots.shared.client import GatewayClient, GatewayDown, GatewayError
-from queue_gateway.client_settings import GatewayClientSettings
-from queue_gateway.contract import DetectParams
+from bots.shared.client import GatewayClient
+from bots.shared.errors import GatewayDown, GatewayRefused
+from queue_gateway.public.contract import DetectParams
+from queue_gateway.public.settings import GatewayClientSettings
 
 FINISHED = {"done", "delivered", "failed", "dead"}
 WAIT_STEP_S = 20.0
@@ -26,7 +27,7 @@ class Options:
     output: Path | None = None
     as_json: bool = False
     conf: float | None = None
-    timeout_s: float = 600.0
+    timeout_s: float = 120.0
     details: bool = False  # a line per detection (the demo shows them)
 
 
@@ -74,7 +75,7 @@ async def _one(client: GatewayClient, photo: Path, options: Options, reporter: R
     params = DetectParams(conf=options.conf) if options.conf is not None else None
     try:
         submitted = await client.submit(data, filename=name, params=params)
-    except GatewayError as exc:
+    except GatewayRefused as exc:
         reporter.progress(f"{name}: {exc.message}")
         reporter.result({"file": str(photo), "status": "rejected", "error": {"code": exc.code, "message": exc.message}})
         return False
@@ -93,6 +94,11 @@ async def _one(client: GatewayClient, photo: Path, options: Options, reporter: R
         )
         return True
     job = await _follow(client, submitted.job_id, name, options.timeout_s, reporter)
+    if job["status"] not in FINISHED:
+        reporter.progress(
+            f"{name}: still {job['status']} after {options.timeout_s:.0f} s; it goes on without us "
+            f"(follow it at {submitted.status_url}, or wait longer with --timeout)"
+        )
     saved = await _save(client, job, photo, options.output) if job["status"] in ("done", "delivered") else None
     if saved:
         reporter.progress(f"{name}: {job.get('caption', '')} → {saved}")

@@ -2,6 +2,6 @@
 
 import sys
 
-from detectbot.cli import main
+from queue_gateway.main import main
 
-sys.exit(main(["gateway", *sys.argv[1:]]))
+sys.exit(main())

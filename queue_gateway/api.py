@@ -1,33 +1,36 @@
-"""The public HTTP API: submit a photo, read a job, fetch its annotated image."""
+"""The public HTTP API: submit a photo, follow it, fetch its annotated image, cancel it, name its status message."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import deliveries, queries
+from db import deliveries, jobs, operations
+from db.common import Outcome
 from db.models import ACTIVE, Job
-from queue_gateway.contract import DetectParams, Origin, SubmitResponse
-from queue_gateway.errors import ApiError
-from queue_gateway.images import ImageInfo, ImageRejected, validate
-from queue_gateway.intake import Busy
-from queue_gateway.keys import (
+from queue_gateway.appkeys import (
     api_keys_key,
-    events_key,
+    database_key,
     intake_key,
     metrics_key,
-    sessions_key,
+    pace_key,
     settings_key,
     signer_key,
+    wakeups_key,
 )
+from queue_gateway.auth import Caller, Role
+from queue_gateway.errors import BadRequest, Forbidden, JobGone, JobNotFound, NotReady, TooLate
+from queue_gateway.images import ImageInfo, validate
+from queue_gateway.job_json import job_json
+from queue_gateway.public.contract import DetectParams, SubmitResponse, parse_origin
 from queue_gateway.signing import Action, SignatureError
 from queue_gateway.uploads import is_multipart, read_body, read_form
-from queue_gateway.views import job_view
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -35,22 +38,23 @@ routes = web.RouteTableDef()
 
 MAX_WAIT_S = 60.0
 FIELD_CAP = 64 * 1024  # the params and origin JSON fields
+INLINE_CHECK_BYTES = 2 * 1024 * 1024  # bigger uploads are hashed in a thread, off the event loop
 
 
 @routes.post("/v1/jobs")
 async def submit(request: web.Request) -> web.Response:
     """Accept a photo (multipart ``image`` + optional ``params``/``origin`` JSON, or a raw image body)."""
-    caller = request.app[api_keys_key].check(request)
+    caller = request.app[api_keys_key].caller(request)
     settings = request.app[settings_key]
     image, fields = await _read_upload(request, settings.max_upload_bytes)
     params = _parse_model(DetectParams, fields.get("params"), "params")
-    origin = _parse_model(Origin, fields.get("origin"), "origin") if fields.get("origin") else None
-    info = await _validate_image(image, settings.max_upload_bytes, settings.max_pixels)
+    origin = _parse_origin(fields.get("origin"), caller)
+    info = await _check_image(image, settings.max_upload_bytes, settings.max_pixels)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 200:
-        raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be 1 to 200 characters.")
+        raise BadRequest("Idempotency-Key must be 1 to 200 characters.", code="bad_idempotency_key")
     platform = origin.platform if origin else "http"
-    new = queries.NewJob(
+    new = jobs.NewJob(
         id=uuid.uuid4().hex,
         platform=platform,
         image=image,
@@ -61,32 +65,26 @@ async def submit(request: web.Request) -> web.Response:
         height=info.height,
         params=params.model_dump(exclude_none=True),
         origin=origin.model_dump(exclude_none=True) if origin else None,
-        idempotency_key=f"{caller}:{key}" if key else None,
+        idempotency_key=f"{caller.fingerprint}:{key}" if key else None,
+        owner=caller.fingerprint,
         user_ref=f"{platform}:{origin.user_id}" if origin and origin.user_id else None,
         group_key=f"{platform}:{origin.group_key}" if origin and origin.group_key else None,
         group_size=origin.group_size if origin else 1,
         group_index=origin.group_index if origin else 0,
     )
-    try:
-        accepted = await request.app[intake_key].submit(new)
-    except Busy as exc:
-        raise ApiError(
-            503,
-            "busy",
-            f"We're busy right now. Please try again in about {exc.retry_after} s.",
-            retry_after=exc.retry_after,
-        ) from None
-    job = accepted.job
+    accepted = await request.app[intake_key].submit(new)
     if not accepted.duplicate:
         request.app[metrics_key].jobs_received.labels(platform=platform).inc()
-        if job.cache_hit:
+        if accepted.cache_hit:
             request.app[metrics_key].cache_hits.inc()
+            request.app[wakeups_key].job_changed(accepted.job_id)
     body = SubmitResponse(
-        job_id=job.id,
-        status=job.status,
+        job_id=accepted.job_id,
+        status=accepted.status,
         position=accepted.position,
-        status_url=_view_url(request, job.id, ""),
-        result_url=_view_url(request, job.id, "/result"),
+        eta_s=round(request.app[pace_key].eta_s(accepted.position), 1),
+        status_url=_view_url(request, accepted.job_id, ""),
+        result_url=_view_url(request, accepted.job_id, "/result"),
         duplicate=accepted.duplicate,
     )
     return web.json_response(body.model_dump(), status=200 if accepted.duplicate else 202)
@@ -94,67 +92,105 @@ async def submit(request: web.Request) -> web.Response:
 
 @routes.get("/v1/jobs/{job_id}")
 async def get_job(request: web.Request) -> web.Response:
-    """A job's status, stage timestamps and detections; ``?wait=N`` waits up to N s for it to finish."""
-    job_id = _authorise_view(request)
+    """A job's status, stage timestamps and detections; ``?wait=N`` waits up to N s for it to change."""
+    job_id, caller = _authorise_view(request)
     wait = _wait_seconds(request)
-    job, position = await _load(request, job_id)
-    deadline = asyncio.get_running_loop().time() + wait
-    while job.status in ACTIVE and (left := deadline - asyncio.get_running_loop().time()) > 0:
-        await request.app[events_key].wait(job_id, min(left, 1.0))
-        job, position = await _load(request, job_id)
-    view = job_view(
+    job, position = await _load(request, job_id, caller)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while job.status in ACTIVE and (left := deadline - loop.time()) > 0:
+        await request.app[wakeups_key].wait(job_id, min(left, 1.0))  # woken here, or changed on another replica
+        job, position = await _load(request, job_id, caller)
+    view = job_json(
         job,
         position=position,
         status_url=_view_url(request, job.id, ""),
         result_url=_view_url(request, job.id, "/result"),
     )
+    view["eta_s"] = round(request.app[pace_key].eta_s(position), 1) if job.status in ACTIVE else 0.0
     return web.json_response(view)
 
 
 @routes.get("/v1/jobs/{job_id}/result")
 async def get_result(request: web.Request) -> web.Response:
     """The annotated JPEG of a finished job."""
-    job_id = _authorise_view(request)
-    async with request.app[sessions_key]() as session:
-        job = await queries.get_job(session, job_id)
-        if job is None:
-            raise ApiError(404, "not_found", "There is no such job.")
-        if job.status in ACTIVE:
-            raise ApiError(409, "not_ready", f"The job is still {job.status}. Try again shortly.")
-        blob = await queries.get_blob(session, job_id, "result")
-    if blob is None:
+    job_id, caller = _authorise_view(request)
+
+    async def load(session: AsyncSession) -> tuple[Job | None, bytes | None, str]:
+        job = await jobs.get_job(session, job_id)
+        if job is None or job.status in ACTIVE:
+            return job, None, ""
+        blob = await jobs.get_blob(session, job_id, "result")
+        return job, (bytes(blob.data) if blob else None), (blob.content_type if blob else "")
+
+    job, data, content_type = await request.app[database_key].read(load)
+    if job is None or (caller is not None and not caller.may_see(job.owner)):
+        raise JobNotFound()
+    if job.status in ACTIVE:
+        raise NotReady(f"The job is still {job.status}. Try again shortly.")
+    if data is None:
         if job.purged_at is not None:
-            raise ApiError(410, "purged", "This result was deleted.")
-        raise ApiError(404, "no_result", f"This job has no image: it {job.status} ({job.error or 'no detail'}).")
+            raise JobGone()
+        raise JobNotFound(f"This job has no image: it {job.status} ({job.error or 'no detail'}).")
     return web.Response(
-        body=blob.data,
-        content_type=blob.content_type,
-        headers={
-            "Cache-Control": "private, max-age=3600",
-            "Content-Disposition": f'inline; filename="{job_id}.jpg"',
-        },
+        body=data,
+        content_type=content_type,
+        headers={"Cache-Control": "private, max-age=3600", "Content-Disposition": f'inline; filename="{job_id}.jpg"'},
     )
 
 
-async def _load(request: web.Request, job_id: str) -> tuple[Job, int]:
-    async with request.app[sessions_key]() as session:
-        job = await queries.get_job(session, job_id)
-        if job is None:
-            raise ApiError(404, "not_found", "There is no such job.")
-        return job, await queries.queue_position(session, job)
+@routes.post("/v1/jobs/{job_id}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    """The sender takes back a photo that still waits in line: it is skipped and never delivered."""
+    caller = request.app[api_keys_key].caller(request)
+    job_id = request.match_info["job_id"]
+    await _load(request, job_id, caller)  # 404 for a job this key may not see
+    outcome = await request.app[database_key].write(lambda session: operations.cancel(session, job_id))
+    if outcome is Outcome.NOT_FOUND:
+        raise JobNotFound()
+    if outcome is Outcome.GONE:
+        raise TooLate()
+    request.app[wakeups_key].job_changed(job_id)
+    return web.json_response({"job_id": job_id, "status": "cancelled"})
 
 
-def _authorise_view(request: web.Request) -> str:
-    """An API key, or the signed link handed out at submission."""
+@routes.post("/v1/jobs/{job_id}/status-message")
+async def set_status_message(request: web.Request) -> web.Response:
+    """A bot names the "queued" message it posted, so delivery can edit it to "Done in 1.4 s"."""
+    request.app[api_keys_key].caller(request, at_least=Role.BOT)
+    job_id = request.match_info["job_id"]
+    body = await _json_body(request)
+    if not isinstance(body.get("message_id"), str | int) or isinstance(body.get("message_id"), bool):
+        raise BadRequest('Send {"message_id": "..."}.', code="bad_body")
+    message_id = str(body["message_id"])[:100]
+    job = await request.app[database_key].write(lambda s: deliveries.set_status_message(s, job_id, message_id))
+    if job is None:
+        raise JobNotFound()
+    request.app[wakeups_key].job_changed(job_id)
+    return web.json_response({"job_id": job_id, "status": job.status})
+
+
+async def _load(request: web.Request, job_id: str, caller: Caller | None) -> tuple[Job, int]:
+    async def load(session: AsyncSession) -> tuple[Job | None, int]:
+        job = await jobs.get_job(session, job_id)
+        return job, (await jobs.queue_position(session, job) if job is not None else 0)
+
+    job, position = await request.app[database_key].read(load)
+    if job is None or (caller is not None and not caller.may_see(job.owner)):
+        raise JobNotFound()
+    return job, position
+
+
+def _authorise_view(request: web.Request) -> tuple[str, Caller | None]:
+    """An API key (which must be allowed to see the job), or the signed link handed out at submission."""
     job_id = request.match_info["job_id"]
     if "sig" not in request.query:
-        request.app[api_keys_key].check(request)
-        return job_id
+        return job_id, request.app[api_keys_key].caller(request)
     try:
         request.app[signer_key].verify(Action.VIEW, job_id, request.query.get("exp"), request.query.get("sig"))
     except SignatureError as exc:
-        raise ApiError(403, "forbidden", f"This link is not valid: {exc}.") from None
-    return job_id
+        raise Forbidden(f"This link is not valid: {exc}.") from None
+    return job_id, None
 
 
 def _view_url(request: web.Request, job_id: str, suffix: str) -> str:
@@ -165,9 +201,12 @@ def _view_url(request: web.Request, job_id: str, suffix: str) -> str:
 
 def _wait_seconds(request: web.Request) -> float:
     try:
-        return max(0.0, min(float(request.query.get("wait", "0")), MAX_WAIT_S))
+        wait = float(request.query.get("wait", "0"))
     except ValueError:
-        raise ApiError(400, "bad_wait", "wait must be a number of seconds.") from None
+        raise BadRequest("wait must be a number of seconds.", code="bad_wait") from None
+    if wait != wait:  # NaN
+        raise BadRequest("wait must be a number of seconds.", code="bad_wait")
+    return max(0.0, min(wait, MAX_WAIT_S))
 
 
 async def _read_upload(request: web.Request, max_bytes: int) -> tuple[bytes, dict[str, str]]:
@@ -177,43 +216,48 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[bytes, dic
     fields = await read_form(request, {"image": max_bytes, "params": FIELD_CAP, "origin": FIELD_CAP})
     image = fields.pop("image", None)
     if image is None:
-        raise ApiError(400, "no_image", "Attach the photo as the multipart field 'image'.")
+        raise BadRequest("Attach the photo as the multipart field 'image'.", code="no_image")
     return image, {name: value.decode("utf-8", "replace") for name, value in fields.items()}
 
 
-async def _validate_image(data: bytes, max_bytes: int, max_pixels: int) -> ImageInfo:
-    loop = asyncio.get_running_loop()
+async def _check_image(data: bytes, max_bytes: int, max_pixels: int) -> ImageInfo:
+    """Header checks: inline for a photo, in a thread for a big file (hashing 20 MB takes a while)."""
+    if len(data) <= INLINE_CHECK_BYTES:
+        return validate(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    return await asyncio.to_thread(validate, data, max_bytes=max_bytes, max_pixels=max_pixels)
+
+
+def _parse_origin(raw: str | None, caller: Caller) -> Any:
+    if not raw:
+        return None
+    if not caller.at_least(Role.BOT):
+        raise Forbidden("Only a bot key may set an origin (it makes the gateway message that chat).")
     try:
-        return await loop.run_in_executor(None, lambda: validate(data, max_bytes=max_bytes, max_pixels=max_pixels))
-    except ImageRejected as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+        return parse_origin(raw)
+    except ValidationError as exc:
+        raise BadRequest(f"The 'origin' field is not valid: {_first_error(exc)}.", code="bad_origin") from None
 
 
 def _parse_model(model: type[M], raw: str | None, name: str) -> M:
     if not raw:
         return model()
     try:
-        return model.model_validate(json.loads(raw))
+        return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise ApiError(400, f"bad_{name}", f"The '{name}' field is not valid: {exc.errors()[0]['msg']}.") from None
-    except ValueError as exc:
-        raise ApiError(400, f"bad_{name}", f"The '{name}' field is not valid JSON: {exc}.") from None
+        raise BadRequest(f"The '{name}' field is not valid: {_first_error(exc)}.", code=f"bad_{name}") from None
 
 
-@routes.post("/v1/jobs/{job_id}/status-message")
-async def set_status_message(request: web.Request) -> web.Response:
-    """A bot names the "queued" message it posted, so delivery can edit it to "Done in 1.4 s"."""
-    request.app[api_keys_key].check(request)
-    job_id = request.match_info["job_id"]
+async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json()
-        message_id = str(body["message_id"])[:100]
-    except (ValueError, KeyError, TypeError):
-        raise ApiError(400, "bad_body", 'Send {"message_id": "..."}.') from None
-    async with request.app[sessions_key].begin() as session:
-        job = await deliveries.set_status_message(session, job_id, message_id)
-    if job is None:
-        raise ApiError(404, "not_found", "There is no such job.")
-    if job.next_delivery_at is not None:
-        request.app[events_key].finished.set()
-    return web.json_response({"job_id": job_id, "status": job.status})
+        body = json.loads(await request.read() or b"{}")
+    except (ValueError, UnicodeError):
+        raise BadRequest("The body is not valid JSON.", code="bad_body") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.", code="bad_body")
+    return body
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    return f"{where}: {error['msg']}" if where else str(error["msg"])

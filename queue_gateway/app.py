@@ -1,66 +1,85 @@
-"""The gateway's composition root: ``create_app(settings)`` builds everything; cleanup contexts own resources."""
+"""The gateway's composition root: ``create_app(settings)`` builds everything; cleanup contexts own resources.
+
+Resources open and close in pairs (aiohttp's ``cleanup_ctx``): the database, then the broker with intake, the
+outbox relay and the dead-letter consumer, then delivery to chats with retention. Every background task runs
+under one :class:`~queue_gateway.public.supervise.Supervisor`, which restarts a task that crashes and tells
+``/readyz`` about it meanwhile.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from collections.abc import AsyncIterator
 
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade_engine
-from queue_gateway import admin_api, api, health, openapi, redact, worker_api
-from queue_gateway.auth import ApiKeys
-from queue_gateway.dead_letters import DeadLetterConsumer
-from queue_gateway.errors import error_middleware
-from queue_gateway.events import JobEvents
-from queue_gateway.intake import Intake
-from queue_gateway.keys import (
+from queue_gateway import admin_api, api, health, openapi, worker_api
+from queue_gateway.appkeys import (
     api_keys_key,
-    delivery_key,
-    engine_key,
-    events_key,
+    database_key,
     intake_key,
     link_key,
     metrics_key,
-    relay_key,
+    pace_key,
     retention_key,
-    sessions_key,
     settings_key,
+    sightings_key,
     signer_key,
+    supervisor_key,
+    wakeups_key,
 )
+from queue_gateway.auth import ApiKeys
+from queue_gateway.database import Database, is_outage
+from queue_gateway.dead_letters import DeadLetterConsumer
+from queue_gateway.errors import error_middleware
+from queue_gateway.intake import Intake, Limits
 from queue_gateway.metrics import GatewayMetrics
 from queue_gateway.notify.base import Notifier
-from queue_gateway.notify.loop import DeliveryLoop
-from queue_gateway.notify.telegram import TelegramNotifier, make_bot
+from queue_gateway.notify.loop import DeliveryLoop, Pacer
+from queue_gateway.pace import Pace
+from queue_gateway.public import process, redact
+from queue_gateway.public.entry import CannotStart
+from queue_gateway.public.settings import secret_values
+from queue_gateway.public.supervise import Supervisor
 from queue_gateway.publisher import BrokerLink, Publisher
 from queue_gateway.relay import OutboxRelay
 from queue_gateway.retention import Retention
 from queue_gateway.settings import GatewaySettings
 from queue_gateway.signing import Signer
-from queue_gateway.topology import Topology
+from queue_gateway.wakeups import Wakeups
+from queue_gateway.worker_sightings import Sightings
 
 log = logging.getLogger(__name__)
 
+STARTUP_RETRY_S = 30.0  # how long the gateway waits for its database at start before it gives up
+
+
+class StartupError(CannotStart):
+    """The gateway cannot start; the message is one sentence that names the setting to check."""
+
 
 def create_app(settings: GatewaySettings) -> web.Application:
-    """Build the gateway: HTTP routes, database, broker link, outbox relay, dead-letter consumer."""
-    if not settings.api_keys:
-        raise ValueError("set DETECTBOT_API_KEYS: the gateway needs at least one API key for its clients")
+    """Build the gateway: HTTP routes, database, broker link, intake, relay, dead letters, delivery."""
+    try:
+        api_keys = ApiKeys(settings.api_keys)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    redact.install(secret_values(settings))
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_upload_bytes + 1024 * 1024)
     app[settings_key] = settings
     app[signer_key] = Signer(settings.signing_key())
-    app[api_keys_key] = ApiKeys(settings.api_keys, settings.admin_api_keys)
-    app[events_key] = JobEvents()
+    app[api_keys_key] = api_keys
+    app[wakeups_key] = Wakeups()
     app[metrics_key] = GatewayMetrics()
-    app.add_routes(api.routes)
-    app.add_routes(worker_api.routes)
-    app.add_routes(health.routes)
-    app.add_routes(admin_api.routes)
-    app.add_routes(openapi.routes)
+    app[pace_key] = Pace()
+    app[sightings_key] = Sightings()
+    app[supervisor_key] = Supervisor()
+    for module in (api, worker_api, health, admin_api, openapi):
+        app.add_routes(module.routes)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_broker)
     app.cleanup_ctx.append(_delivery)
@@ -68,134 +87,157 @@ def create_app(settings: GatewaySettings) -> web.Application:
 
 
 def build_notifiers(settings: GatewaySettings) -> dict[str, Notifier]:
-    """One notifier per platform whose token is configured."""
+    """One notifier per platform whose token is configured (each library imported only when it is)."""
     notifiers: dict[str, Notifier] = {}
     if settings.telegram_token is not None:
-        os.environ.setdefault("PTB_TIMEDELTA", "true")  # python-telegram-bot: retry_after as a timedelta
-        token = settings.telegram_token.get_secret_value()
-        redact.install([token])
-        bot = make_bot(token, settings.telegram_api_url, settings.telegram_file_url)
+        from queue_gateway.notify.telegram import TelegramNotifier, make_bot
+
+        process.use_ptb_timedelta()
+        bot = make_bot(
+            settings.telegram_token.get_secret_value(), settings.telegram_api_url, settings.telegram_file_url
+        )
         notifiers["telegram"] = TelegramNotifier(bot)
     if settings.discord_token is not None:
-        notifiers["discord"] = _discord_notifier(settings)
+        from queue_gateway.notify.discord import DiscordNotifier
+
+        process.use_discord(settings.discord_api_url)
+        notifiers["discord"] = DiscordNotifier(settings.discord_token.get_secret_value())
     return notifiers
 
 
-def _discord_notifier(settings: GatewaySettings) -> Notifier:
-    """discord.py is imported only when Discord is configured; its REST base is process-global.
-
-    ``discord.http.Route.BASE`` governs every REST call discord.py makes (webhooks included), so it is set here,
-    at the composition root, from ``DETECTBOT_DISCORD_API_URL``. A Discord bot running in the same process must be
-    configured with the same URL.
-    """
-    from discord.http import Route
-
-    from queue_gateway.notify.discord import DiscordNotifier
-
-    assert settings.discord_token is not None
-    token = settings.discord_token.get_secret_value()
-    redact.install([token])
-    Route.BASE = settings.discord_api_url.rstrip("/")
-    return DiscordNotifier(token)
-
-
-async def _delivery(app: web.Application) -> AsyncIterator[None]:
-    settings = app[settings_key]
-    notifiers = build_notifiers(settings)
-    loop = DeliveryLoop(
-        app[sessions_key],
-        notifiers,
-        app[events_key],
-        concurrency=settings.delivery_concurrency,
-        max_attempts=settings.delivery_max_attempts,
-        chat_interval_s=settings.chat_min_interval_s,
-        metrics=app[metrics_key],
-    )
-    app[delivery_key] = loop
-    retention = Retention(app[sessions_key], days=settings.retention_days, every_s=settings.retention_check_s)
-    app[retention_key] = retention
-    tasks = Tasks()
-    tasks.spawn(loop.run(), "delivery")
-    tasks.spawn(retention.run(), "retention")
-    yield
-    await tasks.cancel_all()
-    for notifier in notifiers.values():
-        await notifier.close()
+def database_name(url: str) -> str:
+    """The database URL without its password, for logs and messages."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     engine = create_engine(settings.database_url)
-    if settings.auto_migrate:
-        await upgrade_engine(engine)
-    app[engine_key] = engine
-    app[sessions_key] = session_factory(engine)
-    yield
-    await engine.dispose()
+    try:
+        await prepare_database(engine, settings)
+        app[database_key] = Database(session_factory(engine), retry_s=settings.database_retry_s)
+        yield
+    finally:
+        await engine.dispose()
+
+
+async def prepare_database(engine: object, settings: GatewaySettings) -> None:
+    """Reach the database (and migrate it) with bounded retries; then one sentence naming the setting."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STARTUP_RETRY_S
+    delay = 0.5
+    while True:
+        try:
+            if settings.auto_migrate:
+                await upgrade_engine(engine)  # type: ignore[arg-type]
+            else:
+                async with engine.connect():  # type: ignore[attr-defined]
+                    pass
+            return
+        except Exception as exc:
+            if not is_outage(exc) or loop.time() + delay > deadline:
+                raise StartupError(
+                    f"cannot use the database {database_name(settings.database_url)}: {_first_line(exc)} "
+                    "(check DETECTBOT_DATABASE_URL, and that the database is running)"
+                ) from exc
+            log.warning("database %s not reachable yet (%s); retrying", database_name(settings.database_url),
+                        type(exc).__name__)  # fmt: skip
+            await asyncio.sleep(delay)  # a start-up retry pause, not a wait for work
+            delay = min(delay * 2, 5.0)
 
 
 async def _broker(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    topology = Topology(settings.queue, delivery_limit=settings.delivery_limit, max_length=settings.max_queue_length)
-    link = BrokerLink(settings.amqp_url, topology)
+    database = app[database_key]
+    supervisor = app[supervisor_key]
+    wakeups = app[wakeups_key]
+    link = BrokerLink(settings.amqp_url, settings.topology())
     publisher = Publisher(
         link, app[signer_key], url_ttl_s=settings.signed_url_ttl_s, timeout_s=settings.publish_timeout_s
     )
-    sessions = app[sessions_key]
-    relay = OutboxRelay(sessions, publisher, interval_s=settings.relay_interval_s, grace_s=settings.relay_grace_s)
+    limits = Limits(
+        max_in_line=settings.max_inflight_per_user,
+        per_minute=settings.max_per_minute_per_user,
+        per_day=settings.daily_quota_per_user,
+        fair_share=settings.fair_share_per_user,
+    )
+    relay = OutboxRelay(
+        database, publisher, interval_s=settings.relay_interval_s, grace_s=settings.relay_grace_s,
+        fair_share=limits.fair_share,
+    )  # fmt: skip
     app[link_key] = link
-    app[relay_key] = relay
-    intake = Intake(
-        sessions,
+    app[intake_key] = Intake(
+        database,
         publisher,
         busy_retry_after_s=settings.busy_retry_after_s,
         result_cache=settings.result_cache,
-        on_finished=app[events_key].notify,
+        limits=limits,
+        on_changed=wakeups.job_changed,
+        on_unpublished=lambda: relay.wake(urgent=True),
+        on_held=relay.hold,
     )
-    app[intake_key] = intake
-    dead_letters = DeadLetterConsumer(sessions, app[metrics_key])
+    link.on_connected.append(lambda: relay.wake(urgent=True))
+    dead_letters = DeadLetterConsumer(database, app[metrics_key], wakeups.job_changed)
     await link.start()
-    tasks = Tasks()
-    tasks.spawn(intake.run(), "intake")
-    tasks.spawn(_when_connected(link, relay.run()), "outbox-relay")
-    tasks.spawn(_when_connected(link, _consume_dead_letters(link, dead_letters)), "dead-letters")
-    yield
-    await tasks.cancel_all()
-    await link.close()
-
-
-async def _when_connected(link: BrokerLink, work: Coroutine[Any, Any, None]) -> None:
+    wakeups.listeners.append(lambda _job_id: relay.wake_if_holding())
+    names = ("intake", "outbox-relay", "dead-letters")
+    supervisor.spawn("intake", app[intake_key].run)
+    supervisor.spawn("outbox-relay", relay.run)
+    supervisor.spawn("dead-letters", lambda: _consume_dead_letters(link, dead_letters))
     try:
-        await link.connected.wait()
-    except asyncio.CancelledError:
-        work.close()
-        raise
-    await work
+        yield
+    finally:
+        await supervisor.stop(*names)
+        await link.close()
 
 
 async def _consume_dead_letters(link: BrokerLink, consumer: DeadLetterConsumer) -> None:
+    await link.connected.wait()
     assert link.declared is not None
     await consumer.start(link.declared.dead_letters)
+    await asyncio.Event().wait()  # aio-pika restores the consumer after reconnects; nothing else to do here
 
 
-class Tasks:
-    """Background tasks with kept references, cancelled together at shutdown."""
+async def _delivery(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    supervisor = app[supervisor_key]
+    notifiers = build_notifiers(settings)
+    loop = DeliveryLoop(
+        app[database_key],
+        notifiers,
+        app[wakeups_key],
+        owner=settings.name,
+        lease_s=settings.delivery_lease_s,
+        concurrency=settings.delivery_concurrency,
+        max_attempts=settings.delivery_max_attempts,
+        pacer=Pacer(settings.chat_min_interval_s),
+        metrics=app[metrics_key],
+    )
+    retention = Retention(app[database_key], days=settings.retention_days, every_s=settings.retention_check_s)
+    app[retention_key] = retention
+    names = ("delivery", "delivery-leases", "retention", "pace")
+    supervisor.spawn("delivery", loop.run)
+    supervisor.spawn("delivery-leases", loop.keep_leases)
+    supervisor.spawn("retention", retention.run)
+    supervisor.spawn("pace", lambda: _follow_workers(app[link_key], app[pace_key]))
+    try:
+        yield
+    finally:
+        await supervisor.stop(*names)
+        for notifier in notifiers.values():
+            await notifier.close()
 
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+async def _follow_workers(link: BrokerLink, pace: Pace, every_s: float = 5.0) -> None:
+    """Keep the estimate's worker count current (the job queue's consumers)."""
+    while True:
+        found = await link.queue_stats()
+        if found is not None:
+            pace.set_workers(found[1])
+        await asyncio.sleep(every_s)  # a periodic refresh, not a wait for work
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task %s crashed", task.get_name(), exc_info=task.exception())
 
-    async def cancel_all(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+def _first_line(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc
+    text = str(getattr(cause, "orig", None) or cause).strip().splitlines()
+    return (text[0] if text else type(cause).__name__)[:200]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import queries, transitions
+from db import jobs, transitions
+from db.common import Outcome
+from queue_gateway.database import Database
 from queue_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -32,9 +35,12 @@ def death_reason(headers: dict[str, Any], attempts: int) -> str:
 
 
 class DeadLetterConsumer:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], metrics: GatewayMetrics) -> None:
-        self._sessions = sessions
+    """Consumes ``<queue>.dead``; a message is acked only once its job is marked (the database retried)."""
+
+    def __init__(self, database: Database, metrics: GatewayMetrics, on_changed: Callable[[str], None]) -> None:
+        self._db = database
         self._metrics = metrics
+        self._on_changed = on_changed
         self.queue: AbstractQueue | None = None  # kept referenced so aio-pika restores the consumer
 
     async def start(self, queue: AbstractQueue) -> None:
@@ -47,10 +53,18 @@ class DeadLetterConsumer:
             if not job_id:
                 log.error("dead letter without a message id dropped")
                 return
-            async with self._sessions.begin() as session:
-                job = await queries.get_job(session, job_id)
-                reason = death_reason(dict(message.headers or {}), job.attempts if job else 0)
-                outcome = await transitions.mark_dead(session, job_id, reason=reason)
+            headers = dict(message.headers or {})
+
+            async def mark(session: AsyncSession) -> tuple[str, Outcome]:
+                job = await jobs.get_job(session, job_id)
+                if job is not None and job.error_code == "timeout" and job.error:
+                    reason = f"{job.error}, {job.attempts} times"
+                    return reason, await transitions.mark_dead(session, job_id, reason=reason, code="timeout")
+                reason = death_reason(headers, job.attempts if job else 0)
+                return reason, await transitions.mark_dead(session, job_id, reason=reason)
+
+            reason, outcome = await self._db.write(mark)
             log.warning("job %s dead-lettered: %s (%s)", job_id, reason, outcome.value)
-            if outcome is queries.Outcome.APPLIED:
+            if outcome is Outcome.APPLIED:
                 self._metrics.jobs_finished.labels(status="dead").inc()
+                self._on_changed(job_id)

@@ -1,12 +1,13 @@
-"""``/healthz`` (the process answers) and ``/readyz`` (database and broker reachable)."""
+"""``/healthz`` (the process answers), ``/readyz`` (database, broker and every background task) and ``/metrics``."""
 
 from __future__ import annotations
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from queue_gateway.keys import link_key, metrics_key, sessions_key
+from queue_gateway.appkeys import database_key, link_key, metrics_key, supervisor_key
 
 routes = web.RouteTableDef()
 
@@ -18,14 +19,20 @@ async def healthz(_request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
+    """503 while the database or the broker is unreachable, or a background task is down; the body says which."""
     checks: dict[str, str] = {}
+
+    async def ping(session: AsyncSession) -> None:
+        await session.execute(text("SELECT 1"))
+
     try:
-        async with request.app[sessions_key]() as session:
-            await session.execute(text("SELECT 1"))
+        await request.app[database_key].read(ping, retry_s=0)
         checks["database"] = "ok"
     except Exception as exc:  # any failure means "not ready"; the reason goes in the body
-        checks["database"] = f"error: {type(exc).__name__}"
+        checks["database"] = f"error: {type(exc.__cause__ or exc).__name__}"
     checks["broker"] = "ok" if request.app[link_key].is_ready else "error: not connected"
+    for task, problem in request.app[supervisor_key].problems().items():
+        checks[f"task {task}"] = f"error: {problem}"
     ready = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503
@@ -36,13 +43,18 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus exposition; the gauges are refreshed from the database and the broker on each scrape."""
     registry = request.app[metrics_key]
-    async with request.app[sessions_key]() as session:
+
+    async def count(session: AsyncSession) -> dict[str, int]:
         rows = await session.execute(text("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
-        counts: dict[str, int] = {str(status): int(n) for status, n in rows}
-    for status in ("received", "queued", "processing", "done", "delivered", "failed", "dead"):
+        return {str(status): int(n) for status, n in rows}
+
+    counts = await request.app[database_key].read(count, retry_s=0)
+    for status in ("received", "queued", "processing", "done", "delivered", "failed", "dead", "cancelled"):
         registry.jobs.labels(status=status).set(counts.get(status, 0))
     queue = await request.app[link_key].queue_stats()
     if queue is not None:
         registry.queue_depth.set(queue[0])
         registry.queue_consumers.set(queue[1])
+    for task, restarts in request.app[supervisor_key].restarts().items():
+        registry.task_restarts.labels(task=task).set(restarts)
     return web.Response(body=registry.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

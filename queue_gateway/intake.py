@@ -1,26 +1,30 @@
-"""Accepting jobs: record job + image + outbox entry durably, then publish with a confirm.
+"""Accepting jobs: store job + image durably, publish with a confirm, answer with the place in line.
 
-Requests do not each open a transaction: ``submit`` hands the job to one batcher, which writes everything that
-arrived meanwhile in ONE transaction (group commit), publishes the batch with concurrent confirms, marks it
-queued in one statement and answers every waiting request. Under load the batches grow by themselves; a lone
-request is written at once. If a batch hits a unique-key race (two replicas, one idempotency key), it is
-retried one job at a time, so only the duplicate is affected.
+Requests do not each open a transaction: ``submit`` hands the job to one batcher, which, in ONE transaction
+(group commit) for everything that arrived meanwhile, checks each person's limits, answers repeats (the same
+idempotency key) and repeated photos (the result cache), and writes the rest; then it publishes the batch with
+concurrent confirms, marks it queued in one statement and answers every waiting request. Under load the
+batches grow by themselves; a lone request is written at once.
+
+Fairness: a person who already has ``fair_share`` photos in the broker's queue gets the next ones stored but
+*held*; the relay publishes them as the earlier ones move on, so one album of ten cannot hold back everyone else.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import operations, queries
-from db.models import Job, JobStatus
-from queue_gateway.contract import DetectParams
+from db import jobs, operations, outbox
+from db.common import Outcome, now
+from db.models import WAITING, Job
+from queue_gateway.database import Database
+from queue_gateway.errors import GatewayError, TooManyInLine, Unavailable
+from queue_gateway.public.contract import DetectParams, ErrorCode
 from queue_gateway.publisher import BrokerUnavailable, Publisher, QueueFull
 
 log = logging.getLogger(__name__)
@@ -29,51 +33,67 @@ MAX_BATCH = 256  # jobs per transaction; more wait for the next one
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """What one person (a chat user, a browser) may have in line and send."""
+
+    max_in_line: int = 3  # submissions (a photo, or an album) in line or in progress
+    per_minute: int = 30  # photos received in the last minute
+    per_day: int = 0  # photos received today (UTC); 0: no daily quota
+    fair_share: int = 2  # photos of one person in the broker's queue at a time; the rest are held
+
+
+@dataclass(frozen=True, slots=True)
 class Accepted:
-    job: Job
+    job_id: str
+    status: str
     position: int
-    duplicate: bool
-
-
-class Busy(Exception):
-    """The queue is full; nothing was kept. Try again after ``retry_after`` seconds."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"queue full, retry after {retry_after} s")
-        self.retry_after = retry_after
+    duplicate: bool = False
+    cache_hit: bool = False
 
 
 @dataclass(slots=True)
 class _Pending:
-    new: queries.NewJob
+    new: jobs.NewJob
     answer: asyncio.Future[Accepted]
+
+
+@dataclass(slots=True)
+class _Stored:
+    """What the batch's transaction decided for each request."""
+
+    written: list[_Pending]
+    answered: dict[str, Accepted]  # by job id of the request: repeats and cache hits
+    refused: dict[str, GatewayError]  # by job id of the request: over a limit
+    ahead: int  # jobs in line before this batch
 
 
 class Intake:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        database: Database,
         publisher: Publisher,
         *,
         busy_retry_after_s: int,
         result_cache: bool = True,
-        on_finished: Callable[[str], None] = lambda job_id: None,
+        limits: Limits | None = None,
+        on_changed: Callable[[str], None] = lambda job_id: None,
+        on_unpublished: Callable[[], None] = lambda: None,
+        on_held: Callable[[], None] = lambda: None,
     ) -> None:
-        self._sessions = sessions
+        self._db = database
         self._publisher = publisher
         self._busy_retry_after_s = busy_retry_after_s
         self._result_cache = result_cache
-        self._on_finished = on_finished
+        self._limits = limits or Limits()
+        self._on_changed = on_changed
+        self._on_unpublished = on_unpublished
+        self._on_held = on_held
         self._pending: list[_Pending] = []
         self._current: list[_Pending] = []
         self._wake = asyncio.Event()
 
-    async def submit(self, new: queries.NewJob) -> Accepted:
+    async def submit(self, new: jobs.NewJob) -> Accepted:
         """Store the job durably, then publish it; a repeated idempotency key returns the first job."""
-        if new.idempotency_key is not None and (existing := await self._existing(new.idempotency_key)):
-            return existing
-        if self._result_cache and (cached := await self._from_cache(new)) is not None:
-            return cached
         answer: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(new, answer))
         self._wake.set()
@@ -89,134 +109,202 @@ class Intake:
                     self._current, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                     await self._accept(self._current)
                     self._current = []
-        finally:  # shutting down: nobody will write these
-            for pending in [*self._current, *self._pending]:
-                pending.answer.cancel()
+        finally:  # shutting down (or crashed: the supervisor starts a new batcher): nobody will write these
+            for pending in self._current:
+                _fail(pending, Unavailable(retry_after=2))
+            self._current = []
 
     async def _accept(self, batch: list[_Pending]) -> None:
         try:
-            await self._write(batch)
-        except IntegrityError:
-            log.info("a batch of %d hit a unique key; writing its jobs one by one", len(batch))
-            await self._one_by_one(batch)
-            return
-        except Exception as exc:  # the database is down: every request of the batch hears about it
+            stored = await self._db.write(lambda session: self._store(session, batch))
+        except Exception as exc:  # the database stayed away: every request of the batch hears about it
+            error = exc if isinstance(exc, GatewayError) else Unavailable(retry_after=5)
+            if not isinstance(exc, GatewayError):
+                log.exception("a batch of %d could not be stored", len(batch))
             for pending in batch:
-                _fail(pending, exc)
+                _fail(pending, error)
             return
-        await self._publish_and_answer(batch)
+        for pending in batch:
+            job_id = pending.new.id
+            if job_id in stored.refused:
+                _fail(pending, stored.refused[job_id])
+            elif job_id in stored.answered:
+                _answer(pending, stored.answered[job_id])
+        await self._publish_and_answer(stored.written, stored.ahead)
 
-    async def _write(self, batch: Sequence[_Pending]) -> None:
-        async with self._sessions.begin() as session:
-            await queries.add_jobs(session, [p.new for p in batch])
+    async def _store(self, session: AsyncSession, batch: list[_Pending]) -> _Stored:
+        """The batch's one transaction: limits, repeats, the cache, then the rows. Safe to run again."""
+        at = now()
+        keys = [p.new.idempotency_key for p in batch if p.new.idempotency_key]
+        holders = await jobs.by_idempotency_keys(session, keys)
+        answered: dict[str, Accepted] = {}
+        fresh: list[_Pending] = []
+        for pending in batch:
+            holder = holders.get(pending.new.idempotency_key or "")
+            if holder is not None and holder.id != pending.new.id:
+                answered[pending.new.id] = Accepted(holder.id, holder.status, await _position(session, holder), True)
+            else:
+                fresh.append(pending)
+        refused = await self._check_limits(session, fresh, at)
+        fresh = [p for p in fresh if p.new.id not in refused]
+        if self._result_cache:
+            for pending, accepted in await self._from_cache(session, fresh):
+                answered[pending.new.id] = accepted
+            fresh = [p for p in fresh if p.new.id not in answered]
+        written = await jobs.add_jobs(session, [p.new for p in fresh], at=at)
+        for pending in fresh:
+            if pending.new.id not in written:  # a duplicate within the batch, or a retry after a lost commit
+                holder = (await jobs.by_idempotency_keys(session, [pending.new.idempotency_key or ""])).get(
+                    pending.new.idempotency_key or ""
+                )
+                if holder is not None and holder.id != pending.new.id:
+                    answered[pending.new.id] = Accepted(holder.id, holder.status, 0, True)
+        ahead = await jobs.waiting_before(session, at)
+        return _Stored([p for p in fresh if p.new.id not in answered], answered, refused, ahead)
+
+    async def _check_limits(
+        self, session: AsyncSession, batch: Sequence[_Pending], at: float
+    ) -> dict[str, GatewayError]:
+        """Each person's limits: submissions in line, photos a minute, photos a day. Refused requests store nothing."""
+        limits = self._limits
+        users = sorted({p.new.user_ref for p in batch if p.new.user_ref})
+        if not users:
+            return {}
+        in_line = await jobs.in_line_per_user(session, users)
+        last_minute = await jobs.received_since(session, users, at - 60)
+        today = await jobs.received_since(session, users, at - at % 86400) if limits.per_day else {}
+        refused: dict[str, GatewayError] = {}
+        for pending in batch:
+            new, user = pending.new, pending.new.user_ref
+            if not user:
+                continue
+            line = in_line[user]
+            joins_album = new.group_key is not None and new.group_key in line.groups
+            if not joins_album and line.submissions >= limits.max_in_line:
+                refused[new.id] = TooManyInLine(
+                    f"You already have {line.submissions} photos in line. Please wait for them first.",
+                    retry_after=10,
+                    limit=limits.max_in_line,
+                )
+                continue
+            if last_minute.get(user, 0) >= limits.per_minute:
+                refused[new.id] = TooManyInLine(
+                    "That is a lot of photos at once. Please wait a minute.",
+                    retry_after=60,
+                    code=ErrorCode.RATE_LIMITED,
+                )
+                continue
+            if limits.per_day and today.get(user, 0) >= limits.per_day:
+                refused[new.id] = TooManyInLine(
+                    f"You have sent today's {limits.per_day} photos. Please come back tomorrow.",
+                    retry_after=int(86400 - at % 86400),
+                    code=ErrorCode.QUOTA,
+                    limit=limits.per_day,
+                )
+                continue
+            if not joins_album:
+                line.submissions += 1
+            if new.group_key:
+                line.groups.add(new.group_key)
+            new.held = line.queued >= limits.fair_share
+            line.queued += 1
+            last_minute[user] = last_minute.get(user, 0) + 1
+            today[user] = today.get(user, 0) + 1
+        return refused
+
+    async def _from_cache(self, session: AsyncSession, batch: Sequence[_Pending]) -> list[tuple[_Pending, Accepted]]:
+        """The same photo with the same parameters was done before: answer at once, no model run."""
+        found = await jobs.cached_results(session, sorted({p.new.image_sha256 for p in batch}))
+        hits = []
+        for pending in batch:
+            source = next((j for j in found.get(pending.new.image_sha256, []) if j.params == pending.new.params), None)
+            if source is not None and await jobs.add_cached_job(session, pending.new, source):
+                log.info("job %s answered from the result of job %s", pending.new.id, source.id)
+                hits.append((pending, Accepted(pending.new.id, "done", 0, cache_hit=True)))
+        return hits
+
+    async def _publish_and_answer(self, batch: list[_Pending], ahead: int) -> None:
+        if not batch:
+            return
         for p in batch:
             log.info("job %s received (%s, %dx%d)", p.new.id, p.new.platform, p.new.width, p.new.height)
-
-    async def _one_by_one(self, batch: list[_Pending]) -> None:
-        written = []
+        to_publish = [p for p in batch if not p.new.held]
+        if len(to_publish) < len(batch):
+            self._on_held()
+        outcomes = await asyncio.gather(
+            *(self._publisher.publish(p.new.id, DetectParams.model_validate(p.new.params)) for p in to_publish),
+            return_exceptions=True,
+        )
+        confirmed = [p.new.id for p, outcome in zip(to_publish, outcomes, strict=True) if outcome is None]
+        refused = [p.new.id for p, outcome in zip(to_publish, outcomes, strict=True) if isinstance(outcome, QueueFull)]
+        unpublished = [p.new.id for p, o in zip(to_publish, outcomes, strict=True) if isinstance(o, BaseException)
+                       and not isinstance(o, QueueFull)]  # fmt: skip
+        for p, outcome in zip(to_publish, outcomes, strict=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, QueueFull | BrokerUnavailable):
+                log.error("job %s: publishing failed (%r); the relay tries again", p.new.id, outcome)
+            elif isinstance(outcome, BrokerUnavailable):
+                log.warning("job %s kept for the relay: %s", p.new.id, outcome)
+        if unpublished:
+            self._on_unpublished()
+        withdrawn = await self._settle(confirmed, refused)
+        position = ahead
         for pending in batch:
-            try:
-                await self._write([pending])
-            except IntegrityError:
-                key = pending.new.idempotency_key
-                existing = await self._existing(key) if key else None
-                if existing is None:
-                    _fail(pending, RuntimeError(f"job {pending.new.id} could not be stored"))
-                elif not pending.answer.done():
-                    pending.answer.set_result(existing)
+            job_id = pending.new.id
+            if job_id in withdrawn:
+                log.warning("job %s refused: queue full", job_id)
+                _fail(pending, Unavailable(
+                    f"We're busy right now. Please try again in about {self._busy_retry_after_s} s.",
+                    retry_after=self._busy_retry_after_s, code=ErrorCode.BUSY,
+                ))  # fmt: skip
                 continue
-            except Exception as exc:
-                _fail(pending, exc)
-                continue
-            written.append(pending)
-        await self._publish_and_answer(written)
+            position += 1
+            status = "queued" if job_id in confirmed else "received"
+            if status == "queued":
+                log.info("job %s queued", job_id)
+            _answer(pending, Accepted(job_id, status, position))
 
-    async def _publish_and_answer(self, batch: list[_Pending]) -> None:
-        if not batch:
-            return
+    async def _settle(self, confirmed: list[str], refused: list[str]) -> set[str]:
+        """Mark the confirmed jobs queued and withdraw the refused ones; return those withdrawn.
+
+        If the database is away now, the answers stand all the same: every job is stored, and the relay
+        publishes (again) whatever is still ``received`` later — a repeated message costs nothing but a 410.
+        """
+        if not confirmed and not refused:
+            return set()
+
+        async def settle(session: AsyncSession) -> set[str]:
+            await outbox.mark_published(session, confirmed)
+            return await outbox.withdraw(session, refused)
+
         try:
-            outcomes = await asyncio.gather(
-                *(self._publisher.publish(p.new.id, DetectParams.model_validate(p.new.params)) for p in batch),
-                return_exceptions=True,
-            )
-            confirmed = [p.new.id for p, outcome in zip(batch, outcomes, strict=True) if outcome is None]
-            refused = [p for p, outcome in zip(batch, outcomes, strict=True) if isinstance(outcome, QueueFull)]
-            for p, outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, BrokerUnavailable):
-                    log.warning("job %s kept in the outbox: %s", p.new.id, outcome)
-                elif isinstance(outcome, BaseException) and not isinstance(outcome, QueueFull):
-                    raise outcome
-            if confirmed:
-                async with self._sessions.begin() as session:
-                    await queries.mark_published(session, confirmed)
-            busy = await self._withdraw(refused)
-            await self._answer([p for p in batch if p.new.id not in busy])
-        except Exception as exc:
-            for pending in batch:
-                _fail(pending, exc)
+            return await self._db.write(settle, retry_s=2.0)
+        except Exception:
+            log.warning("could not mark %d published job(s) queued; the relay will", len(confirmed), exc_info=True)
+            return set()
 
-    async def _withdraw(self, refused: list[_Pending]) -> set[str]:
-        """Jobs the broker refused (queue full) are removed again and their requests answered "busy"."""
-        busy = set()
-        for pending in refused:
-            async with self._sessions.begin() as session:
-                withdrawn = await queries.withdraw(session, pending.new.id)
-            if withdrawn:  # else a worker already took it: it is in the queue after all
-                log.warning("job %s refused: queue full", pending.new.id)
-                busy.add(pending.new.id)
-                _fail(pending, Busy(self._busy_retry_after_s))
-        return busy
-
-    async def _answer(self, batch: list[_Pending]) -> None:
-        if not batch:
-            return
-        async with self._sessions() as session:
-            jobs = await queries.get_jobs(session, [p.new.id for p in batch])
-            first = min(job.received_at for job in jobs.values())
-            ahead = await queries.waiting_before(session, first)
-        waiting = (JobStatus.RECEIVED, JobStatus.QUEUED)
-        for pending in batch:  # in arrival order: each one is behind the ones before it
-            job = jobs[pending.new.id]
-            if job.status in waiting:
-                ahead += 1
-                position = ahead
-            else:
-                position = 0
-            if job.status == JobStatus.QUEUED:
-                log.info("job %s queued", job.id)
-            if not pending.answer.done():
-                pending.answer.set_result(Accepted(job, position, duplicate=False))
-
-    async def requeue(self, job_id: str) -> queries.Outcome:
+    async def requeue(self, job_id: str) -> Outcome:
         """An admin gives a dead or failed job another go; it is published like a new one."""
-        async with self._sessions.begin() as session:
-            outcome = await operations.requeue(session, job_id)
-            job = await queries.get_job(session, job_id) if outcome is queries.Outcome.APPLIED else None
-        if job is not None:
+        outcome = await self._db.write(lambda session: operations.requeue(session, job_id))
+        if outcome is Outcome.APPLIED:
             log.info("job %s requeued by an admin", job_id)
-            with contextlib.suppress(QueueFull, BrokerUnavailable):  # the outbox relay tries again later
-                await self._publisher.publish(job.id, DetectParams.model_validate(job.params))
-                async with self._sessions.begin() as session:
-                    await queries.mark_published(session, [job.id])
+            job = await self._db.read(lambda session: jobs.get_job(session, job_id))
+            if job is not None:
+                try:
+                    await self._publisher.publish(job.id, DetectParams.model_validate(job.params))
+                except (QueueFull, BrokerUnavailable):
+                    self._on_unpublished()  # the relay tries again
+                else:
+                    await self._db.write(lambda session: outbox.mark_published(session, [job_id]))
         return outcome
 
-    async def _from_cache(self, new: queries.NewJob) -> Accepted | None:
-        """The same photo with the same parameters was done before: answer at once, no model run."""
-        async with self._sessions.begin() as session:
-            source = await queries.cached_result(session, new.image_sha256, new.params)
-            if source is None:
-                return None
-            job = await queries.add_cached_job(session, new, source)
-        log.info("job %s answered from the result of job %s", job.id, source.id)
-        self._on_finished(job.id)
-        return Accepted(job, 0, duplicate=False)
 
-    async def _existing(self, key: str) -> Accepted | None:
-        async with self._sessions() as session:
-            job = await queries.find_by_idempotency_key(session, key)
-            if job is None:
-                return None
-            return Accepted(job, await queries.queue_position(session, job), duplicate=True)
+async def _position(session: AsyncSession, job: Job) -> int:
+    return await jobs.queue_position(session, job) if job.status in WAITING else 0
+
+
+def _answer(pending: _Pending, accepted: Accepted) -> None:
+    if not pending.answer.done():
+        pending.answer.set_result(accepted)
 
 
 def _fail(pending: _Pending, exc: BaseException) -> None:

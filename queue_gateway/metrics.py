@@ -32,6 +32,15 @@ class GatewayMetrics:
         self.rate_limited = Counter(
             "detectbot_delivery_rate_limited", "429 answers from chat platforms", ["platform"], registry=r
         )
+        self.record_seconds = Histogram(
+            "detectbot_delivery_record_seconds",
+            "From a chat platform taking a result to its receipt being stored: the only window for a duplicate",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 20),
+            registry=r,
+        )
+        self.task_restarts = Gauge(
+            "detectbot_task_restarts", "Restarts of each background task since it last ran well", ["task"], registry=r
+        )
         self.jobs = Gauge("detectbot_jobs", "Jobs in the database by status", ["status"], registry=r)
         self.queue_depth = Gauge("detectbot_queue_depth", "Messages waiting in the job queue", registry=r)
         self.queue_consumers = Gauge("detectbot_queue_consumers", "Workers consuming the job queue", registry=r)

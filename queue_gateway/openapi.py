@@ -7,7 +7,17 @@ from typing import Any
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
-from queue_gateway.contract import DetectParams, ErrorBody, Origin, ResultMeta, SubmitResponse
+from queue_gateway.public.contract import (
+    ChatSettingsBody,
+    DetectParams,
+    DiscordOrigin,
+    ErrorBody,
+    ResultMeta,
+    SubmitResponse,
+    TelegramOrigin,
+)
+
+MODELS = (DetectParams, TelegramOrigin, DiscordOrigin, SubmitResponse, ErrorBody, ResultMeta, ChatSettingsBody)
 
 routes = web.RouteTableDef()
 
@@ -28,13 +38,17 @@ def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]
 
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 SIGNED = [{"name": n, "in": "query", "required": True, "schema": {"type": "string"}} for n in ("exp", "sig")]
-ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]  # an admin key
+ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]  # a bot or an admin key
+CHAT = [
+    {"name": "platform", "in": "path", "required": True, "schema": {"type": "string", "enum": ["telegram", "discord"]}},
+    {"name": "chat_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}},
+]
 JSON_OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}}
 
 
 def document() -> dict[str, Any]:
     _, definitions = models_json_schema(
-        [(m, "serialization") for m in (DetectParams, Origin, SubmitResponse, ErrorBody, ResultMeta)],
+        [(m, "serialization") for m in MODELS],
         ref_template=REF,
     )
     upload = {
@@ -62,9 +76,11 @@ def document() -> dict[str, Any]:
                     "200": {"description": "Already accepted with this Idempotency-Key", **_json("SubmitResponse")},
                     "400": _error("Bad input"),
                     "401": _error("No or bad API key"),
+                    "403": _error("A client key set an origin (only a bot key may)"),
                     "413": _error("Too large"),
                     "415": _error("Not a JPEG, PNG or WebP"),
-                    "503": _error("Queue full: try again after Retry-After"),
+                    "429": _error("Over the sender's limits (photos in line, a minute, a day); see Retry-After"),
+                    "503": _error("Busy (queue full) or the database is away: try again after Retry-After"),
                 },
                 requestBody=upload,
                 parameters=[
@@ -99,6 +115,43 @@ def document() -> dict[str, Any]:
                 parameters=[JOB_ID],
                 security=[{"bearer": []}, {"signed": []}],
             )
+        },
+        "/v1/jobs/{job_id}/cancel": {
+            "post": _op(
+                "Cancel a photo that still waits in line (it is never processed nor delivered)",
+                {
+                    "200": {"description": "Cancelled", **JSON_OBJECT},
+                    "403": _error("Not the sender"),
+                    "404": _error("No such job (or not yours)"),
+                    "409": _error("Already being processed, or finished"),
+                },
+                parameters=[JOB_ID],
+                requestBody={
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"user_id": {"type": "string", "description": "the chat user asking"}},
+                            }
+                        }
+                    }
+                },
+            )
+        },
+        "/v1/chats/{platform}/{chat_id}/settings": {
+            "get": _op(
+                "A chat's /settings (bot key)",
+                {"200": {"description": "The settings", **_json("ChatSettingsBody")}},
+                parameters=CHAT,
+                security=ADMIN,
+            ),
+            "patch": _op(
+                "Change a chat's /settings; null resets a field (bot key)",
+                {"200": {"description": "The settings", **_json("ChatSettingsBody")}, "400": _error("Bad value")},
+                parameters=CHAT,
+                requestBody=_json("ChatSettingsBody"),
+                security=ADMIN,
+            ),
         },
         "/v1/jobs/{job_id}/status-message": {
             "post": _op(
@@ -196,7 +249,16 @@ def document() -> dict[str, Any]:
         "info": {"title": "detectbot gateway", "version": "1"},
         "paths": paths,
         "components": {
-            "schemas": definitions.get("$defs", {}),
+            "schemas": {
+                **definitions.get("$defs", {}),
+                "Origin": {
+                    "oneOf": [
+                        {"$ref": REF.format(model="TelegramOrigin")},
+                        {"$ref": REF.format(model="DiscordOrigin")},
+                    ],
+                    "discriminator": {"propertyName": "platform"},
+                },
+            },
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (DETECTBOT_API_KEYS)"},
                 "signed": {

@@ -1,23 +1,27 @@
-"""The gateway's side of the broker: one robust connection, a confirming channel, one publish function."""
+"""The gateway's side of the broker: one robust connection, a confirming channel, and the job message.
+
+The message is persistent JSON whose ``message_id`` is the job id; it carries signed URLs, never image bytes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 
 import aio_pika
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection, DeliveryMode
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishError
-from yarl import URL
 
-from queue_gateway.broker import job_message
-from queue_gateway.contract import DetectParams, JobMessage
+from queue_gateway.public.contract import DetectParams, JobMessage
+from queue_gateway.public.settings import safe_url
+from queue_gateway.public.topology import Declared, Topology, declare
 from queue_gateway.signing import Action, Signer
-from queue_gateway.topology import Declared, Topology, declare
 
 log = logging.getLogger(__name__)
+
+RECONNECT_INTERVAL_S = 1.0  # aio-pika's default is 5 s: after a broker restart, work should flow within seconds
 
 
 class QueueFull(Exception):
@@ -25,18 +29,25 @@ class QueueFull(Exception):
 
 
 class BrokerUnavailable(Exception):
-    """No broker connection right now; the outbox keeps the job until there is one."""
+    """No broker connection right now; the job stays ``received`` until the relay publishes it."""
 
 
-def safe_url(url: str) -> str:
-    """The AMQP URL without its password, for logs."""
-    return str(URL(url).with_password(None)) if URL(url).password else url
+def job_message(body: JobMessage) -> aio_pika.Message:
+    """A persistent message whose ``message_id`` is the job id."""
+    return aio_pika.Message(
+        body=body.model_dump_json().encode(),
+        content_type="application/json",
+        delivery_mode=DeliveryMode.PERSISTENT,
+        message_id=body.job_id,
+        type="detectbot.job.v1",
+    )
 
 
 class BrokerLink:
     """Connects in the background (retrying), declares the topology, and keeps the objects referenced.
 
     aio-pika restores channels and queues after a reconnect only while they are still referenced.
+    ``on_connected`` callbacks run after the first connection and after every reconnect.
     """
 
     def __init__(self, url: str, topology: Topology, *, retry_interval: float = 2.0) -> None:
@@ -47,6 +58,7 @@ class BrokerLink:
         self.channel: AbstractRobustChannel | None = None
         self.declared: Declared | None = None
         self.connected = asyncio.Event()
+        self.on_connected: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -55,22 +67,30 @@ class BrokerLink:
     async def _connect_forever(self) -> None:
         while True:
             try:
-                connection = await aio_pika.connect_robust(self._url)
+                connection = await aio_pika.connect_robust(self._url, reconnect_interval=RECONNECT_INTERVAL_S)
+            except CONNECTION_EXCEPTIONS as exc:
+                log.warning("broker %s not reachable (%s); retrying in %.0f s (DETECTBOT_AMQP_URL)",
+                            safe_url(self._url), exc, self._retry_interval)  # fmt: skip
+                await asyncio.sleep(self._retry_interval)  # a retry pause, not a wait for work
+                continue
+            try:
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
                 self.declared = await declare(channel, self.topology)
             except CONNECTION_EXCEPTIONS as exc:
-                log.warning(
-                    "broker %s not reachable (%s); retrying in %.0f s",
-                    safe_url(self._url),
-                    exc,
-                    self._retry_interval,
-                )
+                log.warning("broker %s: could not declare the queue (%s); retrying", safe_url(self._url), exc)
+                await connection.close()
                 await asyncio.sleep(self._retry_interval)
                 continue
             self.connection, self.channel = connection, channel
+            connection.reconnect_callbacks.add(lambda *_: self._announce())
             self.connected.set()
             log.info("connected to broker %s, queue %s", safe_url(self._url), self.topology.queue)
+            self._announce()
             return
+
+    def _announce(self) -> None:
+        for callback in self.on_connected:
+            callback()
 
     @property
     def is_ready(self) -> bool:
@@ -132,13 +152,5 @@ class Publisher:
             raise QueueFull(str(exc)) from exc
         except (PublishError, TimeoutError, *CONNECTION_EXCEPTIONS) as exc:
             raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
-
-
-@contextlib.asynccontextmanager
-async def broker_link(url: str, topology: Topology) -> AsyncIterator[BrokerLink]:
-    link = BrokerLink(url, topology)
-    await link.start()
-    try:
-        yield link
-    finally:
-        await link.close()
+        except RuntimeError as exc:  # aio-pika, mid-reconnect: "channel closed" and friends
+            raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc

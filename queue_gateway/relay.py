@@ -1,4 +1,10 @@
-"""The outbox relay: publishes jobs that were stored but never confirmed (a crash, a broker outage)."""
+"""The outbox relay: publishes jobs that are stored but not confirmed by the broker.
+
+That is whatever a crash or a broker outage left in ``received`` (after a grace period, so as not to race the
+batcher that is publishing it right now), and the photos held back for fairness once their sender's earlier
+ones have moved on. It runs every ``interval_s``, and at once when woken: the broker came back, a publish
+failed, a job moved on.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,13 @@ import asyncio
 import contextlib
 import logging
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import queries
-from db.models import JobStatus
-from queue_gateway.contract import DetectParams
+from db import outbox
+from db.common import now
+from queue_gateway.database import Database
+from queue_gateway.public.contract import DetectParams
+from queue_gateway.public.supervise import Backoff
 from queue_gateway.publisher import BrokerUnavailable, Publisher, QueueFull
 
 log = logging.getLogger(__name__)
@@ -20,55 +28,66 @@ BATCH = 100
 
 class OutboxRelay:
     def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        publisher: Publisher,
-        *,
-        interval_s: float,
-        grace_s: float,
+        self, database: Database, publisher: Publisher, *, interval_s: float, grace_s: float, fair_share: int = 2
     ) -> None:
-        self._sessions = sessions
+        self._db = database
         self._publisher = publisher
         self._interval_s = interval_s
         self._grace_s = grace_s
+        self._fair_share = fair_share
         self._wake = asyncio.Event()
+        self._urgent = False
+        self._holding = False
 
-    def wake(self) -> None:
+    def wake(self, *, urgent: bool = False) -> None:
+        """Look now; ``urgent``: also take over jobs younger than the grace period (their publish failed)."""
+        self._urgent = self._urgent or urgent
         self._wake.set()
 
+    def hold(self) -> None:
+        """Intake held photos back for fairness: look again whenever a job moves on."""
+        self._holding = True
+
+    def wake_if_holding(self) -> None:
+        if self._holding:
+            self._wake.set()
+
     async def run(self) -> None:
+        backoff = Backoff()
         while True:
             try:
-                published = await self.relay_once()
-            except Exception:
-                log.exception("outbox relay pass failed")
-                published = 0
+                published = await self.relay_once(grace_s=0.0 if self._urgent else None)
+                self._urgent = False
+                backoff.reset()
+            except Exception as exc:
+                log.warning("outbox relay pass failed (%s); retrying", type(exc).__name__)
+                await backoff.wait()
+                continue
             if published < BATCH:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._interval_s)
 
     async def relay_once(self, *, grace_s: float | None = None) -> int:
-        """Publish due entries older than the grace period; return how many were confirmed."""
+        """Publish what is due; return how many were confirmed."""
         grace = self._grace_s if grace_s is None else grace_s
-        async with self._sessions() as session:
-            entries = await queries.due_outbox(session, limit=BATCH, older_than=queries.now() - grace)
-            jobs = {e.job_id: await queries.get_job(session, e.job_id) for e in entries}
+
+        async def due(session: AsyncSession) -> tuple[list[tuple[str, DetectParams]], bool]:
+            found, holding = await outbox.publishable(
+                session, limit=BATCH, older_than=now() - grace, fair_share=self._fair_share
+            )
+            return [(job.id, DetectParams.model_validate(job.params)) for job in found], holding
+
+        publishable, self._holding = await self._db.read(due, retry_s=0)
         confirmed: list[str] = []
-        for job_id, job in jobs.items():
-            if job is None or job.status != JobStatus.RECEIVED:
-                confirmed.append(job_id)  # a worker already has it: the message reached the broker
-                continue
+        for job_id, params in publishable:
             try:
-                await self._publisher.publish(job_id, DetectParams.model_validate(job.params))
+                await self._publisher.publish(job_id, params)
             except (QueueFull, BrokerUnavailable) as exc:
                 log.warning("job %s still unpublished: %s", job_id, exc)
-                async with self._sessions.begin() as session:
-                    await queries.postpone_outbox(session, [job_id], delay=self._interval_s * 2)
                 break
             confirmed.append(job_id)
             log.info("job %s published by the outbox relay", job_id)
         if confirmed:
-            async with self._sessions.begin() as session:
-                await queries.mark_published(session, confirmed)
+            await self._db.write(lambda session: outbox.mark_published(session, confirmed), retry_s=5)
         return len(confirmed)

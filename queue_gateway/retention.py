@@ -5,26 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from db import operations, queries
+from db import operations
+from db.common import now
+from queue_gateway.database import Database
 
 log = logging.getLogger(__name__)
 
 
 class Retention:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, days: float, every_s: float) -> None:
-        self._sessions = sessions
+    def __init__(self, database: Database, *, days: float, every_s: float) -> None:
+        self._db = database
         self._keep_s = days * 86400
         self._every_s = every_s
 
     async def purge_once(self) -> int:
         """Delete everything past the cut-off, in batches; return how many jobs lost their images."""
-        cutoff = queries.now() - self._keep_s
+        cutoff = now() - self._keep_s
         total = 0
         while True:
-            async with self._sessions.begin() as session:
-                purged = await operations.purge_blobs(session, older_than=cutoff)
+            purged = await self._db.write(lambda session: operations.purge_blobs(session, older_than=cutoff))
             total += purged
             if not purged:
                 break
@@ -36,6 +35,6 @@ class Retention:
         while True:
             try:
                 await self.purge_once()
-            except Exception:
-                log.exception("retention pass failed")
+            except Exception as exc:  # the database is away: the next pass catches up
+                log.warning("retention pass failed (%s); trying again in %.0f s", type(exc).__name__, self._every_s)
             await asyncio.sleep(self._every_s)  # a periodic chore, not a wait for work

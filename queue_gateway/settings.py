@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import secrets
+import socket
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
 
 from db.engine import sqlite_url
-from queue_gateway.client_settings import ENV_PREFIX
-from queue_gateway.platform_settings import DiscordConnection, TelegramConnection
+from queue_gateway.public.settings import DiscordConnection, QueueSettings, TelegramConnection
 
 MiB = 1024 * 1024
 
@@ -22,25 +22,20 @@ def _split(value: object) -> object:
     return value
 
 
-class GatewaySettings(TelegramConnection, DiscordConnection, BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
-
+class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
     data_dir: Path = Path(".detectbot")
     database_url: str = ""  # empty: SQLite under data_dir
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    queue: str = Field(default="detectbot.jobs", pattern=r"^[A-Za-z0-9_.:-]{1,200}$")
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = Field(default=8080, ge=0, le=65535)
+    name: str = Field(default_factory=socket.gethostname, max_length=120)  # this replica, for delivery leases
 
-    api_keys: Annotated[list[SecretStr], NoDecode] = []
-    admin_api_keys: Annotated[list[SecretStr], NoDecode] = []
+    # "client-key,bot:BOT-KEY,admin:ADMIN-KEY" (a bare key is a client key); see queue_gateway.auth
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     signing_secret: SecretStr | None = None  # empty: generated once and kept in data_dir
 
     max_upload_bytes: int = 20 * MiB  # Telegram's getFile limit; bigger photos are rare and slow
     max_pixels: int = 25_000_000  # 25 MP: a 6000x4000 camera photo; beyond that is a decompression bomb
-    max_queue_length: int = 10_000  # broker-side backlog before new jobs get "busy, try again"
     busy_retry_after_s: int = 30
-    delivery_limit: int = 3  # deliveries of one job to workers before it is dead-lettered
     signed_url_ttl_s: int = 7 * 24 * 3600
     publish_timeout_s: float = 10.0
     relay_interval_s: float = 2.0  # how often the outbox relay looks for jobs a crash left unpublished
@@ -49,12 +44,19 @@ class GatewaySettings(TelegramConnection, DiscordConnection, BaseSettings):
     retention_days: float = 7.0  # photos and results are deleted after this; job rows stay for stats
     retention_check_s: float = 3600.0
     result_cache: bool = True  # the same photo with the same parameters again: reuse the stored result
+    database_retry_s: float = 20.0  # how long a request keeps retrying a database that went away, then 503
+
+    max_inflight_per_user: int = Field(default=3, ge=1)  # photos (an album counts once) in line per person
+    max_per_minute_per_user: int = Field(default=30, ge=1)  # photos a person may send a minute
+    daily_quota_per_user: int = Field(default=0, ge=0)  # photos a person may send a day (UTC); 0: no quota
+    fair_share_per_user: int = Field(default=2, ge=1)  # a person's photos in the broker's queue; the rest wait
 
     delivery_concurrency: int = 8  # chats served at once; one chat is always served in order
     delivery_max_attempts: int = 12  # then the chat is given up on (the result stays available over HTTP)
+    delivery_lease_s: float = 15.0  # a delivery in hand, renewed while it runs; another replica takes over after
     chat_min_interval_s: float = 1.0  # Telegram allows about one message per second per chat
 
-    @field_validator("api_keys", "admin_api_keys", mode="before")
+    @field_validator("api_keys", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split(value)

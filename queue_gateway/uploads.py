@@ -1,12 +1,18 @@
-"""Request bodies read with byte caps enforced while reading, so an oversized upload is never held whole."""
+"""Request bodies read with byte caps enforced while reading, so an oversized upload is never held whole.
+
+A malformed body (no boundary, broken part headers, a cut-off part) is a 400 with a sentence, never a 500.
+"""
 
 from __future__ import annotations
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from queue_gateway.errors import ApiError
+from queue_gateway.errors import BadImage, BadRequest
+from queue_gateway.public.contract import ErrorCode
 
 CHUNK = 256 * 1024
+_MALFORMED = (ValueError, KeyError, LookupError, AssertionError, HttpProcessingError, UnicodeError, EOFError)
 
 
 def is_multipart(request: web.Request) -> bool:
@@ -14,19 +20,26 @@ def is_multipart(request: web.Request) -> bool:
     return request.headers.get("Content-Type", "").lower().startswith("multipart/")
 
 
-def too_large(limit: int) -> ApiError:
-    return ApiError(413, "too_large", f"That file is over {limit // (1024 * 1024)} MB. Please send a smaller photo.")
+def too_large(limit: int) -> BadImage:
+    return BadImage(
+        ErrorCode.TOO_LARGE, f"That file is over {limit // (1024 * 1024)} MB. Please send a smaller photo.", 413
+    )
 
 
 async def read_form(request: web.Request, caps: dict[str, int]) -> dict[str, bytes]:
     """The named multipart fields (each within its cap); any other field is skipped."""
-    reader = await request.multipart()
-    fields: dict[str, bytes] = {}
-    while (part := await reader.next()) is not None:
-        if isinstance(part, BodyPartReader) and part.name in caps:
-            fields[part.name] = await _read_part(part, caps[part.name])
-        elif isinstance(part, BodyPartReader):
-            await part.release()
+    try:
+        reader = await request.multipart()
+        fields: dict[str, bytes] = {}
+        while (part := await reader.next()) is not None:
+            if isinstance(part, BodyPartReader) and part.name in caps and part.name not in fields:
+                fields[part.name] = await _read_part(part, caps[part.name])
+            elif isinstance(part, BodyPartReader):
+                await part.release()
+            else:  # a nested multipart: not something we ask for
+                raise BadRequest("Nested multipart bodies are not supported.", code="bad_multipart")
+    except _MALFORMED as exc:
+        raise BadRequest(f"The multipart body could not be read ({_why(exc)}).", code="bad_multipart") from None
     return fields
 
 
@@ -52,3 +65,8 @@ async def _read_part(part: BodyPartReader, limit: int) -> bytes:
             raise too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:120]

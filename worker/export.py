@@ -16,13 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from worker.models import ModelError, offline_message
+from worker.errors import ModelUnavailable
+from worker.model_specs import offline_message
 from worker.offline import prepare_offline_env
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-_MODEL_ERROR_EXIT = 3  # the child exited with a ModelError: its last stderr line is the message
+_MODEL_ERROR_EXIT = 3  # the child exited with a ModelUnavailable: its last stderr line is the message
 
 
 def _no_progress(_: str) -> None:
@@ -53,7 +54,7 @@ def source_weights(model: str | Path, cache_dir: Path, *, progress: Progress = _
     if not _is_yaml(model):
         path = Path(model).expanduser()
         if not path.is_file():
-            raise ModelError(f"model file {str(model)!r} does not exist")
+            raise ModelUnavailable(f"model file {str(model)!r} does not exist")
         return path
     target = cache_dir / f"{Path(model).stem}-random.pt"
     if target.is_file():
@@ -68,7 +69,7 @@ def source_weights(model: str | Path, cache_dir: Path, *, progress: Progress = _
         try:
             YOLO(str(model), task="detect").save(tmp_pt)
         except Exception as exc:
-            raise ModelError(f"could not build {str(model)!r}: {_summary(exc)}") from exc
+            raise ModelUnavailable(f"could not build {str(model)!r}: {_summary(exc)}") from exc
         os.replace(tmp_pt, target)
     return target
 
@@ -85,11 +86,11 @@ def fetch_weights(path: Path, *, progress: Progress = _no_progress) -> Path:
     try:
         attempt_download_asset(str(path))
     except ConnectionError as exc:
-        raise ModelError(offline_message(path.name)) from exc
+        raise ModelUnavailable(offline_message(path.name)) from exc
     except Exception as exc:
-        raise ModelError(f"could not download {path.name!r}: {_summary(exc)}") from exc
+        raise ModelUnavailable(f"could not download {path.name!r}: {_summary(exc)}") from exc
     if not path.is_file():
-        raise ModelError(f"model {path.name!r} is neither on this machine nor an ultralytics release asset")
+        raise ModelUnavailable(f"model {path.name!r} is neither on this machine nor an ultralytics release asset")
     return path
 
 
@@ -118,7 +119,7 @@ def export_onnx(
             if target.is_file():
                 return target
         elif not download:
-            raise ModelError(f"model file {str(model)!r} does not exist")
+            raise ModelUnavailable(f"model file {str(model)!r} does not exist")
         return _export_in_child(path, cache_dir, imgsz=imgsz, dynamic=dynamic, download=download, progress=progress)
     if download:
         fetch_weights(Path(model).expanduser(), progress=progress)
@@ -135,7 +136,9 @@ def export_onnx(
 def export_openvino(model: str | Path, cache_dir: Path, *, imgsz: int = 640, progress: Progress = _no_progress) -> Path:
     """Export ``model`` (.pt or .yaml) to an OpenVINO folder once (needs the ``openvino`` package)."""
     if importlib.util.find_spec("openvino") is None:
-        raise ModelError("OpenVINO export needs the 'openvino' package, which is not installed here; use ONNX instead")
+        raise ModelUnavailable(
+            "OpenVINO export needs the 'openvino' package, which is not installed here; use ONNX instead"
+        )
     source = source_weights(model, cache_dir, progress=progress)
     target = cache_dir / f"{source.stem}-{_sha12(source)}-{imgsz}_openvino_model"
     if target.is_dir():
@@ -163,7 +166,7 @@ def _export(source: Path, target: Path, **kwargs: Any) -> None:
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
                 produced = YOLO(str(work), task="detect").export(**kwargs)
         except Exception as exc:
-            raise ModelError(f"could not export {source.name} to {kwargs['format']}: {_summary(exc)}") from exc
+            raise ModelUnavailable(f"could not export {source.name} to {kwargs['format']}: {_summary(exc)}") from exc
         os.replace(produced, target)
     log.info("exported %s to %s", source, target)
 
@@ -180,13 +183,15 @@ def _export_in_child(
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelError(f"could not export {source.name} to ONNX: {exc}") from exc
+        raise ModelUnavailable(f"could not export {source.name} to ONNX: {exc}") from exc
     errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     if proc.returncode == _MODEL_ERROR_EXIT and errors:
-        raise ModelError(errors[-1])  # the child's own one-sentence ModelError
+        raise ModelUnavailable(errors[-1])  # the child's own one-sentence ModelUnavailable
     target = onnx_export_path(source, cache_dir, imgsz=imgsz, dynamic=dynamic) if source.is_file() else None
     if proc.returncode != 0 or target is None or not target.is_file():
-        raise ModelError(f"could not export {source.name} to ONNX: {errors[-1] if errors else 'the child failed'}")
+        raise ModelUnavailable(
+            f"could not export {source.name} to ONNX: {errors[-1] if errors else 'the child failed'}"
+        )
     progress(f"done: {target}")
     return target
 
@@ -210,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         path = export_onnx(
             args.model, args.cache_dir, imgsz=args.imgsz, dynamic=not args.static, download=args.download
         )
-    except ModelError as exc:
+    except ModelUnavailable as exc:
         sys.stderr.write(f"{exc}\n")
         return _MODEL_ERROR_EXIT
     sys.stdout.write(f"{path}\n")

@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from urllib.parse import urljoin
 
 import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
-from queue_gateway.contract import ResultMeta
+from queue_gateway.public.contract import ResultMeta
+from worker.errors import Gone, Refused, Unreachable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
-
-
-class Gone(Exception):
-    """The gateway has nothing left to do for this job (finished, dead or deleted)."""
-
-
-class Refused(Exception):
-    """The gateway refused the request for good (bad signature, bad request)."""
-
-
-class Unreachable(Exception):
-    """The gateway kept failing for the whole retry window."""
 
 
 class GatewayLink:
@@ -40,13 +28,10 @@ class GatewayLink:
         *,
         worker: str,
         retry_window_s: float,
-        api_key: str | None = None,
     ) -> None:
         self._session = session
         self._base = base_url.rstrip("/") + "/"
         self._headers = {"X-Detectbot-Worker": worker}
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
         self._retry_window_s = retry_window_s
 
     def url(self, signed: str) -> str:
@@ -60,7 +45,7 @@ class GatewayLink:
 
         return await self._retrying(attempt)
 
-    async def post_result(self, signed_url: str, meta: ResultMeta, image: bytes | None) -> None:
+    async def post_result(self, signed_url: str, meta: ResultMeta, image: bytes | None, *, retry: bool = True) -> None:
         async def attempt() -> None:
             form = aiohttp.FormData()
             form.add_field("meta", meta.model_dump_json(), content_type="application/json")
@@ -69,21 +54,34 @@ class GatewayLink:
             async with self._session.post(self.url(signed_url), data=form, headers=self._headers) as response:
                 await _raise_for(response)
 
+        if not retry:
+            try:
+                await attempt()
+            except (aiohttp.ClientError, TimeoutError, _Transient) as exc:
+                raise Unreachable(f"gateway unreachable: {exc or type(exc).__name__}") from exc
+            return
         await self._retrying(attempt)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._retry_window_s
-        delay = 0.5
-        while True:
-            try:
-                return await attempt()
-            except (aiohttp.ClientError, TimeoutError, _Transient) as exc:
-                if loop.time() + delay > deadline:
-                    raise Unreachable(f"gateway unreachable: {exc}") from exc
-                log.warning("gateway request failed (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, 10.0)
+        """Try until it works, for up to the retry window; then ``Unreachable``."""
+        try:
+            async for trying in AsyncRetrying(
+                retry=retry_if_exception_type((aiohttp.ClientError, TimeoutError, _Transient)),
+                stop=stop_after_delay(self._retry_window_s),
+                wait=wait_exponential_jitter(multiplier=0.5, max=10.0, jitter=0.5),
+                before_sleep=_log_retry,
+                reraise=True,
+            ):
+                with trying:
+                    return await attempt()
+        except (aiohttp.ClientError, TimeoutError, _Transient) as exc:
+            raise Unreachable(f"gateway unreachable: {exc or type(exc).__name__}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying returns or raises
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.warning("gateway request failed (%s); retrying", error or "?")
 
 
 class _Transient(Exception):

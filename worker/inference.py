@@ -1,17 +1,20 @@
-"""Inference in child processes: one model per process, loaded and warmed before the worker consumes.
+"""Inference in child processes: one process (and one model) per slot, loaded and warmed before the worker consumes.
 
-The event loop (and so the AMQP heartbeat) never waits on the model, whatever the model does with the GIL, and
-a model that crashes (segfault, OOM kill) takes down only its process: the pool is rebuilt and the worker
-hands the job back to the queue.
+The event loop (and so the AMQP heartbeat) never waits on the model, whatever the model does with the GIL. A
+model that crashes (segfault, OOM kill) takes down only its slot's process, and one that hangs past the job's
+deadline has its process killed: either way only that slot is rebuilt, the other slots keep working, and the
+worker hands the job back to the queue (which counts the delivery).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from worker.detections import Detection, Detector
+from worker.errors import InferenceCrashed, JobTimedOut, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,17 @@ class DetectorSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Job:
+    """One photo for a slot: its bytes and what the person asked for."""
+
+    data: bytes
+    conf: float | None = None
+    max_det: int | None = None
+    classes: tuple[str, ...] | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Inference:
     """What one image gave: detections as JSON-ready dicts and the annotated JPEG."""
 
@@ -54,31 +69,19 @@ class Inference:
     model: str
 
 
-class BadImage(Exception):
-    """The image cannot be decoded: a final error for the job, not the worker's fault."""
-
-
-class ModelUnavailable(Exception):
-    """The model could not be loaded; the message says what to set."""
-
-
-class WorkerCrashed(Exception):
-    """An inference process died while working on the job."""
-
-
 # --- inside each child process -----------------------------------------------------------------------
 
 _state: dict[str, Any] = {}
 
 
 def build_detector(spec: DetectorSpec) -> Detector:
-    """``py:package.module:factory`` for a detector of your own, anything else through ``worker.models``."""
+    """``py:package.module:factory`` for a detector of your own, anything else through ``worker.model_loader``."""
     if spec.model.startswith("py:"):
         module_name, _, attr = spec.model[3:].partition(":")
         factory = getattr(importlib.import_module(module_name), attr)
         detector: Detector = factory(spec)
         return detector
-    from worker.models import load_detector
+    from worker.model_loader import load_detector
 
     return load_detector(
         spec.model,
@@ -93,15 +96,16 @@ def build_detector(spec: DetectorSpec) -> Detector:
 
 
 def _init_process(spec: DetectorSpec) -> None:
-    """Pool initializer: prepare the offline environment, load and warm the model; keep any error to report."""
+    """Executor initializer: prepare the offline environment, load and warm the model; keep any error to report."""
     from worker.offline import prepare_offline_env
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker stops its slots itself, after the jobs in hand
     try:
         prepare_offline_env(spec.data_dir / "ultralytics")
         detector = build_detector(spec)
         detector.predict(np.full((64, 64, 3), 114, dtype=np.uint8))  # warm-up: first call allocates
         _state["detector"] = detector
-    except Exception as exc:  # reported by ready(): a sentence, not a broken pool
+    except Exception as exc:  # reported by _ready(): a sentence, not a broken pool
         _state["error"] = str(exc) or type(exc).__name__
 
 
@@ -111,76 +115,133 @@ def _ready() -> tuple[int, str]:
     return os.getpid(), _state["detector"].name
 
 
-def _detect(data: bytes, conf: float | None, max_det: int | None, max_pixels: int) -> Inference:
-    from worker.annotate import ImageError, annotate, load_image
+def _detect(job: Job, max_pixels: int) -> Inference:
+    from worker.annotate import annotate, load_image
 
     detector: Detector = _state["detector"]
-    try:
-        image = load_image(data, max_pixels=max_pixels)
-    except ImageError as exc:
-        raise BadImage(str(exc)) from None
+    image = load_image(job.data, max_pixels=max_pixels)
     started = time.perf_counter()
     found = detector.predict(image)
     elapsed_ms = (time.perf_counter() - started) * 1000
-    found = _filter(found, conf, max_det)
+    found = _filter(found, job)
     height, width = image.shape[:2]
-    return Inference([d.to_json() for d in found], annotate(image, found), width, height, elapsed_ms, detector.name)
+    labels = _labeller(job.language)
+    return Inference(
+        [d.to_json() for d in found], annotate(image, found, label=labels), width, height, elapsed_ms, detector.name
+    )
 
 
-def _filter(found: list[Detection], conf: float | None, max_det: int | None) -> list[Detection]:
-    if conf is not None:
-        found = [d for d in found if d.confidence >= conf]
+def _filter(found: list[Detection], job: Job) -> list[Detection]:
+    if job.conf is not None:
+        found = [d for d in found if d.confidence >= job.conf]
+    if job.classes is not None:
+        wanted = set(job.classes)
+        found = [d for d in found if d.label in wanted]
     found.sort(key=lambda d: d.confidence, reverse=True)
-    return found[:max_det] if max_det is not None else found
+    return found[: job.max_det] if job.max_det is not None else found
+
+
+def _labeller(language: str | None) -> Any:
+    """The class names on the image in the person's language (English names stay as the model has them)."""
+    if not language:
+        return None
+    from queue_gateway.public import texts
+
+    return lambda label: texts.label(label, language)
 
 
 # --- in the worker process ---------------------------------------------------------------------------
 
 
+class _Slot:
+    """One inference process, with the model loaded."""
+
+    def __init__(self, spec: DetectorSpec, index: int) -> None:
+        self.index = index
+        self.executor = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_process,
+            initargs=(spec,),
+        )
+        self.pid = 0
+        self.model_name = ""
+
+    async def warm(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.pid, self.model_name = await loop.run_in_executor(self.executor, _ready)
+
+    def kill(self) -> None:
+        """End the process now (it hangs, or it died already), and drop the executor."""
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
 class InferencePool:
     """``slots`` processes, each with its own model (ultralytics and ORT sessions are not shared)."""
 
-    def __init__(self, spec: DetectorSpec, slots: int) -> None:
+    def __init__(self, spec: DetectorSpec, slots: int, *, timeout_s: float = 60.0) -> None:
         self._spec = spec
         self._slots = slots
-        self._pool: ProcessPoolExecutor | None = None
+        self._timeout_s = timeout_s
+        self._free: asyncio.Queue[_Slot] = asyncio.Queue()
+        self._all: dict[int, _Slot] = {}
         self.model_name = ""
-        self.pids: list[int] = []
+
+    @property
+    def pids(self) -> list[int]:
+        return sorted(slot.pid for slot in self._all.values())
 
     async def start(self) -> None:
         """Start the processes and wait until every model is loaded and warm (raises ModelUnavailable)."""
-        self._pool = ProcessPoolExecutor(
-            max_workers=self._slots,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_process,
-            initargs=(self._spec,),
-        )
-        loop = asyncio.get_running_loop()
-        answers = await asyncio.gather(*(loop.run_in_executor(self._pool, _ready) for _ in range(self._slots)))
-        self.pids = sorted({pid for pid, _ in answers})
-        self.model_name = answers[0][1]
-        log.info("model %s warm in %d process(es) %s", self.model_name, len(self.pids), self.pids)
-
-    async def detect(self, data: bytes, *, conf: float | None, max_det: int | None) -> Inference:
-        pool = self._pool
-        if pool is None:
-            raise RuntimeError("InferencePool.start() was not awaited")
-        loop = asyncio.get_running_loop()
+        slots = [_Slot(self._spec, index) for index in range(self._slots)]
+        self._all = {slot.index: slot for slot in slots}
         try:
-            return await loop.run_in_executor(pool, _detect, data, conf, max_det, self._spec.max_pixels)
+            await asyncio.gather(*(slot.warm() for slot in slots))
+        except ModelUnavailable:
+            for slot in slots:
+                slot.kill()
+            raise
         except BrokenProcessPool:
-            await self._replace(pool)
-            raise WorkerCrashed("the inference process died") from None
+            for slot in slots:
+                slot.kill()
+            raise ModelUnavailable("the inference process died while loading the model") from None
+        self.model_name = slots[0].model_name
+        for slot in slots:
+            self._free.put_nowait(slot)
+        log.info("model %s warm in %d process(es) %s", self.model_name, len(slots), self.pids)
 
-    async def _replace(self, broken: ProcessPoolExecutor) -> None:
-        if self._pool is not broken:
-            return  # another task already rebuilt it
-        log.error("an inference process died; starting a fresh pool")
-        self._pool = None
-        broken.shutdown(wait=False, cancel_futures=True)
-        await self.start()
+    async def detect(self, job: Job) -> Inference:
+        """Run one photo on the next free slot, within the deadline."""
+        slot = await self._free.get()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(slot.executor, _detect, job, self._spec.max_pixels)
+        try:
+            return await asyncio.wait_for(future, self._timeout_s)
+        except TimeoutError:
+            log.error("inference process %d ran past the %.0f s deadline; killing it", slot.pid, self._timeout_s)
+            slot = await self._replace(slot)
+            raise JobTimedOut(f"the detector took longer than {self._timeout_s:g} s") from None
+        except BrokenProcessPool:
+            log.error("inference process %d died; starting a fresh one", slot.pid)
+            slot = await self._replace(slot)
+            raise InferenceCrashed("the inference process died") from None
+        finally:
+            self._free.put_nowait(slot)
+
+    async def _replace(self, broken: _Slot) -> _Slot:
+        broken.kill()
+        fresh = _Slot(self._spec, broken.index)
+        self._all[broken.index] = fresh
+        try:
+            await fresh.warm()
+        except (ModelUnavailable, BrokenProcessPool) as exc:
+            log.error("the replacement inference process could not load the model: %s", exc)
+        return fresh
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        slots, self._all = list(self._all.values()), {}
+        for slot in slots:
+            await asyncio.to_thread(slot.executor.shutdown, wait=True, cancel_futures=True)

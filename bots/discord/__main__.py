@@ -2,6 +2,6 @@
 
 import sys
 
-from detectbot.cli import main
+from bots.discord.main import main
 
-sys.exit(main(["discord", *sys.argv[1:]]))
+sys.exit(main())

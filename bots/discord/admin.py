@@ -12,80 +12,70 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bots.shared.admin import AdminService, format_dead
+from bots.discord.commands import t
+from bots.shared.admin import format_dead
 from bots.shared.services import BotServices
-from queue_gateway import texts
+from queue_gateway.public import texts
 
 Interaction = discord.Interaction[Any]
 Tree = app_commands.CommandTree[Any]
-Command = app_commands.Command[Any, ..., None]
 
 
 class AdminCommands:
-    def __init__(self) -> None:
-        self.admin: AdminService | None = None
-
-    def bind(self, services: BotServices) -> None:
+    def __init__(self, services: BotServices) -> None:
         self.admin = services.admin
+        self.chats = services.chats
 
     def register(self, tree: Tree) -> None:
         manage = discord.Permissions(manage_guild=True)
         stats: app_commands.Command[Any, ..., None] = app_commands.Command(
-            name="stats", description="Admins: the last 24 hours", callback=self.stats
+            name="stats", description=t("cmd_stats"), callback=self.stats
         )
         dlq: app_commands.Command[Any, ..., None] = app_commands.Command(
-            name="dlq", description="Admins: dead jobs, and requeue one", callback=self.dlq
+            name="dlq", description=t("cmd_dlq"), callback=self.dlq
         )
         for command in (stats, dlq):
             command.default_permissions = manage
             tree.add_command(command)
-        tree.add_command(
-            app_commands.Command(name="forget", description="Delete my photos and results now", callback=self.forget)
-        )
-
-    @property
-    def _admin(self) -> AdminService:
-        assert self.admin is not None, "the bot has not started"
-        return self.admin
+        tree.add_command(app_commands.Command(name="forget", description=t("cmd_forget"), callback=self.forget))
 
     async def stats(self, interaction: Interaction) -> None:
         """/stats (admins): counts, latency, queue and workers as text, with a chart."""
         if not await self._allowed(interaction):
             return
         await interaction.response.defer(thinking=True, ephemeral=True)
-        reply = await self._admin.stats(str(interaction.locale))
-        files = [discord.File(_buffer(reply.chart), filename="stats.png")] if reply.chart else []
+        reply = await self.admin.stats(await self._lang(interaction))
+        files = [discord.File(io.BytesIO(reply.chart), filename="stats.png")] if reply.chart else []
         await interaction.followup.send(reply.text, files=files, ephemeral=True)
 
-    @app_commands.describe(requeue="The id (or its first 8 characters) of a dead job to run again")
+    @app_commands.describe(requeue=t("cmd_dlq_requeue"))
     async def dlq(self, interaction: Interaction, requeue: str | None = None) -> None:
         """/dlq [requeue:<job>] (admins): list dead jobs, or give one another go."""
         if not await self._allowed(interaction):
             return
         await interaction.response.defer(thinking=True, ephemeral=True)
-        jobs = await self._admin.dead_jobs(limit=20)
-        if isinstance(jobs, str):
-            await interaction.followup.send(jobs, ephemeral=True)
-            return
+        lang = await self._lang(interaction)
+        jobs = await self.admin.dead_jobs(limit=20)
         if requeue:
             matches = [job for job in jobs if job.job_id.startswith(requeue.strip().lower())]
-            text = await self._admin.requeue(matches[0].job_id) if len(matches) == 1 else texts.text("dlq_pick")
+            found = len(matches) == 1
+            text = await self.admin.requeue(matches[0].job_id, lang) if found else texts.text("dlq_pick", lang)
             await interaction.followup.send(text, ephemeral=True)
             return
-        await interaction.followup.send(format_dead(jobs), ephemeral=True)
+        await interaction.followup.send(format_dead(jobs, lang), ephemeral=True)
 
     async def forget(self, interaction: Interaction) -> None:
         """/forget: delete this person's photos and results now."""
         await interaction.response.defer(thinking=True, ephemeral=True)
-        text = await self._admin.forget("discord", interaction.user.id, str(interaction.locale))
+        text = await self.admin.forget("discord", interaction.user.id, await self._lang(interaction))
         await interaction.followup.send(text, ephemeral=True)
 
     async def _allowed(self, interaction: Interaction) -> bool:
-        if self._admin.is_admin(interaction.user.id):
+        if self.admin.is_admin(interaction.user.id):
             return True
-        await interaction.response.send_message(texts.text("not_allowed", str(interaction.locale)), ephemeral=True)
+        lang = await self._lang(interaction)
+        await interaction.response.send_message(texts.text("not_allowed", lang), ephemeral=True)
         return False
 
-
-def _buffer(data: bytes) -> io.BytesIO:
-    return io.BytesIO(data)
+    async def _lang(self, interaction: Interaction) -> str | None:
+        return await self.chats.language("discord", str(interaction.channel_id), str(interaction.locale))

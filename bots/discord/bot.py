@@ -1,10 +1,10 @@
-"""The Discord bot's composition root: ``DiscordBot(settings)`` builds the client; ``start()``/``stop()`` run it
-(tests drive the same two calls).
+"""The Discord bot: ``DiscordBot(settings, services, http)`` builds the client and its commands around the shared
+services; ``start()``/``stop()`` run it (tests drive the same two calls, ``main()`` runs them under the signal
+runner). As in discord.py's ``advanced_startup`` example, resources come in through the constructors and the
+async set-up (command sync) happens in ``setup_hook``.
 
-discord.py reads its REST base (``discord.http.Route.BASE``, which also governs interaction callbacks and
-webhooks) and its websocket URL (``DiscordWebSocket.DEFAULT_GATEWAY``) from class attributes, so they are
-process-global: ``start()`` sets them from the settings and ``stop()`` puts back what was there. A gateway that
-delivers to Discord from the same process uses the same ``Route.BASE`` — configure both with the same URL.
+discord.py reads its REST base and its websocket URL from class attributes, so they are process-global: they are
+set once per process by :func:`queue_gateway.public.process.use_discord`.
 """
 
 from __future__ import annotations
@@ -14,44 +14,36 @@ import logging
 
 import aiohttp
 import discord
-import yarl
 from discord import app_commands
-from discord.gateway import DiscordWebSocket
-from discord.http import Route
 
 from bots.discord.admin import AdminCommands
-from bots.discord.commands import CommandSet, DetectCommands
+from bots.discord.commands import CancelButton, CatalogueTranslator, DetectCommands
 from bots.discord.settings import DiscordSettings
-from bots.shared.services import bot_secrets, build_services
-from queue_gateway import redact
+from bots.shared.metrics import HealthServer
+from bots.shared.services import BotServices
+from queue_gateway.public import process, redact
+from queue_gateway.public.entry import CannotStart
+from queue_gateway.public.settings import secret_values
 
 log = logging.getLogger(__name__)
 
 
-def command_sets(settings: DiscordSettings) -> list[CommandSet]:
-    """Every command the bot offers."""
-    return [DetectCommands(settings), AdminCommands()]
-
-
 class DetectClient(discord.Client):
-    """A plain ``Client`` (no privileged intents) with a command tree; its HTTP resources live from
-    ``setup_hook`` (called by ``login``) until ``close``."""
+    """A plain ``Client`` (no privileged intents) with a command tree; commands are synced in ``setup_hook``."""
 
-    def __init__(self, settings: DiscordSettings, commands: list[CommandSet]) -> None:
+    def __init__(self, settings: DiscordSettings, services: BotServices, http: aiohttp.ClientSession) -> None:
         intents = discord.Intents(guilds=True)  # enough for slash commands and message menus; nothing privileged
         super().__init__(intents=intents, guild_ready_timeout=settings.discord_guild_ready_timeout)
         self.settings = settings
-        self.commands = commands
+        self.services = services
         self.tree: app_commands.CommandTree[DetectClient] = app_commands.CommandTree(self)
-        self._http_session: aiohttp.ClientSession | None = None
+        self.detect_commands = DetectCommands(settings, services, http)
+        self.detect_commands.register(self.tree)
+        AdminCommands(services).register(self.tree)
 
     async def setup_hook(self) -> None:
-        settings = self.settings
-        self._http_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        services = build_services(self._http_session, settings)
-        for commands in self.commands:
-            commands.bind(services)
-            commands.register(self.tree)
+        self.add_dynamic_items(CancelButton)
+        await self.tree.set_translator(CatalogueTranslator())
         await self._sync_commands()
 
     async def _sync_commands(self) -> None:
@@ -65,49 +57,54 @@ class DetectClient(discord.Client):
         scope = f"guild {guild_id}" if guild_id else "global"
         log.info("synced %d Discord commands (%s): %s", len(synced), scope, ", ".join(c.name for c in synced))
 
-    async def close(self) -> None:
-        await super().close()
-        if self._http_session is not None:
-            await self._http_session.close()
-            self._http_session = None
-
 
 class DiscordBot:
-    def __init__(self, settings: DiscordSettings) -> None:
+    def __init__(self, settings: DiscordSettings, services: BotServices, http: aiohttp.ClientSession) -> None:
         if settings.discord_token is None:
-            raise ValueError("set DETECTBOT_DISCORD_TOKEN to the bot token from the Discord developer portal")
+            raise CannotStart("set DETECTBOT_DISCORD_TOKEN to the bot token from the Discord developer portal")
+        process.use_discord(settings.discord_api_url, settings.discord_gateway_url)
+        redact.install(secret_values(settings))
         self._token = settings.discord_token.get_secret_value()
-        redact.install([self._token, *bot_secrets(settings)])
         self.settings = settings
-        self.client: DetectClient | None = None
+        self.services = services
+        self.client = DetectClient(settings, services, http)
+        self.health = HealthServer(services.metrics, self.readiness, host=settings.http_host, port=settings.http_port)
         self._runner: asyncio.Task[None] | None = None
-        self._replaced: tuple[str, yarl.URL] | None = None
+
+    def readiness(self) -> str | None:
+        if not self.client.is_ready():
+            return "not connected to Discord"
+        return None
 
     async def start(self) -> None:
         """Log in, sync the commands, connect the websocket; return once Discord says the bot is ready."""
-        self._point_discord_py()
-        client = self.client = DetectClient(self.settings, command_sets(self.settings))
+        await self.health.start()
+        client = self.client
         try:
             await client.login(self._token)
-        except BaseException:
-            await self.stop()
-            raise
+        except discord.LoginFailure as exc:
+            raise CannotStart("Discord refused the bot token (check DETECTBOT_DISCORD_TOKEN)") from exc
+        except (discord.HTTPException, aiohttp.ClientError) as exc:
+            raise CannotStart(f"cannot reach Discord at {self.settings.discord_api_url}: {exc}") from exc
         runner = self._runner = asyncio.create_task(client.connect(), name="discord-gateway")
         ready = asyncio.create_task(client.wait_until_ready())
         timeout = self.settings.discord_start_timeout_s
         done, _ = await asyncio.wait({runner, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if ready not in done:
             ready.cancel()
-            failure: BaseException = TimeoutError(f"Discord did not report ready within {timeout:g} s")
+            failure: BaseException = CannotStart(f"Discord did not report ready within {timeout:g} s")
             if runner.done():
                 ended = None if runner.cancelled() else runner.exception()
-                failure = ended or RuntimeError("the Discord connection ended before the bot was ready")
-            await self.stop()
+                failure = ended or CannotStart("the Discord connection ended before the bot was ready")
             raise failure
-        log.info("discord bot %s running (application %s)", client.user, client.application_id)
+        await client.detect_commands.replay()
+        log.info(
+            "discord bot %s running (application %s), gateway %s",
+            client.user, client.application_id, self.settings.gateway_url,
+        )  # fmt: skip
 
     async def stop(self) -> None:
-        if self.client is not None:
+        if not self.client.is_closed():
             await self.client.close()
         if self._runner is not None:
             try:
@@ -115,16 +112,11 @@ class DiscordBot:
             except Exception:
                 log.exception("the Discord connection did not end cleanly")
             self._runner = None
-        self.client = None
-        self._restore_discord_py()
+        await self.health.stop()
 
-    def _point_discord_py(self) -> None:
-        if self._replaced is None:
-            self._replaced = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
-        Route.BASE = self.settings.discord_api_url.rstrip("/")
-        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.settings.discord_gateway_url)
-
-    def _restore_discord_py(self) -> None:
-        if self._replaced is not None:
-            Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = self._replaced
-            self._replaced = None
+    async def wait_stopped(self) -> None:
+        """Returns when the Discord connection ended by itself; raises its error."""
+        if self._runner is None:
+            await asyncio.Event().wait()
+        assert self._runner is not None
+        await asyncio.shield(self._runner)

@@ -1,26 +1,34 @@
-"""Discord commands: translate interactions to ``DetectService`` calls and its answers back. No logic of their own.
+"""Discord commands: translate interactions to the shared services' calls and their answers back.
 
-Each command defers at once (Discord wants an answer within 3 s), so the person sees "thinking…" while the photo
-is downloaded and queued. The deferred message is first filled with "Got it — queuing…" and only then is the photo
-submitted: the first follow-up after a defer would *fill* the thinking message, so a result that came back before
-our "queued" edit would otherwise be overwritten by it. The gateway delivers the result as a follow-up and edits
-our message (``@original``) to "Done in 1.4 s" once we have named it with ``status_posted``.
+Each photo command defers at once (Discord wants an answer within 3 s), so the person sees "thinking…", and is
+then written to the bot's durable inbox: a bot that dies before the gateway has the photo finishes the request
+when it starts again (the interaction's token lives 15 minutes). The deferred message is first filled with
+"Got it — queuing…" and only then is the photo submitted: the first follow-up after a defer would *fill* the
+thinking message, so a result that came back before our "queued" edit would otherwise be overwritten by it. The
+gateway delivers the result as a follow-up and edits our message (``@original``) as the photo moves up the line,
+to "Done in 1.4 s" at the end, once we have named it with ``status_posted``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass
+from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 
 from bots.discord.settings import DiscordSettings
-from bots.shared.service import DetectService, Photo
+from bots.shared import chat_settings
+from bots.shared.detect import Photo, Reply
+from bots.shared.errors import BotError, GatewayRefused
+from bots.shared.inbox import Inbox
 from bots.shared.services import BotServices
-from queue_gateway import texts
-from queue_gateway.contract import Origin
+from queue_gateway.public import texts
+from queue_gateway.public.contract import DiscordOrigin
 
 log = logging.getLogger(__name__)
 
@@ -32,40 +40,106 @@ MAX_IMAGES = 10  # one delivery group holds at most ten photos (and a Discord me
 ORIGINAL = "@original"  # the interaction's deferred response, as the webhook API names it
 ALREADY_ACKNOWLEDGED = 40060  # a second callback for the same interaction: Discord sent the event twice
 UNKNOWN_INTERACTION = 10062  # our callback came after the 3 s deadline
+TOKEN_LIFE_S = 14 * 60.0  # an interaction token lives 15 minutes: replay only what can still be answered
 
 
-class CommandSet(Protocol):
-    """Something that adds commands to the tree; the bot binds the shared services before it registers."""
+def t(key: str) -> app_commands.locale_str:
+    """A command's name or description, translated by :class:`CatalogueTranslator` for each Discord locale."""
+    return app_commands.locale_str(texts.MESSAGES[key], key=key)
 
-    def bind(self, services: BotServices) -> None: ...
 
-    def register(self, tree: Tree) -> None: ...
+class CatalogueTranslator(app_commands.Translator):
+    """Command descriptions (and the menu's name) from the shared catalogue, for every language it has."""
+
+    async def translate(
+        self, string: app_commands.locale_str, locale: discord.Locale, context: app_commands.TranslationContextTypes
+    ) -> str | None:
+        key = string.extras.get("key")
+        lang = texts.language(str(locale))
+        if key is None or lang == texts.DEFAULT_LANGUAGE:
+            return None
+        translated = texts.text(key, lang)
+        return translated if translated != string.message else None
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    url: str
+    filename: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An acknowledged photo interaction, in the durable form the inbox keeps."""
+
+    interaction_id: str
+    application_id: str
+    token: str
+    created_at: float
+    channel_id: str | None
+    user_id: str
+    language: str | None
+    attachments: tuple[Attachment, ...]
+    target: str | None = None  # the message of "Detect objects", which the result replies to
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> Request:
+        return cls(**{**data, "attachments": tuple(Attachment(**a) for a in data["attachments"])})
+
+    def origin(self) -> DiscordOrigin:
+        return DiscordOrigin(
+            application_id=self.application_id,
+            interaction_token=self.token,
+            interaction_created_at=self.created_at,
+            channel_id=self.channel_id,
+            message_id=self.target,
+            user_id=self.user_id,
+            language=self.language,
+        )
+
+
+class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"cancel:(?P<job>[0-9a-f]{32})"):
+    """The Cancel button under "queued"; it works after a restart too (its job id is in its custom id)."""
+
+    def __init__(self, job_id: str, label: str = "Cancel") -> None:
+        super().__init__(
+            discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, custom_id=f"cancel:{job_id}")
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> CancelButton:
+        return cls(match["job"])
+
+    async def callback(self, interaction: Interaction) -> None:
+        services: BotServices = interaction.client.services
+        lang = str(interaction.locale)
+        text = await services.detect.cancel([self.job_id], lang, user_id=interaction.user.id)
+        await interaction.response.send_message(text, ephemeral=True)
 
 
 class DetectCommands:
-    """``/detect``, the "Detect objects" message menu, ``/help`` and the tree's one error handler."""
+    """``/detect``, the "Detect objects" message menu, ``/settings``, ``/help`` and the tree's one error handler."""
 
-    def __init__(self, settings: DiscordSettings) -> None:
+    def __init__(self, settings: DiscordSettings, services: BotServices, http: aiohttp.ClientSession) -> None:
         self.settings = settings
-        self.service: DetectService | None = None  # set when the bot starts (it owns the HTTP session)
-
-    def bind(self, services: BotServices) -> None:
-        self.service = services.detect
+        self.services = services
+        self._http = http
+        self.inbox = Inbox(settings.data_dir / "discord-inbox", max_age_s=TOKEN_LIFE_S)
 
     def register(self, tree: Tree) -> None:
+        tree.add_command(app_commands.Command(name="detect", description=t("cmd_detect_discord"), callback=self.detect))
+        tree.add_command(app_commands.ContextMenu(name=t("cmd_detect_menu"), callback=self.detect_message))
+        tree.add_command(app_commands.Command(name="help", description=t("cmd_help"), callback=self.help))
         tree.add_command(
-            app_commands.Command(name="detect", description="Find the objects in a photo", callback=self.detect)
+            app_commands.Command(name="settings", description=t("cmd_settings"), callback=self.settings_command)
         )
-        tree.add_command(app_commands.ContextMenu(name="Detect objects", callback=self.detect_message))
-        tree.add_command(app_commands.Command(name="help", description="What this bot does", callback=self.help))
         tree.error(self.on_error)
 
-    @property
-    def _service(self) -> DetectService:
-        assert self.service is not None, "the bot has not started"
-        return self.service
-
-    @app_commands.describe(image="A photo: JPEG, PNG or WebP")
+    @app_commands.describe(image=t("cmd_detect_image"))
     async def detect(self, interaction: Interaction, image: discord.Attachment) -> None:
         """/detect image:<photo> — find the objects in the attached photo."""
         await self._queue(interaction, [image], target=None)
@@ -75,15 +149,54 @@ class DetectCommands:
         await self._queue(interaction, message.attachments, target=message.id)
 
     async def help(self, interaction: Interaction) -> None:
-        """/help: what the bot does, in two lines, shown only to the asker."""
-        await interaction.response.send_message(texts.text("discord_help", _lang(interaction)), ephemeral=True)
+        """/help: what the bot does, in three lines, shown only to the asker."""
+        lang = await self._lang(interaction)
+        await interaction.response.send_message(texts.text("discord_help", lang), ephemeral=True)
+
+    @app_commands.describe(
+        conf=t("cmd_settings_conf"),
+        classes=t("cmd_settings_classes"),
+        output=t("cmd_settings_output"),
+        language=t("cmd_settings_language"),
+    )
+    @app_commands.choices(
+        output=[app_commands.Choice(name=name, value=name) for name in chat_settings.OUTPUTS],
+        language=[app_commands.Choice(name=lang, value=lang) for lang in texts.languages()],
+    )
+    async def settings_command(
+        self,
+        interaction: Interaction,
+        conf: app_commands.Range[int, 5, 95] | None = None,
+        classes: str | None = None,
+        output: str | None = None,
+        language: str | None = None,
+    ) -> None:
+        """/settings [conf] [classes] [output] [language]: show or change this channel's settings."""
+        channel = str(interaction.channel_id)
+        lang = await self._lang(interaction)
+        try:
+            changes = chat_settings.parse_options(conf=conf, classes=classes, output=output, language=language)
+        except chat_settings.SettingsError as exc:
+            await interaction.response.send_message(chat_settings.unknown_class_text(str(exc), lang), ephemeral=True)
+            return
+        chats = self.services.chats
+        found = await (chats.update("discord", channel, changes) if changes else chats.get("discord", channel))
+        lang = await self._lang(interaction)
+        await interaction.response.send_message(chat_settings.describe(found, lang), ephemeral=True)
 
     async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError) -> None:
-        """One error handler for every command: log it, and say sorry where the interaction still lets us."""
+        """One error handler for every command: log it, and say what happened where the interaction lets us."""
         name = interaction.command.name if interaction.command else "?"
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-        log.error("command %s (interaction %s) failed: %r", name, interaction.id, cause, exc_info=cause)
-        sorry = texts.text("unavailable", _lang(interaction))
+        lang = str(interaction.locale)
+        if isinstance(cause, GatewayRefused):
+            sorry = texts.for_error(cause.code, lang, retry_after=cause.retry_after, limit=cause.limit)
+        else:
+            sorry = texts.text("unavailable", lang)
+        if isinstance(cause, BotError):
+            log.warning("command %s (interaction %s) failed: %s", name, interaction.id, cause)
+        else:
+            log.error("command %s (interaction %s) failed: %r", name, interaction.id, cause, exc_info=cause)
         try:
             if interaction.response.is_done():
                 await interaction.edit_original_response(content=sorry)
@@ -92,36 +205,102 @@ class DetectCommands:
         except discord.HTTPException as exc:
             log.warning("could not tell interaction %s about the error: %s %s", interaction.id, exc.status, exc.code)
 
+    async def replay(self) -> None:
+        """Finish what a previous run acknowledged but had not handed to the gateway."""
+        for key, payload in self.inbox.pending():
+            log.info("finishing interaction %s from before the restart", key)
+            try:
+                await self._work(Request.load(payload))
+            except Exception:
+                log.exception("interaction %s could not be finished", key)
+            finally:
+                self.inbox.done(key)
+
     async def _queue(
         self, interaction: Interaction, attachments: Sequence[discord.Attachment], *, target: int | None
     ) -> None:
-        """Defer, check, download, submit; show "queued" and name that message to the gateway."""
+        """Defer, keep the request in the inbox, then download, submit and show "queued"."""
         if not await _defer(interaction):
             return
-        lang = _lang(interaction)
-        checked = [(a, self._service.too_big(a.size, lang)) for a in attachments if _is_image(a)][:MAX_IMAGES]
+        lang = await self._lang(interaction)
+        checked = [(a, self.services.detect.too_big(a.size, lang)) for a in attachments if _is_image(a)][:MAX_IMAGES]
         refusals = [refusal for _, refusal in checked if refusal]
         images = [a for a, refusal in checked if not refusal]
         if not images:
             await interaction.edit_original_response(content=refusals[0] if refusals else _hint(lang))
             return
-        await interaction.edit_original_response(content=texts.text("received", lang))  # see the module docstring
-        key = f"discord:{interaction.id}"
+        request = Request(
+            interaction_id=str(interaction.id),
+            application_id=str(interaction.application_id),
+            token=interaction.token,
+            created_at=interaction.created_at.timestamp(),
+            channel_id=str(interaction.channel_id) if interaction.channel_id else None,
+            user_id=str(interaction.user.id),
+            language=lang,
+            attachments=tuple(Attachment(a.url, a.filename, a.size) for a in images),
+            target=str(target) if target else None,
+        )
+        self.inbox.put(request.interaction_id, asdict(request))
+        try:
+            await self._work(request, refusals, interaction)
+        finally:
+            self.inbox.done(request.interaction_id)
+
+    async def _work(
+        self, request: Request, refusals: Sequence[str] = (), interaction: Interaction | None = None
+    ) -> None:
+        """The durable part: "queuing…", download, submit (waiting out an outage), "queued", name it."""
+        lang = request.language
+        original = _Original(request, self._http, interaction)
+        await original.edit(texts.text("received", lang))  # see the module docstring
+        key = f"discord:{request.interaction_id}"
         photos = [
             Photo(
-                data=await attachment.read(),
+                data=await self._download(attachment),
                 filename=attachment.filename,
-                idempotency_key=key if len(images) == 1 else f"{key}:{index}",
-                message_id=str(target) if target else None,
+                idempotency_key=key if len(request.attachments) == 1 else f"{key}:{index}",
+                message_id=request.target,
             )
-            for index, attachment in enumerate(images)
+            for index, attachment in enumerate(request.attachments)
         ]
-        reply = await self._service.submit(_origin(interaction, target), photos, group_key=key)
+
+        async def waiting(text: str) -> None:
+            await original.edit(text)
+
+        reply = await self.services.detect.submit(request.origin(), photos, group_key=key, on_waiting=waiting)
+        self.services.metrics.photos.labels(outcome="queued" if reply.job_ids else "refused").inc(len(photos))
         if reply.silent:
             return
-        await interaction.edit_original_response(content="\n".join([reply.text, *refusals]))
+        await original.edit("\n".join([reply.text, *refusals]), view=_cancel_view(reply))
         if reply.job_ids:
-            await self._service.status_posted(reply.job_ids, ORIGINAL)
+            await self.services.detect.status_posted(reply.job_ids, ORIGINAL)
+
+    async def _download(self, attachment: Attachment) -> bytes:
+        async with self._http.get(attachment.url) as response:
+            response.raise_for_status()
+            return await response.read()
+
+    async def _lang(self, interaction: Interaction) -> str | None:
+        return await self.services.chats.language("discord", str(interaction.channel_id), str(interaction.locale))
+
+
+class _Original:
+    """The interaction's deferred message: edited through the live interaction, or (after a restart, when there
+    is no interaction object any more) through its webhook token, which cannot carry buttons."""
+
+    def __init__(self, request: Request, http: aiohttp.ClientSession, interaction: Interaction | None) -> None:
+        self._interaction = interaction
+        self._webhook = discord.Webhook.partial(int(request.application_id), request.token, session=http)
+
+    async def edit(self, content: str, *, view: discord.ui.View | None = None) -> None:
+        if self._interaction is not None:
+            if view is None:
+                await self._interaction.edit_original_response(content=content)
+            else:
+                await self._interaction.edit_original_response(content=content, view=view)
+            return
+        message_id: Any = ORIGINAL  # "@original": discord.py puts it into the URL as it is
+        await self._webhook.edit_message(message_id, content=content)
 
 
 async def _defer(interaction: Interaction) -> bool:
@@ -139,17 +318,12 @@ async def _defer(interaction: Interaction) -> bool:
     return True
 
 
-def _origin(interaction: Interaction, target: int | None) -> Origin:
-    return Origin(
-        platform="discord",
-        application_id=str(interaction.application_id),
-        interaction_token=interaction.token,
-        interaction_created_at=interaction.created_at.timestamp(),
-        channel_id=str(interaction.channel_id) if interaction.channel_id else None,
-        message_id=str(target) if target else None,
-        user_id=str(interaction.user.id),
-        language=_lang(interaction),
-    )
+def _cancel_view(reply: Reply) -> discord.ui.View | None:
+    if not reply.waiting:
+        return None
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(reply.waiting[0], texts.text("cancel_button", reply.language)))
+    return view
 
 
 def _is_image(attachment: discord.Attachment) -> bool:
@@ -158,7 +332,3 @@ def _is_image(attachment: discord.Attachment) -> bool:
 
 def _hint(lang: str | None) -> str:
     return texts.text("discord_hint", lang)
-
-
-def _lang(interaction: Interaction) -> str:
-    return str(interaction.locale)

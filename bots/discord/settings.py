@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bots.shared.settings import BotSettings
-from queue_gateway.platform_settings import DiscordConnection
+from queue_gateway.public.settings import DiscordConnection
 
 
 class DiscordSettings(BotSettings, DiscordConnection):

@@ -7,22 +7,10 @@ from typing import Any
 
 import aiohttp
 
-from queue_gateway.contract import DetectParams, Origin, SubmitResponse
+from bots.shared.errors import GatewayDown, GatewayRefused
+from queue_gateway.public.contract import DetectParams, DiscordOrigin, SubmitResponse, TelegramOrigin
 
-
-class GatewayError(Exception):
-    """The gateway answered with an error; ``message`` is meant for a person."""
-
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-
-
-class GatewayDown(Exception):
-    """The gateway could not be reached at all."""
+Origin = TelegramOrigin | DiscordOrigin
 
 
 class GatewayClient:
@@ -30,6 +18,10 @@ class GatewayClient:
         self._session = session
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    @property
+    def base_url(self) -> str:
+        return self._base
 
     async def submit(
         self,
@@ -66,14 +58,17 @@ class GatewayClient:
                 if resp.status != 200:
                     raise _error(resp.status, await resp.text())
                 return await resp.read()
-        except aiohttp.ClientConnectionError as exc:
-            raise GatewayDown(f"cannot reach the gateway at {self._base}: {exc}") from exc
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise GatewayDown(f"cannot reach the gateway at {self._base}: {exc or type(exc).__name__}") from exc
 
     async def get_json(self, path: str) -> Any:
         return await self._request("GET", path, headers=self._headers)
 
     async def post_json(self, path: str, payload: dict[str, Any] | None = None) -> Any:
         return await self._request("POST", path, json=payload or {}, headers=self._headers)
+
+    async def patch_json(self, path: str, payload: dict[str, Any]) -> Any:
+        return await self._request("PATCH", path, json=payload, headers=self._headers)
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -82,13 +77,17 @@ class GatewayClient:
                 if resp.status >= 400:
                     raise _error(resp.status, text)
                 return json.loads(text) if text else {}
-        except aiohttp.ClientConnectionError as exc:
-            raise GatewayDown(f"cannot reach the gateway at {self._base}: {exc}") from exc
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise GatewayDown(f"cannot reach the gateway at {self._base}: {exc or type(exc).__name__}") from exc
 
 
-def _error(status: int, text: str) -> GatewayError:
+def _error(status: int, text: str) -> GatewayRefused | GatewayDown:
     try:
         body = json.loads(text)
-        return GatewayError(status, body.get("error", "error"), body.get("message", text), body.get("retry_after"))
+        code, message = str(body.get("error", "error")), str(body.get("message", text))
+        retry_after, limit = body.get("retry_after"), body.get("limit")
     except (ValueError, AttributeError):
-        return GatewayError(status, "error", text[:200] or f"HTTP {status}")
+        code, message, retry_after, limit = "error", text[:200] or f"HTTP {status}", None, None
+    if status >= 500 and code != "busy":  # the gateway (or its database) is briefly away
+        return GatewayDown(f"the gateway answered {status}: {message}", retry_after)
+    return GatewayRefused(status, code, message, retry_after, limit)

@@ -1,23 +1,26 @@
-"""What every bot needs: the gateway (URL + API key), admins, and the download cap."""
+"""What every bot needs: the gateway (URL + API key), admins, the download cap, retries and its health port."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from queue_gateway.client_settings import GatewayClientSettings
+from queue_gateway.public.settings import GatewayClientSettings
 
 MiB = 1024 * 1024
 
 
 class BotSettings(GatewayClientSettings):
-    admin_ids: Annotated[list[int], NoDecode] = Field(
-        default_factory=list
-    )  # numeric Telegram / Discord user ids; nobody else is admin
-    admin_api_key: SecretStr | None = None  # a gateway admin key for /stats and /dlq (default: api_key)
+    # numeric Telegram / Discord user ids allowed /stats and /dlq; nobody else is an admin
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     max_download_bytes: int = 20 * MiB  # Telegram's getFile cap; the gateway refuses more anyway
+    gateway_retry_s: float = Field(default=120.0, ge=0)  # keep a photo and retry this long while the gateway is away
+    data_dir: Path = Path(".detectbot")  # where a bot keeps the requests it has not handed over yet
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None  # serve /healthz, /readyz, /metrics here (0: any free port); None: off
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -2,6 +2,6 @@
 
 import sys
 
-from detectbot.cli import main
+from bots.telegram.main import main
 
-sys.exit(main(["telegram", *sys.argv[1:]]))
+sys.exit(main())

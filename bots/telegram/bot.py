@@ -1,76 +1,103 @@
-"""The Telegram bot's composition root: ``TelegramBot(settings)`` builds the Application and its resources;
-``start()``/``stop()`` run it (tests drive the same two calls)."""
+"""The Telegram bot: ``TelegramBot(settings, services)`` builds the Application around the shared services;
+``start()``/``stop()`` run it (tests drive the same two calls, ``main()`` runs them under the signal runner)."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
-import os
 from urllib.parse import urlsplit
 
-import aiohttp
 from aiohttp import web
 from telegram import BotCommand, Update
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import Application
 
-from bots.shared.services import bot_secrets, build_services
+from bots.shared.metrics import HealthServer
+from bots.shared.services import BotServices
 from bots.telegram.handlers import Handlers
+from bots.telegram.poller import DurablePoller, Ledger, handle
 from bots.telegram.settings import TelegramSettings
-from queue_gateway import redact
+from queue_gateway.public import process, redact, texts
+from queue_gateway.public.entry import CannotStart
+from queue_gateway.public.settings import secret_values
 
 log = logging.getLogger(__name__)
 
-COMMANDS = [
-    BotCommand("detect", "Find objects in a photo (reply to it in groups)"),
-    BotCommand("help", "What this bot does"),
-    BotCommand("forget", "Delete my photos and results now"),
-]
+COMMANDS = ("detect", "settings", "help", "forget")
+
+
+def commands(lang: str | None) -> list[BotCommand]:
+    """The command list as Telegram shows it, in ``lang``."""
+    return [BotCommand(name, texts.text(f"cmd_{name}", lang)) for name in COMMANDS]
 
 
 class TelegramBot:
-    def __init__(self, settings: TelegramSettings) -> None:
+    def __init__(self, settings: TelegramSettings, services: BotServices) -> None:
         if settings.telegram_token is None:
-            raise ValueError("set DETECTBOT_TELEGRAM_TOKEN to the token @BotFather gave you")
-        os.environ.setdefault("PTB_TIMEDELTA", "true")  # python-telegram-bot: retry_after as a timedelta
-        token = settings.telegram_token.get_secret_value()
-        redact.install([token, *bot_secrets(settings)])
+            raise CannotStart("set DETECTBOT_TELEGRAM_TOKEN to the token @BotFather gave you")
+        process.use_ptb_timedelta()
+        redact.install(secret_values(settings))
         self.settings = settings
-        self.handlers = Handlers(settings)
+        self.services = services
+        self.ledger = Ledger()
+        self.handlers = Handlers(settings, services, self.ledger)
         builder = (
             Application.builder()
-            .token(token)
+            .token(settings.telegram_token.get_secret_value())
             .base_url(settings.telegram_api_url)
             .base_file_url(settings.telegram_file_url)
             .concurrent_updates(True)
+            .updater(None)  # updates come through DurablePoller (or the webhook), confirmed once handled
         )
-        if settings.telegram_webhook_url:
-            builder = builder.updater(None)
         self.application = builder.build()
         self.handlers.register(self.application)
-        self._http: aiohttp.ClientSession | None = None
+        self.poller = DurablePoller(self.application, self.ledger)
+        self.health = HealthServer(services.metrics, self.readiness, host=settings.http_host, port=settings.http_port)
         self._webhook: web.AppRunner | None = None
+        self._started = False
+
+    def readiness(self) -> str | None:
+        if not self._started:
+            return "starting"
+        if self._webhook is None and not self.poller.running:
+            return "not receiving updates from Telegram"
+        return None
 
     async def start(self) -> None:
         settings = self.settings
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        services = build_services(self._http, settings)
-        self.handlers.service, self.handlers.admin = services.detect, services.admin
+        await self.health.start()
         app = self.application
-        await app.initialize()
+        try:
+            await app.initialize()
+        except InvalidToken as exc:
+            raise CannotStart("Telegram refused the bot token (check DETECTBOT_TELEGRAM_TOKEN)") from exc
+        except TelegramError as exc:
+            raise CannotStart(f"cannot reach Telegram at {settings.telegram_api_url}: {exc}") from exc
         self.handlers.username = app.bot.username
-        await app.bot.set_my_commands(COMMANDS)
+        await self._set_commands()
         await app.start()
         if settings.telegram_webhook_url:
             await self._start_webhook()
         else:
-            assert app.updater is not None
-            await app.updater.start_polling(allowed_updates=Update.ALL_TYPES, poll_interval=0.0, timeout=10)
-        log.info("telegram bot @%s running (%s)", app.bot.username, "webhook" if self._webhook else "polling")
+            await self.poller.start()
+        self._started = True
+        log.info(
+            "telegram bot @%s running (%s), gateway %s",
+            app.bot.username, "webhook" if self._webhook else "polling", settings.gateway_url,
+        )  # fmt: skip
+
+    async def _set_commands(self) -> None:
+        """The command menu in English, and in each language the catalogue has (Telegram picks by language_code)."""
+        bot = self.application.bot
+        await bot.set_my_commands(commands(None))
+        for lang in texts.languages():
+            if lang != texts.DEFAULT_LANGUAGE:
+                await bot.set_my_commands(commands(lang), language_code=lang)
 
     async def stop(self) -> None:
         app = self.application
-        if app.updater is not None and app.updater.running:
-            await app.updater.stop()
+        await self.poller.stop()
         if self._webhook is not None:
             await self._webhook.cleanup()
             self._webhook = None
@@ -78,8 +105,15 @@ class TelegramBot:
         if app.running:
             await app.stop()
         await app.shutdown()
-        if self._http is not None:
-            await self._http.close()
+        await self.health.stop()
+
+    async def wait_stopped(self) -> None:
+        """Returns when polling ended by itself (a refused token); raises that failure."""
+        if self.settings.telegram_webhook_url:
+            await asyncio.Event().wait()
+        await self.poller.stopped.wait()
+        if self.poller.failure is not None:
+            raise self.poller.failure
 
     # --- webhook mode ---------------------------------------------------------------------------------
 
@@ -102,7 +136,8 @@ class TelegramBot:
         )
 
     async def _on_webhook(self, request: web.Request) -> web.Response:
-        """Only Telegram knows the secret: anything else gets 403, compared in constant time."""
+        """Only Telegram knows the secret: anything else gets 403, compared in constant time. The answer
+        comes once the update is handled, so Telegram sends it again if the bot dies meanwhile."""
         secret = self.settings.telegram_webhook_secret
         presented = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
         if secret is None or not hmac.compare_digest(presented.encode(), secret.get_secret_value().encode()):
@@ -111,7 +146,7 @@ class TelegramBot:
             update = Update.de_json(await request.json(), self.application.bot)
         except ValueError:
             return web.Response(status=400, text="bad update")
-        await self.application.update_queue.put(update)
+        await handle(self.application, self.ledger, update)
         return web.Response(text="ok")
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import SecretStr, model_validator
 
 from bots.shared.settings import BotSettings
-from queue_gateway.platform_settings import TelegramConnection
+from queue_gateway.public.settings import TelegramConnection
 
 
 class TelegramSettings(BotSettings, TelegramConnection):

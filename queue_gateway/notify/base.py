@@ -1,12 +1,15 @@
-"""The notifier interface the delivery loop speaks to, and what it hands over."""
+"""The notifier interface the delivery loop speaks to, and what it hands over.
+
+A notifier only talks to its platform: it sends a delivery's messages and edits the bot's status message. The
+delivery loop decides what is due, in which order, what to record and when to retry.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from queue_gateway.contract import Origin
+from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,24 +21,34 @@ class Item:
     caption: str
     image: bytes | None = None
     message_id: str | None = None  # the person's message this item answers (Telegram: the photo)
+    detections: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class Delivery:
-    """What goes back to one chat: one item, or an album's items in order."""
+    """What goes back to one chat: one item, or an album's items in order (none: only the status changes)."""
 
-    origin: Origin
+    origin: TelegramOrigin | DiscordOrigin
     items: list[Item]
     status_text: str  # replaces the bot's "queued" message ("Done in 1.4 s.")
-    receipt: dict[str, Any] = field(default_factory=dict)  # steps already done by an earlier attempt
+    status_message_id: str | None = None
+    output: str = "photo"  # photo | photo+json | document (the chat's /settings)
+    language: str | None = None
 
     @property
     def job_ids(self) -> list[str]:
         return [item.job_id for item in self.items]
 
 
-Checkpoint = Callable[[dict[str, Any]], Awaitable[None]]
-"""Called by a notifier right after each step it completed, so that a retry never repeats it."""
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What a notifier sent: the platform's message ids, and the route it took (Discord: followup or channel)."""
+
+    message_ids: list[str]
+    route: str = "chat"
+
+    def receipt(self) -> dict[str, Any]:
+        return {"sent": self.message_ids, "route": self.route}
 
 
 class RetryLater(Exception):
@@ -54,8 +67,15 @@ class Undeliverable(Exception):
 class Notifier(Protocol):
     platform: str
 
-    async def deliver(self, delivery: Delivery, checkpoint: Checkpoint) -> dict[str, Any]:
-        """Send the delivery; return the final receipt (message ids). Raise RetryLater or Undeliverable."""
+    async def send(self, delivery: Delivery) -> Sent:
+        """Send the delivery's items. Raise RetryLater or Undeliverable."""
+        ...
+
+    async def edit_status(self, delivery: Delivery, text: str) -> bool:
+        """Edit the bot's status message to ``text``; False when it is gone or can no longer be edited.
+
+        Editing twice to the same text is harmless, so the loop may repeat it after a crash.
+        """
         ...
 
     async def close(self) -> None: ...

@@ -5,9 +5,8 @@ follow-up through ``discord.Webhook.partial`` (no bot token needed). After that,
 gone (401 code 50027, 404), it goes to the channel as a bot message that replies to the person's message (the
 context menu's target) or mentions them.
 
-discord.py sends every REST call (webhooks included) to the process-global ``discord.http.Route.BASE``; the
-gateway's composition root sets it from ``DETECTBOT_DISCORD_API_URL``, and a bot running in the same process must
-use the same base.
+discord.py sends every REST call (webhooks included) to the process-global ``discord.http.Route.BASE``, set once
+per process by ``queue_gateway.public.process.use_discord`` from ``DETECTBOT_DISCORD_API_URL``.
 """
 
 from __future__ import annotations
@@ -17,17 +16,19 @@ import io
 import logging
 import math
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
 import aiohttp
 import discord
 from PIL import Image
 
-from queue_gateway.contract import Origin
-from queue_gateway.notify.base import Checkpoint, Delivery, Item, RetryLater, Undeliverable
+from queue_gateway.notify.base import Delivery, Item, RetryLater, Sent, Undeliverable
+from queue_gateway.public.contract import DiscordOrigin
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # bots and webhooks, since 2025-01-16 (413 code 40005 above)
 MAX_CONTENT_CHARS = 2000
@@ -63,9 +64,17 @@ class DiscordNotifier:
             await self._client.close()
             self._client = None
 
-    async def deliver(self, delivery: Delivery, checkpoint: Checkpoint) -> dict[str, Any]:
+    async def send(self, delivery: Delivery) -> Sent:
+        origin = _discord(delivery)
+        route, message_id = await self._call(self._send(origin, delivery.items))
+        return Sent([message_id], route)
+
+    async def edit_status(self, delivery: Delivery, text: str) -> bool:
+        return await self._call(self._edit_status(_discord(delivery), delivery.status_message_id, text))
+
+    async def _call(self, step: Awaitable[T]) -> T:
         try:
-            return await self._deliver(delivery, checkpoint)
+            return await step
         except discord.LoginFailure as exc:
             raise Undeliverable("Discord refused the bot token") from exc
         except discord.HTTPException as exc:
@@ -73,22 +82,9 @@ class DiscordNotifier:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise RetryLater(None, f"Discord unreachable: {type(exc).__name__}") from exc
 
-    async def _deliver(self, delivery: Delivery, checkpoint: Checkpoint) -> dict[str, Any]:
-        receipt = dict(delivery.receipt)
-        origin = delivery.origin
-        if "sent" not in receipt:
-            route, sent = await self._send(origin, delivery.items)
-            receipt |= {"route": route, "sent": sent}
-            await checkpoint(receipt)
-        if origin.status_message_id and not receipt.get("status_done"):
-            receipt["status_edited"] = await self._edit_status(origin, delivery.status_text)
-            receipt["status_done"] = True
-            await checkpoint(receipt)
-        return receipt
-
     # --- sending ------------------------------------------------------------------------------------
 
-    async def _send(self, origin: Origin, items: list[Item]) -> tuple[str, list[str]]:
+    async def _send(self, origin: DiscordOrigin, items: list[Item]) -> tuple[str, str]:
         """Send once; on 413 shrink the images and send again. Returns the route used and the message ids."""
         originals = [item.image for item in items if item.ok and item.image]
         images = await asyncio.to_thread(lambda: [fit(image, self._max_bytes) for image in originals])
@@ -97,13 +93,13 @@ class DiscordNotifier:
             try:
                 if use_webhook:
                     try:
-                        return "followup", [await self._followup(origin, items, images)]
+                        return "followup", await self._followup(origin, items, images)
                     except discord.HTTPException as exc:
                         if not _token_gone(exc):
                             raise
                         log.info("interaction token gone (channel %s); posting to the channel", origin.channel_id)
                         use_webhook = False
-                return "channel", [await self._channel_message(origin, items, images)]
+                return "channel", await self._channel_message(origin, items, images)
             except discord.HTTPException as exc:
                 if not _too_large(exc) or shrinks == MAX_SHRINKS or not images:
                     raise
@@ -111,7 +107,7 @@ class DiscordNotifier:
                 images = await asyncio.to_thread(_shrink_all, images)
         raise AssertionError("unreachable")
 
-    async def _followup(self, origin: Origin, items: list[Item], images: list[bytes]) -> str:
+    async def _followup(self, origin: DiscordOrigin, items: list[Item], images: list[bytes]) -> str:
         webhook = self._webhook(origin)
         content = _content(items)
         message = await webhook.send(
@@ -119,7 +115,7 @@ class DiscordNotifier:
         )
         return str(message.id)
 
-    async def _channel_message(self, origin: Origin, items: list[Item], images: list[bytes]) -> str:
+    async def _channel_message(self, origin: DiscordOrigin, items: list[Item], images: list[bytes]) -> str:
         if not origin.channel_id:
             raise Undeliverable("the job has no Discord channel to answer in")
         client = await self._rest_client()
@@ -141,12 +137,14 @@ class DiscordNotifier:
 
     # --- the status message ---------------------------------------------------------------------------
 
-    async def _edit_status(self, origin: Origin, text: str) -> bool:
+    async def _edit_status(self, origin: DiscordOrigin, status_message_id: str | None, text: str) -> bool:
         """Edit the bot's "queued" message (the interaction's original response) while the token lives."""
+        if not status_message_id:
+            return False
         if not self._token_alive(origin):
             log.info("status message of channel %s not edited: the interaction token has expired", origin.channel_id)
             return False
-        message_id: Any = origin.status_message_id  # "@original": discord.py puts it into the URL as it is
+        message_id: Any = status_message_id  # "@original": discord.py puts it into the URL as it is
         try:
             await self._webhook(origin).edit_message(message_id, content=text)
         except discord.NotFound:
@@ -160,12 +158,12 @@ class DiscordNotifier:
 
     # --- plumbing ---------------------------------------------------------------------------------------
 
-    def _token_alive(self, origin: Origin) -> bool:
+    def _token_alive(self, origin: DiscordOrigin) -> bool:
         if not (origin.application_id and origin.interaction_token and origin.interaction_created_at):
             return False
         return time.time() < origin.interaction_created_at + TOKEN_TTL_S - self._margin
 
-    def _webhook(self, origin: Origin) -> discord.Webhook:
+    def _webhook(self, origin: DiscordOrigin) -> discord.Webhook:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
         return discord.Webhook.partial(
@@ -259,3 +257,9 @@ def _retry_after(exc: discord.HTTPException) -> float | None:
         return float(headers["Retry-After"])
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _discord(delivery: Delivery) -> DiscordOrigin:
+    if not isinstance(delivery.origin, DiscordOrigin):
+        raise Undeliverable("not a Discord job")
+    return delivery.origin

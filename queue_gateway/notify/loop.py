@@ -1,8 +1,12 @@
 """The delivery loop: finished chat jobs go back to their chat, in order per chat, paced, retried, never twice.
 
-A job is due when ``next_delivery_at`` has passed. The loop leases it (so gateway replicas do not collide),
-hands it to the platform's notifier, records each completed step at once (the receipt), and marks it
-delivered. An album is delivered when its last photo finishes, as one message.
+A job is due when ``next_delivery_at`` has passed. The loop leases due jobs in one statement (so gateway
+replicas do not collide; the lease is renewed while it works and given back at once when this replica restarts),
+edits the bot's status message (harmless to repeat), sends the result through the platform's notifier and
+records the receipt in the same statement that marks the job delivered. That last step is the only place a
+duplicate can come from: a crash after the platform took the message and before the record. Its width is
+measured (``detectbot_delivery_record_seconds``). An album is delivered when its last photo finishes, as one
+message.
 """
 
 from __future__ import annotations
@@ -12,22 +16,23 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import deliveries, queries
+from db import deliveries, jobs
+from db.common import now
 from db.models import ACTIVE, Job, JobStatus
-from queue_gateway import texts
-from queue_gateway.contract import Origin
-from queue_gateway.events import JobEvents
+from queue_gateway.database import Database
 from queue_gateway.metrics import GatewayMetrics
 from queue_gateway.notify.base import Delivery, Item, Notifier, RetryLater, Undeliverable
+from queue_gateway.notify.words import caption, status_text
+from queue_gateway.public.contract import parse_origin
+from queue_gateway.public.supervise import Backoff
+from queue_gateway.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 120.0
 BATCH = 50
 
 
@@ -40,7 +45,7 @@ class Pacer:
         self._last: dict[str, float] = {}
 
     @contextlib.asynccontextmanager
-    async def slot(self, chat: str) -> Any:
+    async def slot(self, chat: str) -> AsyncIterator[None]:
         async with self._locks[chat]:
             wait = self._last.get(chat, 0.0) + self._interval - time.monotonic()
             if wait > 0:
@@ -54,180 +59,200 @@ class Pacer:
 class DeliveryLoop:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        database: Database,
         notifiers: Mapping[str, Notifier],
-        events: JobEvents,
+        wakeups: Wakeups,
         *,
+        owner: str,
+        lease_s: float = 15.0,
         concurrency: int = 8,
         max_attempts: int = 12,
-        chat_interval_s: float = 1.0,
+        pacer: Pacer | None = None,
         poll_s: float = 1.0,
         metrics: GatewayMetrics | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._db = database
         self._notifiers = notifiers
-        self._events = events
+        self._wakeups = wakeups
+        self._owner = owner
+        self._lease_s = lease_s
         self._limit = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
         self._max_attempts = max_attempts
-        self._pacer = Pacer(chat_interval_s)
+        self._pacer = pacer or Pacer(1.0)
         self._poll_s = poll_s
         self._metrics = metrics or GatewayMetrics()
+        self._in_hand: set[str] = set()
 
     async def run(self) -> None:
+        """Deliver whatever is due, for ever; an unreachable database only delays it."""
+        released = await self._db.write(lambda session: deliveries.release_leases(session, self._owner))
+        if released:
+            log.info("took back %d deliveries this gateway had in hand before it restarted", released)
+        backoff = Backoff()
         while True:
-            self._events.finished.clear()
+            self._wakeups.delivery.clear()
             try:
                 await self.run_once()
-            except Exception:
-                log.exception("delivery pass failed")
-            await self._sleep_until_due()
+                pause = await self._db.read(self._pause, retry_s=0)
+                backoff.reset()
+            except Exception as exc:
+                log.warning("delivery pass failed (%s: %s); retrying", type(exc).__name__, exc)
+                await backoff.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeups.delivery.wait(), pause)
 
-    async def _sleep_until_due(self) -> None:
-        async with self._sessions() as session:
-            due = await deliveries.next_delivery_time(session)
-        pause = self._poll_s if due is None else min(self._poll_s, max(0.0, due - queries.now()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._events.finished.wait(), pause)
+    async def keep_leases(self) -> None:
+        """Renew the leases on the deliveries in hand, so that no other replica takes them over meanwhile."""
+        while True:
+            await asyncio.sleep(self._lease_s / 3)  # a periodic renewal, not a wait for work
+            if self._in_hand:
+                try:
+                    await self._db.write(self._renew, retry_s=1)
+                except Exception as exc:
+                    log.warning("could not renew %d delivery leases (%s)", len(self._in_hand), type(exc).__name__)
+
+    async def _renew(self, session: AsyncSession) -> None:
+        await deliveries.renew(session, sorted(self._in_hand), owner=self._owner, seconds=self._lease_s)
+
+    async def _pause(self, session: AsyncSession) -> float:
+        due = await deliveries.next_delivery_time(session)
+        return self._poll_s if due is None else min(self._poll_s, max(0.0, due - now()))
 
     async def run_once(self) -> int:
         """Deliver everything due now; return how many deliveries were attempted."""
-        async with self._sessions() as session:
-            due = await deliveries.due_deliveries(session, at=queries.now(), limit=BATCH)
+        leased = await self._db.write(
+            lambda s: deliveries.lease_due(s, owner=self._owner, seconds=self._lease_s, limit=BATCH), retry_s=0
+        )
         units: dict[str, Job] = {}
-        for job in due:
-            units.setdefault(job.group_key or job.id, job)
+        for job in leased:
+            if (job.group_key or job.id) in units:
+                await self._release([job.id])
+            else:
+                units[job.group_key or job.id] = job
         await asyncio.gather(*(self._guarded(job) for job in units.values()))
         return len(units)
 
     async def _guarded(self, job: Job) -> None:
         async with self._limit:
+            self._in_hand.add(job.id)
             try:
                 await self._deliver(job)
             except Exception:
                 log.exception("job %s: delivery crashed; retrying later", job.id)
-                async with self._sessions.begin() as session:
-                    await deliveries.delivery_retry(session, [job.id], after=30.0, error="internal error")
+                with contextlib.suppress(Exception):
+                    await self._db.write(
+                        lambda s: deliveries.delivery_retry(s, [job.id], after=30.0, error="internal error")
+                    )
+            finally:
+                self._in_hand.discard(job.id)
 
     async def _deliver(self, job: Job) -> None:
         members = await self._members(job)
         if members is None:
             return
-        job_ids = [m.id for m in members]
         notifier = self._notifiers.get(job.platform)
         if notifier is None:
-            await self._abandon(job_ids, f"no {job.platform} notifier is configured (set its token)")
+            await self._abandon(members, f"no {job.platform} notifier is configured (set its token)")
             return
-        async with self._sessions.begin() as session:
-            if not await deliveries.lease(session, job_ids, at=queries.now(), seconds=LEASE_S):
-                return
-        members = await self._fresh(job_ids)
         delivery = await self._build(members)
-
-        async def checkpoint(receipt: dict[str, Any]) -> None:
-            async with self._sessions.begin() as session:
-                await deliveries.save_receipt(session, job_ids, receipt)
-
-        chat = f"{job.platform}:{delivery.origin.chat_id or delivery.origin.channel_id}"
+        self._in_hand.update(delivery.job_ids)
+        chat = delivery.origin.chat_ref
+        sent_at: float | None = None
         try:
             async with self._pacer.slot(chat):
-                receipt = await notifier.deliver(delivery, checkpoint)
+                edited = await self._edit_status(notifier, delivery)
+                receipt = dict(job.delivery_receipt or {})
+                if "sent" not in receipt and delivery.items:
+                    receipt = (await notifier.send(delivery)).receipt()
+                    sent_at = time.monotonic()
         except RetryLater as exc:
             if exc.after is not None:
                 self._metrics.rate_limited.labels(platform=job.platform).inc()
             await self._retry(members, exc)
             return
         except Undeliverable as exc:
-            await self._abandon(job_ids, str(exc))
+            await self._abandon(members, str(exc))
             return
-        async with self._sessions.begin() as session:
-            await deliveries.delivered(session, job_ids, receipt)
-        log.info("job %s delivered to %s", ", ".join(job_ids), chat)
-        self._metrics.deliveries.labels(platform=job.platform, outcome="delivered").inc()
-        await self._status_raced(job_ids)
+        finally:
+            self._in_hand.difference_update(delivery.job_ids)
+        await self._db.write(lambda s: deliveries.delivered(s, members, receipt, status_edited=edited))
+        if sent_at is not None:
+            self._metrics.record_seconds.observe(time.monotonic() - sent_at)
+            log.info("job %s delivered to %s", ", ".join(delivery.job_ids), chat)
+            self._metrics.deliveries.labels(platform=job.platform, outcome="delivered").inc()
+
+    async def _edit_status(self, notifier: Notifier, delivery: Delivery) -> str | None:
+        """Edit the bot's "queued" message to the final word; return the id of the message it was about.
+
+        A message that is gone, or can no longer be edited, counts as handled: there is nothing more to do for it.
+        """
+        if not delivery.status_message_id:
+            return None
+        await notifier.edit_status(delivery, delivery.status_text)
+        return delivery.status_message_id
 
     async def _members(self, job: Job) -> list[Job] | None:
-        """The jobs to deliver together; None while an album still has photos in progress."""
+        """The jobs to deliver together (leased); None while an album still has photos in progress."""
         if not job.group_key or job.group_size <= 1:
             return [job]
-        async with self._sessions.begin() as session:
-            members = await queries.jobs_in_group(session, job.group_key)
+        group_key = job.group_key
+
+        async def gather_group(session: AsyncSession) -> list[Job] | None:
+            members = await jobs.jobs_in_group(session, group_key)
             if len(members) < job.group_size or any(m.status in ACTIVE for m in members):
-                for member in members:
-                    if member.status not in ACTIVE:
-                        await deliveries.park(session, member.id)
+                await deliveries.park(session, [m.id for m in members if m.status not in ACTIVE])
                 return None
-        return members
+            ids = [m.id for m in members]
+            if not await deliveries.lease(session, ids, owner=self._owner, seconds=self._lease_s):
+                return None
+            return members
 
-    async def _fresh(self, job_ids: list[str]) -> list[Job]:
-        async with self._sessions() as session:
-            jobs = [await queries.get_job(session, job_id) for job_id in job_ids]
-        return [job for job in jobs if job is not None]
+        return await self._db.write(gather_group)
 
-    async def _build(self, members: list[Job]) -> Delivery:
-        origin = Origin.model_validate(members[0].origin or {"platform": members[0].platform})
-        lang = origin.language
-        items = []
-        async with self._sessions() as session:
-            for member in members:
-                blob = await queries.get_blob(session, member.id, "result") if member.detections is not None else None
-                member_origin = member.origin or {}
-                items.append(
-                    Item(
-                        job_id=member.id,
-                        ok=blob is not None,
-                        caption=_caption(member, lang),
-                        image=blob.data if blob else None,
-                        message_id=member_origin.get("message_id"),
-                    )
-                )
-        finished = max((m.done_at or m.failed_at or m.dead_at or m.received_at) for m in members)
-        started = min(m.received_at for m in members)
-        ok = all(item.ok for item in items)
-        status = texts.text("done_in", lang, seconds=finished - started) if ok else texts.text("failed_short", lang)
-        receipt = dict(members[0].delivery_receipt or {})
-        return Delivery(origin=origin, items=items, status_text=status, receipt=receipt)
+    async def _build(self, members: Sequence[Job]) -> Delivery:
+        first = members[0]
+        origin = parse_origin(first.origin or {"platform": first.platform})
+        language = (first.params or {}).get("language") or origin.language
+        images = await self._db.read(lambda s: deliveries.result_images(s, [m.id for m in members]))
+        items = [
+            Item(
+                job_id=m.id,
+                ok=m.id in images and m.detections is not None,
+                caption=caption(m, language),
+                image=images.get(m.id),
+                message_id=(m.origin or {}).get("message_id"),
+                detections=list(m.detections or []),
+            )
+            for m in members
+            if m.status != JobStatus.CANCELLED
+        ]
+        return Delivery(
+            origin=origin,
+            items=items,
+            status_text=status_text(members, language),
+            status_message_id=first.status_message_id,
+            output=str((first.params or {}).get("output") or "photo"),
+            language=language,
+        )
 
-    async def _retry(self, members: list[Job], exc: RetryLater) -> None:
+    async def _retry(self, members: Sequence[Job], exc: RetryLater) -> None:
         attempts = max(m.delivery_attempts for m in members) + 1
         job_ids = [m.id for m in members]
         if attempts >= self._max_attempts:
-            await self._abandon(job_ids, f"gave up after {attempts} tries: {exc.reason}")
+            await self._abandon(members, f"gave up after {attempts} tries: {exc.reason}")
             return
         after = exc.after if exc.after is not None else min(2.0**attempts, 300.0)
         log.warning("job %s: delivery failed (%s); retrying in %.1f s", ", ".join(job_ids), exc.reason, after)
         self._metrics.deliveries.labels(platform=members[0].platform, outcome="retry").inc()
-        async with self._sessions.begin() as session:
-            await deliveries.delivery_retry(session, job_ids, after=after, error=exc.reason)
+        await self._db.write(lambda s: deliveries.delivery_retry(s, job_ids, after=after, error=exc.reason))
 
-    async def _abandon(self, job_ids: list[str], reason: str) -> None:
+    async def _abandon(self, members: Sequence[Job], reason: str) -> None:
+        job_ids = [m.id for m in members]
         log.error("job %s: not delivered: %s", ", ".join(job_ids), reason)
-        self._metrics.deliveries.labels(platform="any", outcome="abandoned").inc()
-        async with self._sessions.begin() as session:
-            await deliveries.delivery_abandoned(session, job_ids, error=reason)
+        self._metrics.deliveries.labels(platform=members[0].platform, outcome="abandoned").inc()
+        await self._db.write(lambda s: deliveries.delivery_abandoned(s, job_ids, error=reason))
 
-    async def _status_raced(self, job_ids: list[str]) -> None:
-        """The bot may have named its status message while we were sending: if so, edit it now."""
-        async with self._sessions.begin() as session:
-            for job_id in job_ids:
-                job = await queries.get_job(session, job_id)
-                if (
-                    job
-                    and (job.origin or {}).get("status_message_id")
-                    and not (job.delivery_receipt or {}).get("status_done")
-                ):
-                    await deliveries.delivery_retry(session, [job_id], after=0.0, error="status message pending")
-                    self._events.finished.set()
-
-
-def _caption(job: Job, lang: str | None) -> str:
-    if job.detections is not None:
-        return texts.caption(job.detections, lang)
-    reason = job.error or "unknown error"
-    key = "dead" if job.status == JobStatus.DEAD else "failed"
-    return texts.text(key, lang, reason=_friendly_reason(job.error_code, reason, lang))
-
-
-def _friendly_reason(code: str | None, reason: str, lang: str | None) -> str:
-    if code == "bad_image":
-        return texts.text("bad_image", lang)
-    return reason
+    async def _release(self, job_ids: list[str]) -> None:
+        await self._db.write(lambda s: deliveries.park(s, job_ids))

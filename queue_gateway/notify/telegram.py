@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from PIL import Image
 from telegram import Bot, InputMediaPhoto, Message, ReplyParameters
-from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.request import HTTPXRequest
 
-from queue_gateway.notify.base import Checkpoint, Delivery, Item, RetryLater, Undeliverable
+from queue_gateway.notify.base import Delivery, Item, RetryLater, Sent, Undeliverable
+from queue_gateway.public.contract import TelegramOrigin
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 PHOTO_MAX_BYTES = 10 * 1024 * 1024
 PHOTO_MAX_SIDES = 10_000  # width + height
@@ -46,9 +51,22 @@ class TelegramNotifier:
         if self._ready:
             await self._bot.shutdown()
 
-    async def deliver(self, delivery: Delivery, checkpoint: Checkpoint) -> dict[str, Any]:
+    async def send(self, delivery: Delivery) -> Sent:
+        return await self._call(lambda: self._send(delivery))
+
+    async def edit_status(self, delivery: Delivery, text: str) -> bool:
+        return await self._call(lambda: self._edit(delivery, text))
+
+    async def chat_action(self, delivery: Delivery, action: str) -> None:
+        """Show "sending photo…" (or another chat action) while the result is prepared."""
+        await self._call(lambda: self._bot.send_chat_action(_chat_id(delivery), action))
+
+    async def _call(self, step: Callable[[], Awaitable[T]]) -> T:
         try:
-            return await self._deliver(delivery, checkpoint)
+            if not self._ready:
+                await self._bot.initialize()
+                self._ready = True
+            return await step()
         except RetryAfter as exc:
             raise RetryLater(_seconds(exc.retry_after), "Telegram rate limit (429)") from exc
         except (Forbidden, InvalidToken) as exc:
@@ -58,42 +76,30 @@ class TelegramNotifier:
         except NetworkError as exc:  # includes TimedOut and 5xx answers
             raise RetryLater(None, f"Telegram unreachable: {exc.message}") from exc
 
-    async def _deliver(self, delivery: Delivery, checkpoint: Checkpoint) -> dict[str, Any]:
-        if not self._ready:
-            await self._bot.initialize()
-            self._ready = True
-        receipt = dict(delivery.receipt)
-        chat_id = int(delivery.origin.chat_id or 0)
-        if "sent" not in receipt:
-            receipt["sent"] = await self._send(chat_id, delivery.items)
-            await checkpoint(receipt)
-        status_id = delivery.origin.status_message_id
-        if status_id and not receipt.get("status_done"):
-            await self._edit_status(chat_id, int(status_id), delivery.status_text)
-            receipt["status_done"] = True
-            await checkpoint(receipt)
-        return receipt
-
-    async def _send(self, chat_id: int, items: list[Item]) -> list[int]:
+    async def _send(self, delivery: Delivery) -> Sent:
+        chat_id = _chat_id(delivery)
+        items = delivery.items
         good = [item for item in items if item.ok and item.image]
         failed = [item for item in items if not (item.ok and item.image)]
         sent: list[Message] = []
         if len(good) == 1:
-            sent.append(await self._send_one(chat_id, good[0]))
+            sent.append(await self._send_one(chat_id, good[0], delivery.output))
         elif good:
             media = [
                 InputMediaPhoto(item.image or b"", caption=item.caption, filename=f"{item.job_id}.jpg") for item in good
             ]
             sent.extend(await self._bot.send_media_group(chat_id, media, reply_parameters=_reply_to(good[0])))
+        if good and delivery.output == "photo+json":
+            sent.append(await self._send_detections(chat_id, good, reply_to=sent[0].message_id))
         if failed:
             text = "\n".join(item.caption for item in failed)
             sent.append(await self._bot.send_message(chat_id, text, reply_parameters=_reply_to(failed[0])))
-        return [message.message_id for message in sent]
+        return Sent([str(message.message_id) for message in sent])
 
-    async def _send_one(self, chat_id: int, item: Item) -> Message:
+    async def _send_one(self, chat_id: int, item: Item, output: str) -> Message:
         image = item.image or b""
         reply = _reply_to(item)
-        if fits_photo_limits(image):
+        if output != "document" and fits_photo_limits(image):
             try:
                 return await self._bot.send_photo(chat_id, image, caption=item.caption, reply_parameters=reply)
             except BadRequest as exc:  # e.g. PHOTO_INVALID_DIMENSIONS: a document always goes through
@@ -102,13 +108,32 @@ class TelegramNotifier:
             chat_id, image, filename=f"detected-{item.job_id[:8]}.jpg", caption=item.caption, reply_parameters=reply
         )
 
-    async def _edit_status(self, chat_id: int, message_id: int, text: str) -> None:
+    async def _send_detections(self, chat_id: int, items: list[Item], *, reply_to: int) -> Message:
+        payload = [{"job_id": item.job_id, "detections": item.detections} for item in items]
+        data = json.dumps(payload if len(payload) > 1 else payload[0], ensure_ascii=False, indent=1).encode()
+        return await self._bot.send_document(
+            chat_id, data, filename="detections.json",
+            reply_parameters=ReplyParameters(message_id=reply_to, allow_sending_without_reply=True),
+        )  # fmt: skip
+
+    async def _edit(self, delivery: Delivery, text: str) -> bool:
+        if not delivery.status_message_id:
+            return False
         try:
-            await self._bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
-        except BadRequest as exc:  # deleted by the person, or already says so: nothing to fix
-            log.info("status message %s not edited: %s", message_id, exc.message)
-        except TelegramError:
-            raise
+            await self._bot.edit_message_text(
+                text, chat_id=_chat_id(delivery), message_id=int(delivery.status_message_id)
+            )
+        except BadRequest as exc:  # deleted by the person, or it already says so: nothing to fix
+            log.info("status message %s not edited: %s", delivery.status_message_id, exc.message)
+            return False
+        return True
+
+
+def _chat_id(delivery: Delivery) -> int:
+    origin = delivery.origin
+    if not isinstance(origin, TelegramOrigin):
+        raise Undeliverable("not a Telegram job")
+    return int(origin.chat_id)
 
 
 def _reply_to(item: Item) -> ReplyParameters | None:

@@ -41,15 +41,15 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import yarl
 from aiohttp import BodyPartReader, WSMsgType, web
+
+from queue_gateway.public import process
 
 with warnings.catch_warnings():
     # discord.py 2.7.1 imports the stdlib 'audioop' (voice), deprecated in Python 3.11; with
     # filterwarnings=error that import-time warning would otherwise fail the whole module.
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
-    from discord.gateway import DiscordWebSocket
-    from discord.http import Route
+    import discord  # noqa: F401 - imported here, once, under the filter
 
 __all__ = [
     "CALLBACK_DEADLINE_S",
@@ -377,15 +377,14 @@ class FakeDiscord:
 
     @contextlib.contextmanager
     def point_discord_py_here(self) -> Iterator[None]:
-        """Point discord.py's REST base (incl. webhooks) and default gateway here; restore on exit."""
-        old_base, old_gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
-        Route.BASE = self.api_base
-        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
-        try:
+        """Point discord.py's REST base (incl. webhooks) and default gateway here; restore on exit.
+
+        Goes through the project's one setter of those globals, so the bot and the gateway (pointed at the same
+        fake) agree with it, and a component pointed elsewhere fails loudly.
+        """
+        with process.discord_released():
+            process.use_discord(self.api_base, self.gateway_url)
             yield
-        finally:
-            Route.BASE = old_base
-            DiscordWebSocket.DEFAULT_GATEWAY = old_gateway
 
     def _add_api_routes(self, app: web.Application) -> None:
         routes: list[tuple[str, str, _Handler]] = [

@@ -1,0 +1,169 @@
+"""The bots' main use case, platform-neutral: turn a person's photos into jobs and say what happened.
+
+A platform handler downloads the photos, calls :meth:`DetectService.submit`, and shows the text it gets. While the
+gateway (or its database) is briefly away, the photo is kept and sent again for up to ``gateway_retry_s``
+seconds; the person is told once that it is waiting, and hears of a failure only after that. All the wording
+comes from the shared message catalogue, in the person's language.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+
+from bots.shared.client import GatewayClient, Origin
+from bots.shared.errors import GatewayDown, GatewayRefused
+from bots.shared.settings import BotSettings
+from queue_gateway.public import texts
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+T = TypeVar("T")
+Waiting = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    data: bytes
+    filename: str
+    idempotency_key: str
+    message_id: str | None = None  # the message the answer should reply to
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What to tell the person. ``job_ids`` is empty when nothing was queued; ``silent`` for a repeat."""
+
+    text: str
+    job_ids: tuple[str, ...] = ()
+    silent: bool = False
+    language: str | None = None
+    waiting: tuple[str, ...] = ()  # the jobs still in line (they can be cancelled)
+
+
+class DetectService:
+    def __init__(self, client: GatewayClient, settings: BotSettings) -> None:
+        self.client = client
+        self.settings = settings
+
+    def too_big(self, size: int | None, lang: str | None) -> str | None:
+        """The polite refusal for a file over the download cap, or None when it is fine."""
+        limit = self.settings.max_download_bytes
+        if size is None or size <= limit:
+            return None
+        return texts.text("too_big", lang, size_mb=max(1, round(size / MiB)), limit_mb=limit // MiB)
+
+    async def submit(
+        self, origin: Origin, photos: list[Photo], *, group_key: str | None = None, on_waiting: Waiting | None = None
+    ) -> Reply:
+        """Queue each photo (one job each; an album as one group) and return the status text."""
+        lang = origin.language
+        grouped = group_key is not None and len(photos) > 1
+        accepted: list[tuple[str, int, float, bool, str]] = []
+        problems: list[str] = []
+        told = _Once(on_waiting, texts.text("waiting_for_service", lang))
+        for index, photo in enumerate(photos):
+            update: dict[str, Any] = {"message_id": photo.message_id or origin.message_id}
+            if grouped:
+                update |= {"group_key": group_key, "group_size": len(photos), "group_index": index}
+            member = origin.model_copy(update=update)
+            try:
+                answer = await self.retrying(
+                    lambda member=member, photo=photo: self.client.submit(  # type: ignore[misc]
+                        photo.data, filename=photo.filename, origin=member, idempotency_key=photo.idempotency_key
+                    ),
+                    told,
+                )
+            except GatewayRefused as exc:
+                if exc.code in ("busy", "too_many_in_line", "rate_limited", "quota"):
+                    return Reply(texts.for_error(exc.code, lang, retry_after=exc.retry_after, limit=exc.limit))
+                problems.append(texts.for_error(exc.code, lang, retry_after=exc.retry_after, limit=exc.limit))
+                continue
+            except GatewayDown:
+                log.error(
+                    "gateway unreachable at %s for %.0f s", self.settings.gateway_url, self.settings.gateway_retry_s
+                )
+                return Reply(texts.text("unavailable", lang))
+            lang = answer.language or lang
+            accepted.append((answer.job_id, answer.position, answer.eta_s, answer.duplicate, answer.status))
+        return self._reply(accepted, problems, lang)
+
+    def _reply(self, accepted: list[tuple[str, int, float, bool, str]], problems: list[str], lang: str | None) -> Reply:
+        if not accepted:
+            return Reply("\n".join(problems) or texts.text("accepted_hint", lang), language=lang)
+        job_ids = tuple(job_id for job_id, *_ in accepted)
+        waiting = tuple(job_id for job_id, position, _, _, status in accepted if position > 0 or status == "received")
+        if all(duplicate for *_, duplicate, _ in accepted):
+            return Reply("", job_ids, silent=True, language=lang)  # Telegram/Discord sent the same thing again
+        position = min(pos for _, pos, *_ in accepted)
+        eta = max(eta for _, _, eta, *_ in accepted)
+        if len(accepted) > 1:
+            text = texts.queued_text(max(position, 1), eta, lang, count=len(accepted))
+        elif position > 0:
+            text = texts.queued_text(position, eta, lang)
+        else:
+            text = texts.text("queued_now", lang)
+        return Reply("\n".join([text, *problems]), job_ids, language=lang, waiting=waiting)
+
+    async def status_posted(self, job_ids: tuple[str, ...], message_id: str) -> None:
+        """Tell the gateway which message says "queued", so it can keep it up to date and end it with "Done"."""
+        for job_id in job_ids:
+            try:
+                path = f"/v1/jobs/{job_id}/status-message"
+                await self.retrying(lambda path=path: self.client.post_json(path, {"message_id": message_id}))  # type: ignore[misc]
+            except (GatewayRefused, GatewayDown) as exc:
+                log.warning("job %s: could not name the status message: %s", job_id, exc)
+
+    async def cancel(self, job_ids: list[str], lang: str | None, *, user_id: int | str) -> str:
+        """The Cancel button: take back the photos that still wait in line (only their sender may)."""
+        cancelled = 0
+        for job_id in job_ids:
+            try:
+                await self.client.post_json(f"/v1/jobs/{job_id}/cancel", {"user_id": str(user_id)})
+                cancelled += 1
+            except GatewayRefused as exc:
+                if exc.code != "too_late":
+                    return texts.for_error(exc.code, lang)
+        return texts.text("cancelled", lang) if cancelled else texts.text("too_late", lang)
+
+    async def retrying(self, call: Callable[[], Awaitable[T]], on_first_failure: _Once | None = None) -> T:
+        """``call()``, again and again while the gateway is down, for up to ``gateway_retry_s``."""
+
+        async def before_sleep(state: RetryCallState) -> None:
+            log.warning("gateway unavailable (%s); trying again", state.outcome.exception() if state.outcome else "?")
+            if on_first_failure is not None:
+                await on_first_failure()
+
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(GatewayDown),
+            stop=stop_after_delay(self.settings.gateway_retry_s),
+            wait=wait_exponential_jitter(multiplier=0.5, max=10.0, jitter=0.5),
+            before_sleep=before_sleep,
+            reraise=True,
+        ):
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying returns or raises
+
+
+class _Once:
+    """Tell the person once that their photo waits for the service."""
+
+    def __init__(self, say: Waiting | None, text: str) -> None:
+        self._say = say
+        self._text = text
+        self.done = False
+
+    async def __call__(self) -> None:
+        if self.done or self._say is None:
+            return
+        self.done = True
+        try:
+            await self._say(self._text)
+        except Exception:
+            log.warning("could not tell the person their photo is waiting", exc_info=True)

@@ -1,0 +1,36 @@
+"""Per-chat settings chosen with /settings: confidence, classes, output, language."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.common import now
+from db.models import ChatSettings
+
+FIELDS = ("conf", "classes", "output", "language")
+
+
+async def get_settings(session: AsyncSession, platform: str, chat_id: str) -> dict[str, Any]:
+    """The chat's choices; a field it never set is absent."""
+    row = await session.get(ChatSettings, (platform, chat_id))
+    if row is None:
+        return {}
+    return {name: getattr(row, name) for name in FIELDS if getattr(row, name) is not None}
+
+
+async def update_settings(
+    session: AsyncSession, platform: str, chat_id: str, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply ``changes`` (a ``None`` value resets that field to the default); return the chat's settings."""
+    row = await session.get(ChatSettings, (platform, chat_id))
+    if row is None:
+        row = ChatSettings(platform=platform, chat_id=chat_id, updated_at=now())
+        session.add(row)
+    for name, value in changes.items():
+        if name in FIELDS:
+            setattr(row, name, value)
+    row.updated_at = now()
+    await session.flush()
+    return {name: getattr(row, name) for name in FIELDS if getattr(row, name) is not None}

@@ -1,0 +1,244 @@
+"""Jobs as the gateway accepts and reads them: bulk intake (group commit), lookups, queue positions, the cache.
+
+Each function runs inside the caller's session and transaction; the caller commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import rollup
+from db.common import CHAT_PLATFORMS, label_counts, now
+from db.models import ACTIVE, WAITING, Blob, Job, JobStatus
+
+
+@dataclass(slots=True)
+class NewJob:
+    """Everything the gateway knows about a job when it accepts it."""
+
+    id: str
+    platform: str
+    image: bytes
+    image_sha256: str
+    image_format: str
+    content_type: str
+    width: int
+    height: int
+    params: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    owner: str | None = None
+    user_ref: str | None = None
+    group_key: str | None = None
+    group_size: int = 1
+    group_index: int = 0
+    held: bool = False  # stored, published when its sender's earlier photos have moved on (fairness)
+
+
+async def add_jobs(session: AsyncSession, batch: Sequence[NewJob], *, at: float | None = None) -> set[str]:
+    """Stage many jobs and their images in the caller's transaction (group commit); return the ids written.
+
+    A job whose idempotency key is already taken (by an earlier job, or by another in this batch), or whose id is
+    (an earlier try of this same transaction that did commit), is skipped, not an error: the caller answers it
+    with the job that holds the key, or as written.
+    """
+    if not batch:
+        return set()
+    at = now() if at is None else at
+    insert_job = _dialect_insert(session).on_conflict_do_nothing()
+    rows = await session.execute(insert_job.returning(Job.id), [_job_row(new, at) for new in batch])
+    written = {str(job_id) for job_id in rows.scalars()}
+    fresh = [new for new in batch if new.id in written]
+    if not fresh:
+        return written
+    await session.execute(insert(Blob), [_blob_row(n.id, "input", n.content_type, n.image, at) for n in fresh])
+    per_platform: dict[str, int] = {}
+    for new in fresh:
+        per_platform[new.platform] = per_platform.get(new.platform, 0) + 1
+    for platform, count in per_platform.items():
+        await rollup.count_event(session, at, platform, "received", count)
+    return written
+
+
+def _dialect_insert(session: AsyncSession) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Job)
+
+
+def _blob_row(job_id: str, kind: str, content_type: str, data: bytes, at: float) -> dict[str, Any]:
+    return {"job_id": job_id, "kind": kind, "content_type": content_type, "data": data, "size": len(data),
+            "created_at": at}  # fmt: skip
+
+
+def _job_row(new: NewJob, at: float) -> dict[str, Any]:
+    return {
+        "id": new.id,
+        "status": JobStatus.RECEIVED,
+        "platform": new.platform,
+        "idempotency_key": new.idempotency_key,
+        "owner": new.owner,
+        "user_ref": new.user_ref,
+        "origin": new.origin,
+        "params": new.params,
+        "group_key": new.group_key,
+        "group_size": new.group_size,
+        "group_index": new.group_index,
+        "image_sha256": new.image_sha256,
+        "image_format": new.image_format,
+        "width": new.width,
+        "height": new.height,
+        "attempts": 0,
+        "delivery_attempts": 0,
+        "cache_hit": False,
+        "held": new.held,
+        "received_at": at,
+    }
+
+
+async def by_idempotency_keys(session: AsyncSession, keys: Sequence[str]) -> dict[str, Job]:
+    """The jobs that hold these idempotency keys, by key."""
+    if not keys:
+        return {}
+    rows = await session.execute(select(Job).where(Job.idempotency_key.in_(keys)))
+    return {str(job.idempotency_key): job for job in rows.scalars()}
+
+
+async def get_job(session: AsyncSession, job_id: str) -> Job | None:
+    return await session.get(Job, job_id)
+
+
+async def get_blob(session: AsyncSession, job_id: str, kind: str) -> Blob | None:
+    return await session.get(Blob, (job_id, kind))
+
+
+async def waiting_before(session: AsyncSession, at: float) -> int:
+    """How many jobs that arrived before ``at`` still wait in line."""
+    count = await session.scalar(
+        select(func.count()).select_from(Job).where(Job.status.in_(WAITING), Job.received_at < at)
+    )
+    return int(count or 0)
+
+
+async def queue_position(session: AsyncSession, job: Job) -> int:
+    """1 + the number of jobs still waiting in line that arrived before this one; 0 once it is not waiting."""
+    if job.status not in WAITING:
+        return 0
+    return await waiting_before(session, job.received_at) + 1
+
+
+@dataclass(slots=True)
+class InLine:
+    """What one person has in line or in progress right now."""
+
+    submissions: int = 0  # single photos, plus albums counted once
+    groups: set[str] = field(default_factory=set)  # the albums among them
+    queued: int = 0  # of their photos, how many wait in the broker's queue
+
+
+async def in_line_per_user(session: AsyncSession, user_refs: Sequence[str]) -> dict[str, InLine]:
+    """For each of these people: their submissions in line or in progress, and how many are queued."""
+    found: dict[str, InLine] = {user: InLine() for user in user_refs}
+    if not user_refs:
+        return found
+    rows = await session.execute(
+        select(Job.user_ref, Job.group_key, Job.status).where(Job.user_ref.in_(user_refs), Job.status.in_(ACTIVE))
+    )
+    for user, group, status in rows:
+        entry = found[str(user)]
+        if group is None:
+            entry.submissions += 1
+        elif group not in entry.groups:
+            entry.groups.add(group)
+            entry.submissions += 1
+        entry.queued += status == JobStatus.QUEUED
+    return found
+
+
+async def received_since(session: AsyncSession, user_refs: Sequence[str], since: float) -> dict[str, int]:
+    """How many photos each of these people sent since ``since`` (rate limits and daily quotas)."""
+    if not user_refs:
+        return {}
+    rows = await session.execute(
+        select(Job.user_ref, func.count())
+        .where(Job.user_ref.in_(user_refs), Job.received_at >= since)
+        .group_by(Job.user_ref)
+    )
+    return {str(user): int(n) for user, n in rows}
+
+
+async def cached_results(session: AsyncSession, hashes: Sequence[str]) -> dict[str, list[Job]]:
+    """Finished jobs with a stored result for any of these image hashes (newest first), by hash."""
+    if not hashes:
+        return {}
+    rows = await session.execute(
+        select(Job)
+        .join(Blob, (Blob.job_id == Job.id) & (Blob.kind == "result"))
+        .where(Job.image_sha256.in_(hashes), Job.status.in_([JobStatus.DONE, JobStatus.DELIVERED]))
+        .order_by(Job.done_at.desc())
+        .limit(5 * len(hashes))
+    )
+    found: dict[str, list[Job]] = {}
+    for job in rows.scalars():
+        found.setdefault(job.image_sha256, []).append(job)
+    return found
+
+
+async def add_cached_job(session: AsyncSession, new: NewJob, source: Job) -> bool:
+    """Record a job answered from an earlier identical one: done at once, no queue, no model.
+
+    False when its idempotency key is already taken (the caller answers with the job that holds it).
+    """
+    at = now()
+    result = await session.get(Blob, (source.id, "result"))
+    if result is None:
+        return False
+    row = _job_row(new, at) | {
+        "status": JobStatus.DONE,
+        "cache_hit": True,
+        "queued_at": at,
+        "processing_at": at,
+        "done_at": at,
+        "detections": source.detections,
+        "model": source.model,
+        "worker": "cache",
+        "inference_ms": 0.0,
+        "next_delivery_at": at if new.platform in CHAT_PLATFORMS else None,
+    }
+    insert_job = _dialect_insert(session).on_conflict_do_nothing()
+    if (await session.execute(insert_job.returning(Job.id), [row])).first() is None:
+        return False
+    await session.execute(
+        insert(Blob),
+        [
+            _blob_row(new.id, "input", new.content_type, new.image, at),
+            _blob_row(new.id, "result", result.content_type, result.data, at),
+        ],
+    )
+    for event in ("received", "done", "cache_hit"):
+        await rollup.count_event(session, at, new.platform, event)
+    if new.platform not in CHAT_PLATFORMS:
+        await rollup.observe(session, at, "end_to_end", 0.0)
+    await rollup.count_labels(session, at, label_counts(list(source.detections or [])))
+    return True
+
+
+async def get_jobs(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, Job]:
+    rows = await session.execute(select(Job).where(Job.id.in_(job_ids)))
+    return {job.id: job for job in rows.scalars()}
+
+
+async def jobs_in_group(session: AsyncSession, group_key: str) -> list[Job]:
+    rows = await session.execute(select(Job).where(Job.group_key == group_key).order_by(Job.group_index))
+    return list(rows.scalars())
+
+
+async def jobs_of_owner(session: AsyncSession, owner: str, *, limit: int = 50) -> list[Job]:
+    """The newest jobs one API key (or one browser) submitted."""
+    rows = await session.execute(select(Job).where(Job.owner == owner).order_by(Job.received_at.desc()).limit(limit))
+    return list(rows.scalars())

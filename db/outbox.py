@@ -1,0 +1,77 @@
+"""The publish outbox: a job in ``received`` is stored but not yet confirmed by the broker.
+
+Intake publishes each batch right after committing it; the relay publishes whatever a crash or an outage left
+behind (``unpublished``), and anything the broker refused for a while.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.common import now
+from db.models import Blob, Job, JobStatus
+
+
+async def publishable(
+    session: AsyncSession, *, limit: int, older_than: float, fair_share: int
+) -> tuple[list[Job], bool]:
+    """Jobs to publish now, oldest first: left unconfirmed before ``older_than`` (a crash, an outage), or held
+    for fairness while their sender had ``fair_share`` photos queued, and now allowed. The flag says whether
+    held jobs remain.
+    """
+    rows = await session.execute(
+        select(Job)
+        .where(Job.status == JobStatus.RECEIVED, or_(Job.held.is_(True), Job.received_at <= older_than))
+        .order_by(Job.received_at)
+        .limit(limit * 4)
+    )
+    candidates = list(rows.scalars())
+    users = sorted({job.user_ref for job in candidates if job.held and job.user_ref})
+    queued: dict[str, int] = {}
+    if users:
+        counts = await session.execute(
+            select(Job.user_ref, func.count())
+            .where(Job.user_ref.in_(users), Job.status == JobStatus.QUEUED)
+            .group_by(Job.user_ref)
+        )
+        queued = {str(user): int(n) for user, n in counts}
+    chosen = []
+    still_held = False
+    for job in candidates:
+        if job.held and job.user_ref:
+            if queued.get(job.user_ref, 0) >= fair_share:
+                still_held = True
+                continue
+            queued[job.user_ref] = queued.get(job.user_ref, 0) + 1
+        chosen.append(job)
+    return chosen[:limit], still_held or len(chosen) > limit
+
+
+async def mark_published(session: AsyncSession, job_ids: Sequence[str]) -> None:
+    """The broker confirmed these jobs: they are ``queued``."""
+    if not job_ids:
+        return
+    await session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.status == JobStatus.RECEIVED)
+        .values(status=JobStatus.QUEUED, queued_at=now(), held=False)
+    )
+
+
+async def withdraw(session: AsyncSession, job_ids: Sequence[str]) -> set[str]:
+    """Remove jobs the broker refused (queue full) before anyone saw them; return those removed.
+
+    A job that moved on meanwhile (a worker already has it) stays: it is in the queue after all.
+    """
+    if not job_ids:
+        return set()
+    rows = await session.execute(
+        delete(Job).where(Job.id.in_(job_ids), Job.status == JobStatus.RECEIVED).returning(Job.id)
+    )
+    removed = {str(job_id) for job_id in rows.scalars()}
+    if removed:
+        await session.execute(delete(Blob).where(Blob.job_id.in_(removed)))
+    return removed

@@ -1,0 +1,81 @@
+"""The gateway's database access: one session per unit of work, retried while the database is briefly away.
+
+A request's work is a function of a session, so that it can run again in full: if Postgres restarts (or SQLite
+is locked) in the middle, :meth:`Database.write` and :meth:`Database.read` try again with backoff for up to
+``retry_s`` seconds, then raise :class:`~queue_gateway.errors.Unavailable` (503, ``Retry-After``). Every write
+is safe to repeat: transitions are guarded, and intake skips rows an earlier try already committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+
+from queue_gateway.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Work = Callable[[AsyncSession], Awaitable[T]]
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether an error means "the database is away (or busy) right now" rather than "this work is wrong"."""
+    if isinstance(error, sa_exc.DBAPIError):
+        return bool(error.connection_invalidated) or isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
+    return isinstance(error, OSError | ConnectionError | TimeoutError)
+
+
+class Database:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, retry_s: float) -> None:
+        self.sessions = sessions
+        self._retry_s = retry_s
+
+    async def write(self, work: Work[T], *, retry_s: float | None = None) -> T:
+        """Run ``work`` in a transaction that commits when it returns."""
+
+        async def once() -> T:
+            async with self.sessions.begin() as session:
+                return await work(session)
+
+        return await self._retrying(once, retry_s)
+
+    async def read(self, work: Work[T], *, retry_s: float | None = None) -> T:
+        """Run ``work`` in a session that only reads."""
+
+        async def once() -> T:
+            async with self.sessions() as session:
+                return await work(session)
+
+        return await self._retrying(once, retry_s)
+
+    async def _retrying(self, once: Callable[[], Awaitable[T]], retry_s: float | None) -> T:
+        window = self._retry_s if retry_s is None else retry_s
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(is_outage),
+                stop=stop_after_delay(window),
+                wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
+                before_sleep=_log_retry,
+                reraise=True,
+            ):
+                with attempt:
+                    return await once()
+        except Exception as error:
+            if is_outage(error):
+                raise Unavailable(
+                    "The database is unavailable right now. Please try again in a moment.", retry_after=5
+                ) from error
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying returns or raises
+
+
+def _log_retry(state: object) -> None:
+    outcome = getattr(state, "outcome", None)
+    error = outcome.exception() if outcome is not None else None
+    log.warning("database unavailable (%s); retrying", type(error).__name__ if error else "?")

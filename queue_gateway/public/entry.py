@@ -1,0 +1,83 @@
+"""What every service's ``main()`` shares: its settings, logging, one runner, and one sentence when it cannot run.
+
+A newcomer's mistakes (a bad setting, an unknown log level, a database or broker that does not answer, a model
+that is not there) end the process with one line on stderr that names what to fix, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from queue_gateway.public import logs
+from queue_gateway.public.runner import Service, run_until_signalled
+from queue_gateway.public.settings import DetectbotSettings, secret_values, settings_problem
+
+S = TypeVar("S", bound=DetectbotSettings)
+
+
+class CannotStart(Exception):
+    """A service cannot start or keep running; ``str()`` is one sentence saying what to fix."""
+
+    exit_code = 2
+
+
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default=argparse.SUPPRESS,
+        help="DEBUG, INFO, WARNING or ERROR (default INFO, DETECTBOT_LOG_LEVEL)",
+    )
+
+
+def load_settings(cls: type[S], args: argparse.Namespace | None = None, **overrides: object) -> S:
+    """Build a service's settings from DETECTBOT_* (and .env) plus command-line overrides; one sentence if bad."""
+    values: dict[str, Any] = {key: value for key, value in overrides.items() if value is not None}
+    level = getattr(args, "log_level", None) if args is not None else None
+    if level is not None:
+        values["log_level"] = level
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        raise CannotStart(f"invalid settings: {settings_problem(exc)}") from None
+
+
+def configure_logging(settings: DetectbotSettings, *, quiet: bool = False) -> None:
+    """Logging for this process, at the settings' level (WARNING for a quiet command left at INFO)."""
+    level = settings.log_level
+    if quiet and level.upper() == "INFO" and "DETECTBOT_LOG_LEVEL" not in os.environ:
+        level = "WARNING"
+    try:
+        logs.configure(level, secret_values(settings), fmt=settings.log_format)
+    except logs.LogSetupError as exc:
+        raise CannotStart(str(exc)) from None
+
+
+def serve(service: Service) -> None:
+    """Run a long-lived service in this process until SIGINT/SIGTERM."""
+    asyncio.run(run_until_signalled(service))
+
+
+def run_main(name: str, body: Callable[[], int | None]) -> int:
+    """Run a command's body; turn the errors a person can cause into one line and an exit code."""
+    try:
+        code = body()
+    except CannotStart as exc:
+        print(f"detectbot {name}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except logs.LogSetupError as exc:
+        print(f"detectbot {name}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(code or 0)
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    return parser.parse_args(list(argv) if argv is not None else None)

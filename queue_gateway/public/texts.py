@@ -1,0 +1,369 @@
+"""Every sentence a person reads, in one gettext catalogue shared by the bots, the gateway's delivery and the page.
+
+Messages are named here (``MESSAGES``, ``PLURALS``) with their English text as the gettext ``msgid``; the
+translations live in ``locales/<lang>/LC_MESSAGES/detectbot.po`` (compiled to ``.mo`` beside it). Plurals follow
+each language's own rules (``ngettext``: Russian has three forms), and the object classes a model finds have
+their own entries (``msgctxt "object"`` for a label on the image, ``"count"`` for "4 persons" in a caption).
+
+To add a language, see ``docs/translating.md``: extract, ``pybabel init -l xx``, translate, compile.
+"""
+
+from __future__ import annotations
+
+import gettext
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+DOMAIN = "detectbot"
+LOCALES = Path(__file__).parent / "locales"
+DEFAULT_LANGUAGE = "en"
+
+
+def N_(message: str) -> str:
+    """Marks a message for extraction (``pybabel extract -k N_``); translated when used."""
+    return message
+
+
+def NN_(singular: str, plural: str) -> tuple[str, str]:
+    """Marks a message with plural forms (``-k NN_:1,2``)."""
+    return singular, plural
+
+
+def CN_(context: str, singular: str, plural: str) -> tuple[str, str, str]:
+    """Marks a message with a context and plural forms (``-k CN_:1c,2,3``)."""
+    return context, singular, plural
+
+
+def C_(context: str, message: str) -> tuple[str, str]:
+    """Marks a message with a context (``-k C_:1c,2``)."""
+    return context, message
+
+
+MESSAGES: dict[str, str] = {
+    # the bots' answers
+    "help": N_(
+        "Send me a photo and I'll send it back with the objects I find boxed and labelled.\n"
+        "In groups, caption the photo with /detect or reply /detect to a photo.\n"
+        "/settings chooses what I show; /forget deletes your photos and results."
+    ),
+    "discord_help": N_(
+        "I find objects in photos and send them back boxed and labelled.\n"
+        "Use /detect with a photo attached, or on a message with photos choose Apps → Detect objects.\n"
+        "/settings chooses what I show; /forget deletes your photos and results."
+    ),
+    "accepted_hint": N_("Send me a photo (JPEG, PNG or WebP) and I'll find the objects in it."),
+    "discord_hint": N_(
+        "Attach a photo (JPEG, PNG or WebP) to /detect, or use Apps → Detect objects on a photo message."
+    ),
+    "group_hint": N_("Reply /detect to a photo, or caption a photo with /detect."),
+    "too_big": N_("That file is {size_mb} MB; the limit is {limit_mb} MB. Please send a smaller photo."),
+    "not_allowed": N_("Unknown command. Send a photo, or /help."),
+    "received": N_("Got it — queuing…"),
+    "queued": N_("Queued — #{position} in line, about {eta}."),
+    "queued_now": N_("Got it — working on it now."),
+    "processing": N_("Working on it…"),
+    "waiting_for_service": N_("The service is briefly unavailable. I'm keeping your photo and will queue it soon."),
+    "unavailable": N_("I can't take photos right now. Please try again in a minute."),
+    "busy": N_("I'm busy right now. Please try again in about {seconds} s."),
+    "rate_limited": N_("That's a lot of photos at once. Please wait a minute, then send more."),
+    "cancel_button": N_("Cancel"),
+    "cancelled": N_("Cancelled."),
+    "too_late": N_("Too late to cancel: it is already being processed."),
+    "forgot_none": N_("There was nothing of yours to delete."),
+    # what delivery says
+    "done_in": N_("Done in {seconds:.1f} s."),
+    "failed_short": N_("Sorry, that didn't work — see the reply below."),
+    "no_objects": N_("No objects found."),
+    "no_objects_of": N_("None of the objects you chose ({classes}) were found."),
+    "failed": N_("Sorry, I couldn't process that photo: {reason}"),
+    "dead": N_("Sorry, that photo failed several times ({reason}). An admin has been told; you can try again later."),
+    "reason_crashed": N_("the detector kept crashing on it"),
+    "reason_timeout": N_("the detector took too long on it"),
+    "reason_unknown": N_("something went wrong on our side"),
+    # the photo itself (the gateway's error codes)
+    "bad_image": N_("That image is damaged or not a photo. Please send a JPEG, PNG or WebP."),
+    "image_empty": N_("That file was empty. Please send a photo (JPEG, PNG or WebP)."),
+    "image_too_large": N_("That file is too large. Please send a smaller photo."),
+    "image_not_an_image": N_("That file is not an image. Please send a JPEG, PNG or WebP photo."),
+    "image_unsupported": N_("That kind of image is not supported. Please send a JPEG, PNG or WebP photo."),
+    "image_too_many_pixels": N_("That image has too many pixels. Please send a smaller photo."),
+    "image_corrupt": N_("That image is damaged or incomplete. Please send it again or try another."),
+    "not_found": N_("I can't find that photo any more."),
+    "refused_key": N_("The gateway refused this bot's key. Give the bot a bot key (DETECTBOT_API_KEYS=bot:…)."),
+    # admins
+    "stats_header": N_("detectbot — last 24 h"),
+    "stats_jobs": N_("Jobs: {received} received, {done} done ({delivered} delivered), {failed} failed, {dead} dead"),
+    "stats_by_platform": N_("By platform: {platforms}"),
+    "stats_in_progress": N_("In progress now: {count}"),
+    "stats_latency": N_("Latency p50/p95: {stages}"),
+    "stage_queue_wait": N_("queue wait"),
+    "stage_processing": N_("processing"),
+    "stage_end_to_end": N_("end to end"),
+    "stats_queue": N_("Queue: {depth} waiting, {consumers} consumers"),
+    "stats_queue_unknown": N_("Queue: broker unreachable"),
+    "stats_workers": N_("Workers seen (1 min): {count}"),
+    "stats_dead": N_("Dead, waiting in /dlq: {dead}; cache hits: {hits}"),
+    "stats_top": N_("Top classes: {top}"),
+    "dlq_empty": N_("No dead jobs. All good."),
+    "dlq_pick": N_("No single dead job starts with that id. Run /dlq to see them."),
+    "requeue_button": N_("Requeue {job}"),
+    "requeued": N_("Requeued job {job}. Its chat gets the result when it is done."),
+    "not_requeueable": N_("Only dead or failed jobs can be requeued."),
+    # /settings
+    "settings_header": N_("Settings for this chat:"),
+    "settings_conf": N_("Confidence: at least {conf:.0%}"),
+    "settings_classes": N_("Objects: {classes}"),
+    "settings_all_classes": N_("all"),
+    "settings_output": N_("Result: {output}"),
+    "settings_language": N_("Language: {language}"),
+    "settings_saved": N_("Saved."),
+    "settings_unknown_class": N_("I don't know the object “{name}”. Try: {examples}."),
+    "settings_reset": N_("Back to the defaults."),
+    "output_photo": N_("annotated photo"),
+    "output_photo+json": N_("photo + detections (JSON)"),
+    "output_document": N_("original-quality file"),
+    "button_conf": N_("Confidence {conf:.0%}"),
+    "button_classes_all": N_("All objects"),
+    "button_classes_people": N_("Only people"),
+    "button_classes_vehicles": N_("Only vehicles"),
+    "button_reset": N_("Reset"),
+    "language_name": N_("English"),
+    # commands, as the platforms list them
+    "cmd_detect": N_("Find objects in a photo (reply to it in groups)"),
+    "cmd_detect_discord": N_("Find the objects in a photo"),
+    "cmd_detect_image": N_("A photo: JPEG, PNG or WebP"),
+    "cmd_detect_menu": N_("Detect objects"),
+    "cmd_help": N_("What this bot does"),
+    "cmd_settings": N_("Confidence, objects, result and language for this chat"),
+    "cmd_forget": N_("Delete my photos and results now"),
+    "cmd_stats": N_("Admins: the last 24 hours"),
+    "cmd_dlq": N_("Admins: dead jobs, and requeue one"),
+    "cmd_dlq_requeue": N_("The id (or its first 8 characters) of a dead job to run again"),
+    "cmd_settings_conf": N_("Minimum confidence, 5 to 95 (%)"),
+    "cmd_settings_classes": N_("Objects to show, comma-separated (e.g. person, car), or “all”"),
+    "cmd_settings_output": N_("What to send back"),
+    "cmd_settings_language": N_("Language (en, ru)"),
+}
+
+PLURALS: dict[str, tuple[str, str]] = {
+    "queued_album": NN_(
+        "Queued {count} photo — #{position} in line, about {eta}.",
+        "Queued {count} photos — #{position} in line, about {eta}.",
+    ),
+    "too_many_in_line": NN_(
+        "You already have {count} photo in line. Please wait for it first.",
+        "You already have {count} photos in line. Please wait for them first.",
+    ),
+    "quota": NN_(
+        "You have sent today's {count} photo. Please come back tomorrow.",
+        "You have sent today's {count} photos. Please come back tomorrow.",
+    ),
+    "forgot": NN_("Deleted {count} of your photos and results.", "Deleted {count} of your photos and results."),
+    "dlq_header": NN_("{count} dead job, newest first:", "{count} dead jobs, newest first:"),
+    "eta_seconds": NN_("{count} s", "{count} s"),
+    "eta_minutes": NN_("{count} min", "{count} min"),
+}
+
+# The object classes of the COCO models: ultralytics' names and the Darknet ones (offline-coco) where they differ.
+OBJECTS: dict[str, tuple[str, str, str]] = {
+    "person": CN_("count", "{count} person", "{count} persons"),
+    "bicycle": CN_("count", "{count} bicycle", "{count} bicycles"),
+    "car": CN_("count", "{count} car", "{count} cars"),
+    "motorcycle": CN_("count", "{count} motorcycle", "{count} motorcycles"),
+    "motorbike": CN_("count", "{count} motorbike", "{count} motorbikes"),
+    "airplane": CN_("count", "{count} airplane", "{count} airplanes"),
+    "aeroplane": CN_("count", "{count} aeroplane", "{count} aeroplanes"),
+    "bus": CN_("count", "{count} bus", "{count} buses"),
+    "train": CN_("count", "{count} train", "{count} trains"),
+    "truck": CN_("count", "{count} truck", "{count} trucks"),
+    "boat": CN_("count", "{count} boat", "{count} boats"),
+    "traffic light": CN_("count", "{count} traffic light", "{count} traffic lights"),
+    "fire hydrant": CN_("count", "{count} fire hydrant", "{count} fire hydrants"),
+    "stop sign": CN_("count", "{count} stop sign", "{count} stop signs"),
+    "parking meter": CN_("count", "{count} parking meter", "{count} parking meters"),
+    "bench": CN_("count", "{count} bench", "{count} benches"),
+    "bird": CN_("count", "{count} bird", "{count} birds"),
+    "cat": CN_("count", "{count} cat", "{count} cats"),
+    "dog": CN_("count", "{count} dog", "{count} dogs"),
+    "horse": CN_("count", "{count} horse", "{count} horses"),
+    "sheep": CN_("count", "{count} sheep", "{count} sheep"),
+    "cow": CN_("count", "{count} cow", "{count} cows"),
+    "elephant": CN_("count", "{count} elephant", "{count} elephants"),
+    "bear": CN_("count", "{count} bear", "{count} bears"),
+    "zebra": CN_("count", "{count} zebra", "{count} zebras"),
+    "giraffe": CN_("count", "{count} giraffe", "{count} giraffes"),
+    "backpack": CN_("count", "{count} backpack", "{count} backpacks"),
+    "umbrella": CN_("count", "{count} umbrella", "{count} umbrellas"),
+    "handbag": CN_("count", "{count} handbag", "{count} handbags"),
+    "tie": CN_("count", "{count} tie", "{count} ties"),
+    "suitcase": CN_("count", "{count} suitcase", "{count} suitcases"),
+    "frisbee": CN_("count", "{count} frisbee", "{count} frisbees"),
+    "skis": CN_("count", "{count} pair of skis", "{count} pairs of skis"),
+    "snowboard": CN_("count", "{count} snowboard", "{count} snowboards"),
+    "sports ball": CN_("count", "{count} sports ball", "{count} sports balls"),
+    "kite": CN_("count", "{count} kite", "{count} kites"),
+    "baseball bat": CN_("count", "{count} baseball bat", "{count} baseball bats"),
+    "baseball glove": CN_("count", "{count} baseball glove", "{count} baseball gloves"),
+    "skateboard": CN_("count", "{count} skateboard", "{count} skateboards"),
+    "surfboard": CN_("count", "{count} surfboard", "{count} surfboards"),
+    "tennis racket": CN_("count", "{count} tennis racket", "{count} tennis rackets"),
+    "bottle": CN_("count", "{count} bottle", "{count} bottles"),
+    "wine glass": CN_("count", "{count} wine glass", "{count} wine glasses"),
+    "cup": CN_("count", "{count} cup", "{count} cups"),
+    "fork": CN_("count", "{count} fork", "{count} forks"),
+    "knife": CN_("count", "{count} knife", "{count} knives"),
+    "spoon": CN_("count", "{count} spoon", "{count} spoons"),
+    "bowl": CN_("count", "{count} bowl", "{count} bowls"),
+    "banana": CN_("count", "{count} banana", "{count} bananas"),
+    "apple": CN_("count", "{count} apple", "{count} apples"),
+    "sandwich": CN_("count", "{count} sandwich", "{count} sandwiches"),
+    "orange": CN_("count", "{count} orange", "{count} oranges"),
+    "broccoli": CN_("count", "{count} broccoli", "{count} broccoli"),
+    "carrot": CN_("count", "{count} carrot", "{count} carrots"),
+    "hot dog": CN_("count", "{count} hot dog", "{count} hot dogs"),
+    "pizza": CN_("count", "{count} pizza", "{count} pizzas"),
+    "donut": CN_("count", "{count} donut", "{count} donuts"),
+    "cake": CN_("count", "{count} cake", "{count} cakes"),
+    "chair": CN_("count", "{count} chair", "{count} chairs"),
+    "couch": CN_("count", "{count} couch", "{count} couches"),
+    "sofa": CN_("count", "{count} sofa", "{count} sofas"),
+    "potted plant": CN_("count", "{count} potted plant", "{count} potted plants"),
+    "pottedplant": CN_("count", "{count} potted plant", "{count} potted plants"),
+    "bed": CN_("count", "{count} bed", "{count} beds"),
+    "dining table": CN_("count", "{count} dining table", "{count} dining tables"),
+    "diningtable": CN_("count", "{count} dining table", "{count} dining tables"),
+    "toilet": CN_("count", "{count} toilet", "{count} toilets"),
+    "tv": CN_("count", "{count} TV", "{count} TVs"),
+    "tvmonitor": CN_("count", "{count} TV", "{count} TVs"),
+    "laptop": CN_("count", "{count} laptop", "{count} laptops"),
+    "mouse": CN_("count", "{count} mouse", "{count} mice"),
+    "remote": CN_("count", "{count} remote", "{count} remotes"),
+    "keyboard": CN_("count", "{count} keyboard", "{count} keyboards"),
+    "cell phone": CN_("count", "{count} cell phone", "{count} cell phones"),
+    "microwave": CN_("count", "{count} microwave", "{count} microwaves"),
+    "oven": CN_("count", "{count} oven", "{count} ovens"),
+    "toaster": CN_("count", "{count} toaster", "{count} toasters"),
+    "sink": CN_("count", "{count} sink", "{count} sinks"),
+    "refrigerator": CN_("count", "{count} refrigerator", "{count} refrigerators"),
+    "book": CN_("count", "{count} book", "{count} books"),
+    "clock": CN_("count", "{count} clock", "{count} clocks"),
+    "vase": CN_("count", "{count} vase", "{count} vases"),
+    "scissors": CN_("count", "{count} pair of scissors", "{count} pairs of scissors"),
+    "teddy bear": CN_("count", "{count} teddy bear", "{count} teddy bears"),
+    "hair drier": CN_("count", "{count} hair drier", "{count} hair driers"),
+    "toothbrush": CN_("count", "{count} toothbrush", "{count} toothbrushes"),
+}
+
+# A label as drawn on the image: the class name itself in English, a translation in other languages.
+LABELS: dict[str, tuple[str, str]] = {name: C_("object", name) for name in OBJECTS}
+
+# the groups /settings offers as buttons
+PEOPLE = ("person",)
+VEHICLES = ("bicycle", "car", "motorcycle", "motorbike", "bus", "train", "truck", "boat", "airplane", "aeroplane")
+
+_ERROR_MESSAGES = {
+    "empty": "image_empty",
+    "too_large": "image_too_large",
+    "not_an_image": "image_not_an_image",
+    "unsupported_format": "image_unsupported",
+    "too_many_pixels": "image_too_many_pixels",
+    "corrupt": "image_corrupt",
+    "bad_image": "bad_image",
+    "not_found": "not_found",
+    "gone": "not_found",
+    "too_late": "too_late",
+    "not_dead": "not_requeueable",
+    "unauthorized": "refused_key",
+    "forbidden": "refused_key",
+    "rate_limited": "rate_limited",
+}
+
+
+def language(code: str | None) -> str:
+    """``"ru-RU"`` → ``"ru"`` when there is a catalogue for it, else English."""
+    short = (code or DEFAULT_LANGUAGE).split("-")[0].split("_")[0].lower()
+    return short if short in languages() else DEFAULT_LANGUAGE
+
+
+@lru_cache(maxsize=1)
+def languages() -> tuple[str, ...]:
+    """English, and every language with a compiled catalogue."""
+    found = sorted(p.parent.parent.name for p in LOCALES.glob(f"*/LC_MESSAGES/{DOMAIN}.mo"))
+    return (DEFAULT_LANGUAGE, *[lang for lang in found if lang != DEFAULT_LANGUAGE])
+
+
+@lru_cache(maxsize=32)
+def translation(lang: str | None) -> gettext.NullTranslations:
+    return gettext.translation(DOMAIN, LOCALES, languages=[language(lang)], fallback=True)
+
+
+def text(key: str, lang: str | None = None, **values: Any) -> str:
+    """The message ``key`` in ``lang`` (English when there is no translation), formatted with ``values``."""
+    return translation(lang).gettext(MESSAGES[key]).format(**values)
+
+
+def ntext(key: str, count: int, lang: str | None = None, **values: Any) -> str:
+    """A message with plural forms, in the form ``lang`` uses for ``count``."""
+    singular, plural = PLURALS[key]
+    return translation(lang).ngettext(singular, plural, count).format(count=count, **values)
+
+
+def label(name: str, lang: str | None = None) -> str:
+    """A class name as drawn on the image, in the person's language (unknown classes as the model names them)."""
+    if name not in LABELS:
+        return name
+    context, message = LABELS[name]
+    return translation(lang).pgettext(context, message)
+
+
+def count_of(name: str, count: int, lang: str | None = None) -> str:
+    """``"4 persons"``, ``"4 человека"``: a count of one class in the person's language."""
+    if name in OBJECTS:
+        context, singular, plural = OBJECTS[name]
+        return translation(lang).npgettext(context, singular, plural, count).format(count=count)
+    return f"{count} {name if count == 1 else _english_plural(name)}"
+
+
+def caption(detections: Iterable[Mapping[str, Any]], lang: str | None = None) -> str:
+    """``"4 persons, 1 bus"`` — most frequent first; a sentence when nothing was found."""
+    counts = Counter(str(d["label"]) for d in detections)
+    if not counts:
+        return text("no_objects", lang)
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(count_of(name, n, lang) for name, n in ordered)
+
+
+def eta(seconds: float, lang: str | None = None) -> str:
+    """``"3 s"``, ``"2 min"``: how long a photo will wait, rounded up."""
+    if seconds < 90:
+        return ntext("eta_seconds", max(1, math.ceil(seconds)), lang)
+    return ntext("eta_minutes", math.ceil(seconds / 60), lang)
+
+
+def queued_text(position: int, eta_s: float, lang: str | None = None, *, count: int = 1) -> str:
+    """``"Queued — #3 in line, about 4 s."`` (or the album's form)."""
+    wait = eta(eta_s, lang)
+    if count > 1:
+        return ntext("queued_album", count, lang, position=position, eta=wait)
+    return text("queued", lang, position=position, eta=wait)
+
+
+def for_error(code: str, lang: str | None = None, *, retry_after: int | None = None, limit: int | None = None) -> str:
+    """The person's sentence for one of the gateway's error codes (``ErrorCode``)."""
+    if code == "busy":
+        return text("busy", lang, seconds=retry_after or 30)
+    if code == "too_many_in_line":
+        return ntext("too_many_in_line", limit or 3, lang)
+    if code == "quota":
+        return ntext("quota", limit or 0, lang)
+    return text(_ERROR_MESSAGES.get(code, "unavailable"), lang)
+
+
+def _english_plural(name: str) -> str:
+    if name.endswith(("s", "x", "ch", "sh")):
+        return name + "es"
+    return name + "s"

@@ -1,0 +1,124 @@
+"""compose.yaml and the Dockerfiles: valid, and running exactly the CLI the tests exercise.
+
+The file is checked as ``docker compose config`` would: variables interpolated (a required one that is unset
+is an error with its message), then validated against the Compose Specification's JSON schema — with no
+docker-compose binary needed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from detectbot.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = Path(__file__).resolve().parents[1] / "data" / "compose-spec.json"
+REQUIRED = {"DETECTBOT_BOT_KEY": "ci-bot-key", "DETECTBOT_SIGNING_SECRET": "ci-secret-0123456789abcdef0123456789"}
+_VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\})")
+
+
+class MissingVariable(Exception):
+    pass
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?error}``, ``${VAR?error}``, ``$$``."""
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, op, arg = match["name"], match["op"], match["arg"] or ""
+        current = env.get(name)
+        empty = current is None or (op is not None and op.startswith(":") and current == "")
+        if op in (":-", "-") and empty:
+            return arg
+        if op in (":?", "?") and empty:
+            raise MissingVariable(f"{name}: {arg}")
+        return current or ""
+
+    return _VARIABLE.sub(one, value)
+
+
+def validate(document: dict[str, Any]) -> None:
+    """The Compose Specification's schema (draft 2019-09, as its ``$schema`` says, if not in the usual spelling)."""
+    jsonschema.Draft201909Validator(json.loads(SCHEMA.read_text())).validate(document)
+
+
+def config(env: dict[str, str], profiles: tuple[str, ...] = ()) -> dict[str, Any]:
+    raw = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    resolved: dict[str, Any] = interpolate(raw, env)
+    validate(resolved)
+    services = resolved["services"]
+    resolved["services"] = {
+        name: service for name, service in services.items() if not service.get("profiles") or
+        set(service["profiles"]) & set(profiles)
+    }  # fmt: skip
+    return resolved
+
+
+def test_compose_file_is_valid() -> None:
+    assert {"rabbitmq", "postgres", "migrate", "gateway", "worker"} <= set(config(REQUIRED)["services"])
+
+
+def test_compose_refuses_to_start_without_secrets() -> None:
+    with pytest.raises(MissingVariable, match="set DETECTBOT_BOT_KEY"):
+        config({})
+
+
+def test_the_schema_check_catches_a_mistake() -> None:
+    broken = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    broken["services"]["gateway"]["depends_on"]["migrate"]["condition"] = "whenever"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(interpolate(broken, REQUIRED))
+
+
+def test_services_run_the_cli_and_wait_for_healthy_dependencies() -> None:
+    services = config(REQUIRED, profiles=("telegram", "discord"))["services"]
+    assert set(services) == {"rabbitmq", "postgres", "migrate", "gateway", "worker", "telegram", "discord"}
+    parser = build_parser()
+    for name in ("migrate", "gateway", "worker", "telegram", "discord"):
+        command = services[name]["command"]
+        assert command[0] == "detectbot", name
+        parser.parse_args(command[1:])  # exits (fails the test) on a command the CLI does not have
+    assert services["gateway"]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+    assert services["gateway"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["worker"]["depends_on"]["gateway"]["condition"] == "service_healthy"
+    for name in ("rabbitmq", "postgres", "gateway", "worker", "telegram", "discord"):
+        assert "healthcheck" in services[name], name
+    assert "ports" not in services["worker"]  # so that --scale worker=N never collides on a host port
+    assert services["telegram"].get("profiles") == ["telegram"]
+    assert services["discord"].get("profiles") == ["discord"]
+
+
+def test_the_bots_present_a_bot_key_the_gateway_knows() -> None:
+    """Following the README's Deploy steps, /stats works: the bots' key is one of the gateway's bot keys."""
+    services = config(REQUIRED, profiles=("telegram", "discord"))["services"]
+    gateway_keys = services["gateway"]["environment"]["DETECTBOT_API_KEYS"].split(",")
+    for bot in ("telegram", "discord"):
+        assert f"bot:{services[bot]['environment']['DETECTBOT_API_KEY']}" in gateway_keys
+
+
+def test_dockerfiles_run_the_cli() -> None:
+    parser = build_parser()
+    for dockerfile in ("Dockerfile", "Dockerfile.worker"):
+        text = (ROOT / dockerfile).read_text()
+        match = re.search(r"^CMD \[(.*)\]$", text, re.M)
+        assert match, dockerfile
+        command = [part.strip().strip('"') for part in match.group(1).split(",")]
+        assert command[0] == "detectbot"
+        parser.parse_args(command[1:])
+    assert "detectbot model offline" in (ROOT / "Dockerfile.worker").read_text()

@@ -1,0 +1,36 @@
+"""Secrets never reach a log line, whoever formats the record and whenever."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from queue_gateway.public import redact
+
+TOKEN = "987654321:AAH-secret-token-material-xxxxxxxxxxxxx"
+
+
+def test_configured_and_token_shaped_secrets_are_masked(caplog: pytest.LogCaptureFixture) -> None:
+    redact.install(["my-api-key-123456"])
+    log = logging.getLogger("tests.redact")
+    with caplog.at_level(logging.INFO):
+        log.info("HTTP Request: POST https://api.telegram.org/bot%s/getMe", TOKEN)
+        log.info("calling with key my-api-key-123456")
+        try:
+            raise RuntimeError(f"The token `{TOKEN}` was rejected by the server.")
+        except RuntimeError:
+            log.exception("start failed")
+    text = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert TOKEN not in text and "my-api-key-123456" not in text
+    assert text.count(redact.MASK) == 3
+
+
+def test_mutable_arguments_are_frozen_at_log_time(caplog: pytest.LogCaptureFixture) -> None:
+    redact.install([])
+    payload = {"file_path": "photos/file_1.jpg"}
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("tests.redact").info("result %s", payload)
+    payload["file_path"] = f"https://api.telegram.org/file/bot{TOKEN}/photos/file_1.jpg"  # changed afterwards
+    assert TOKEN not in caplog.records[0].getMessage()
+    assert "photos/file_1.jpg" in caplog.records[0].getMessage()

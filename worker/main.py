@@ -1,0 +1,36 @@
+"""The worker's entry point: ``python -m worker`` and ``detectbot worker`` both run :func:`main`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from queue_gateway.public.entry import add_log_level, configure_logging, load_settings, parse, run_main, serve
+
+DESCRIPTION = "Run a detection worker (consumes the job queue)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--slots", type=int, help="inference processes (default 1, or DETECTBOT_SLOTS)")
+    parser.add_argument("--model", help="model: offline-coco, yolo11n.pt, a .pt/.onnx path (or DETECTBOT_MODEL)")
+    add_log_level(parser)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="detectbot worker", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parse(parser, argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_main("worker", lambda: _serve(args))
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from worker.consumer import Worker
+    from worker.model_loader import choose_model
+    from worker.settings import WorkerSettings
+
+    settings = load_settings(WorkerSettings, args, slots=args.slots, model=args.model)
+    configure_logging(settings)
+    serve(Worker(settings, model=choose_model(settings.model, settings.data_dir)))
