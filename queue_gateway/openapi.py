@@ -44,6 +44,7 @@ CHAT = [
     {"name": "chat_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}},
 ]
 JSON_OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}}
+HTML = {"200": {"description": "HTML", "content": {"text/html": {}}}, "404": {"description": "The page is off"}}
 
 
 def document() -> dict[str, Any]:
@@ -97,7 +98,7 @@ def document() -> dict[str, Any]:
                     {
                         "name": "wait",
                         "in": "query",
-                        "schema": {"type": "number", "maximum": 60},
+                        "schema": {"type": "number", "minimum": 0, "maximum": 60},
                         "description": "seconds to wait for the job to finish",
                     },
                 ],
@@ -198,7 +199,11 @@ def document() -> dict[str, Any]:
                             "schema": {
                                 "type": "object",
                                 "required": ["platform", "user_id"],
-                                "properties": {"platform": {"type": "string"}, "user_id": {"type": "string"}},
+                                "additionalProperties": False,
+                                "properties": {
+                                    "platform": {"type": "string", "minLength": 1, "maxLength": 16},
+                                    "user_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                                },
                             }
                         }
                     }
@@ -237,6 +242,53 @@ def document() -> dict[str, Any]:
                         }
                     }
                 },
+            )
+        },
+        "/": {"get": _op("The web page: upload photos, follow them, see the results", HTML, security=[])},
+        "/admin": {"get": _op("The admin dashboard (asks for an admin key)", HTML, security=[])},
+        "/static/{name}": {
+            "get": _op(
+                "The pages' scripts, styles and icons",
+                {"200": {"description": "The file"}, "404": _error("No such file, or the page is off")},
+                parameters=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                security=[],
+            )
+        },
+        "/v1/web/session": {
+            "post": _op(
+                "A signed browser token for the open web page (DETECTBOT_WEB_UPLOADS=open; 404 otherwise)",
+                {
+                    "200": {
+                        "description": "Send it as Authorization: Bearer <token>; its jobs are its own",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["token", "expires_at"],
+                                    "properties": {"token": {"type": "string"}, "expires_at": {"type": "integer"}},
+                                }
+                            }
+                        },
+                    },
+                    "404": _error("The page is not open to anyone"),
+                    "429": _error("Too many new sessions from this address; see Retry-After"),
+                },
+                security=[],
+            )
+        },
+        "/v1/texts": {
+            "get": _op(
+                "The web pages' sentences in one language (from the bots' catalogue)",
+                {"200": {"description": "{lang, languages, texts, errors, plurals, labels}", **JSON_OBJECT}},
+                parameters=[
+                    {
+                        "name": "lang",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "wanted languages, comma-separated (else Accept-Language)",
+                    }
+                ],
+                security=[],
             )
         },
         "/healthz": {"get": _op("The process answers", {"200": JSON_OBJECT}, security=[])},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -55,6 +55,11 @@ class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
     delivery_max_attempts: int = 12  # then the chat is given up on (the result stays available over HTTP)
     delivery_lease_s: float = 15.0  # a delivery in hand, renewed while it runs; another replica takes over after
     chat_min_interval_s: float = 1.0  # Telegram allows about one message per second per chat
+
+    # the web page at / and /admin: "open" (anyone; a signed browser token each), "key" (an API key), "off" (404)
+    web_uploads: Literal["open", "key", "off"] = "key"
+    web_session_ttl_s: int = Field(default=24 * 3600, ge=60)  # how long a browser token of the open page lasts
+    web_sessions_per_minute: int = Field(default=20, ge=1)  # browser tokens one address may take a minute
 
     @field_validator("api_keys", mode="before")
     @classmethod

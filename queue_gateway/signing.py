@@ -14,6 +14,7 @@ class Action(StrEnum):
     INPUT = "input"  # a worker downloads the job's image
     RESULT = "result"  # a worker uploads the result
     VIEW = "view"  # the submitter reads status and the annotated image
+    WEB_SESSION = "web-session"  # a browser of the open web page, as a client of its own
 
 
 class SignatureError(Exception):
