@@ -15,7 +15,7 @@ import aio_pika
 import aiohttp
 from pydantic import ValidationError
 
-from queue_gateway.public.entry import CannotStart
+from queue_gateway.public.errors import CannotStart
 from queue_gateway.public.settings import safe_url, settings_problem
 
 Check = Callable[[], Awaitable[str | None]]

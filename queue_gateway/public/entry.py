@@ -16,16 +16,11 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from queue_gateway.public import logs
+from queue_gateway.public.errors import CannotStart
 from queue_gateway.public.runner import Service, run_until_signalled
 from queue_gateway.public.settings import DetectbotSettings, secret_values, settings_problem
 
 S = TypeVar("S", bound=DetectbotSettings)
-
-
-class CannotStart(Exception):
-    """A service cannot start or keep running; ``str()`` is one sentence saying what to fix."""
-
-    exit_code = 2
 
 
 def add_log_level(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +52,14 @@ def configure_logging(settings: DetectbotSettings, *, quiet: bool = False) -> No
         logs.configure(level, secret_values(settings), fmt=settings.log_format)
     except logs.LogSetupError as exc:
         raise CannotStart(str(exc)) from None
+
+
+def start_process(settings: DetectbotSettings, service: str) -> None:
+    """What every service does first: logging, and tracing when it is on."""
+    from queue_gateway.public import tracing
+
+    configure_logging(settings)
+    tracing.setup(service, settings.tracing)
 
 
 def serve(service: Service) -> None:

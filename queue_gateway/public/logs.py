@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Literal
@@ -22,6 +23,7 @@ LogFormat = Literal["text", "json"]
 # request-per-line loggers: their URLs may carry tokens, and they drown the job lines
 QUIET = ("httpx", "httpcore", "aiohttp.access", "aio_pika", "aiormq", "discord.http", "discord.gateway")
 
+_JOB_IN_LINE = re.compile(r"\bjob ([0-9a-f]{32})\b")
 _job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("detectbot_job_id", default=None)
 
 
@@ -69,9 +71,16 @@ def current_job_id() -> str | None:
 
 
 def _stamp_job_id(record: logging.LogRecord) -> bool:
-    """A handler filter (handlers run in the logging call's own context): adds ``job_id``, drops nothing."""
+    """A handler filter (handlers run in the logging call's own context): adds ``job_id``, drops nothing.
+
+    The job comes from :func:`job_context`, else from the line itself: every line about a job says "job <id>".
+    """
     if getattr(record, "job_id", None) is None:
-        record.job_id = _job_id.get()
+        job_id = _job_id.get()
+        if job_id is None:
+            found = _JOB_IN_LINE.search(record.getMessage())
+            job_id = found.group(1) if found else None
+        record.job_id = job_id
     return True
 
 

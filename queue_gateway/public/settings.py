@@ -18,10 +18,11 @@ ENV_PREFIX = "DETECTBOT_"
 class DetectbotSettings(BaseSettings):
     """The base of every service's settings: ``DETECTBOT_*`` variables, or lines of a ``.env`` file."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", env_ignore_empty=True)
 
     log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR (also --log-level)
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, with the job id
+    tracing: Literal["off", "console", "otlp"] = "off"  # OpenTelemetry; otlp: OTEL_EXPORTER_OTLP_ENDPOINT
 
 
 class GatewayAddress(DetectbotSettings):
