@@ -13,17 +13,22 @@ Behaviour worth knowing (as Discord does it, and as discord.py 2.7 reacts to it)
 * Type 5 (deferred) creates a "loading" original message (flags 128).  The first follow-up
   (``POST /webhooks/{app}/{token}``) or a ``PATCH .../messages/@original`` fills it; later follow-ups
   are new messages.  A follow-up before any callback is 404 code 10015.
+* A button press (:meth:`FakeDiscord.create_component_interaction`, type 3) carries the message as it is
+  now; its callback 7 edits that message, 6 only acknowledges (the message becomes ``@original``).
 * Interaction tokens live 15 minutes; after that (or :meth:`FakeDiscord.expire_token`) every
   webhook call with the token is 401 code 50027.
 * A file over 10 MiB is 413 code 40005; empty messages are 400 code 50006; content over 2000
   characters is 400 code 50035.
 * Unknown channels are created on first use as guild text channels of ``default_guild_id``.
+
+For crash tests: ``api_base_for(name)`` gives each client its own REST base, so every recorded ``Call`` says
+who made it (``call.client``); ``hold_next`` takes a request in but keeps its answer back until released.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import copy
 import fnmatch
 import hashlib
 import json
@@ -44,6 +49,7 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, WSMsgType, web
 
 from queue_gateway.public import process
+from tests.fakes.recorder import Hold, Recorder
 
 with warnings.catch_warnings():
     # discord.py 2.7.1 imports the stdlib 'audioop' (voice), deprecated in Python 3.11; with
@@ -60,6 +66,7 @@ __all__ = [
     "Call",
     "FakeDiscord",
     "GatewayFrame",
+    "Hold",
     "InteractionState",
     "json_response",
 ]
@@ -142,6 +149,17 @@ def _image_size(data: bytes) -> tuple[int | None, int | None]:
     return None, None
 
 
+def _component(rows: list[dict[str, Any]], custom_id: str) -> dict[str, Any] | None:
+    """The component with ``custom_id`` among a message's components (action rows hold the buttons)."""
+    for component in rows:
+        if component.get("custom_id") == custom_id:
+            return component
+        found = _component(component.get("components") or [], custom_id)
+        if found is not None:
+            return found
+    return None
+
+
 def _matches(pattern: str, method: str, path: str) -> bool:
     """Glob or prefix match on ``"METHOD /path"``; a pattern starting with ``/`` matches any method."""
     key = path if pattern.startswith("/") else f"{method} {path}"
@@ -160,6 +178,7 @@ class Call:
     headers: dict[str, str]
     status: int
     at: float
+    client: str = ""  # the name in the REST base the caller used (``api_base_for``), "" for the plain one
 
     @property
     def key(self) -> str:
@@ -318,11 +337,10 @@ class FakeDiscord:
         self.bot_user_id = application_id if bot_user_id is None else bot_user_id
         self.default_guild_id = default_guild_id
         self.heartbeat_interval_ms = heartbeat_interval_ms
-        self.calls: list[Call] = []
+        self.recorder: Recorder[Call] = Recorder(str)
         self.gateway_frames: list[GatewayFrame] = []
         self._port = 0
         self._runner: web.AppRunner | None = None
-        self._cond = asyncio.Condition()
         self._increment = 0
         self._failures: list[_Failure] = []
         self._sessions: dict[str, _Session] = {}
@@ -368,6 +386,7 @@ class FakeDiscord:
         self._port = int(self._runner.addresses[0][1])
 
     async def close(self) -> None:
+        self.recorder.release_all()
         for ws in [ws for ws in self._sockets if not ws.closed]:
             self._closed_by_us.add(ws)
             await ws.close(code=1001, message=b"fake discord shutting down")
@@ -385,6 +404,26 @@ class FakeDiscord:
         with process.discord_released():
             process.use_discord(self.api_base, self.gateway_url)
             yield
+
+    def api_base_for(self, client: str) -> str:
+        """``api_base`` for one named client: its calls are recorded with ``client`` set to this name."""
+        return f"{self.base_url}/c/{client}{API_PREFIX}"
+
+    @property
+    def calls(self) -> list[Call]:
+        """Every request answered, oldest first."""
+        return self.recorder.calls
+
+    def hold_next(self, route_pattern: str, predicate: Callable[[Call], bool] | None = None) -> Hold[Call]:
+        """Take the next request matching ``route_pattern`` (as in :meth:`fail_next`) in, but answer it only
+        after ``hold.release()``; it takes effect at once (a follow-up is in the channel)."""
+        return self.recorder.hold_next(
+            lambda call: _matches(route_pattern, call.method, call.path) and (predicate is None or predicate(call))
+        )
+
+    def drop_hold(self, hold: Hold[Call]) -> None:
+        """Forget a hold that has not caught a call (yet); a caught one is released instead."""
+        self.recorder.drop_hold(hold)
 
     def _add_api_routes(self, app: web.Application) -> None:
         routes: list[tuple[str, str, _Handler]] = [
@@ -405,6 +444,7 @@ class FakeDiscord:
         ]
         for method, path, handler in routes:
             app.router.add_route(method, API_PREFIX + path, self._wrap(handler))
+            app.router.add_route(method, "/c/{client}" + API_PREFIX + path, self._wrap(handler))
 
     # ------------------------------------------------------------------ test-facing set-up
 
@@ -545,6 +585,34 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", state.interaction)
         return state.interaction
 
+    async def create_component_interaction(
+        self,
+        message: dict[str, Any],
+        custom_id: str,
+        *,
+        user_id: int,
+        guild_id: int | None = None,
+        locale: str = "en-US",
+        created_at: float | None = None,
+    ) -> dict[str, Any]:
+        """Dispatch a MESSAGE_COMPONENT INTERACTION_CREATE (type 3): ``user_id`` presses the component ``custom_id``
+        (a button) on ``message``, a message the fake holds.
+
+        As Discord does, the interaction carries the message as it is now, and only a component the message
+        shows can be pressed (LookupError otherwise). Callback type 7 (UPDATE_MESSAGE) edits that message; after
+        6 or 7 it is the interaction's ``@original``; 4 and 5 answer with a new message, as for a command.
+        """
+        current = self._messages.get(int(message["id"]))
+        component = _component(current["components"] if current else [], custom_id)
+        if current is None or component is None:
+            raise LookupError(f"message {message['id']} shows no component with custom_id {custom_id!r}")
+        data = {"custom_id": custom_id, "component_type": int(component["type"])}
+        channel_id = int(current["channel_id"])
+        state = self._new_interaction(data, user_id, channel_id, guild_id, locale, created_at, kind=3)
+        state.interaction["message"] = copy.deepcopy(current)
+        await self.dispatch("INTERACTION_CREATE", state.interaction)
+        return state.interaction
+
     async def redispatch(self, interaction: dict[str, Any]) -> None:
         """Send the same INTERACTION_CREATE again (Discord may deliver an event twice)."""
         await self.dispatch("INTERACTION_CREATE", interaction)
@@ -589,6 +657,8 @@ class FakeDiscord:
         guild_id: int | None,
         locale: str,
         created_at: float | None,
+        *,
+        kind: int = 2,  # 2 APPLICATION_COMMAND, 3 MESSAGE_COMPONENT
     ) -> InteractionState:
         created = time.time() if created_at is None else created_at
         interaction_id = self.snowflake(created)
@@ -596,7 +666,7 @@ class FakeDiscord:
         interaction: dict[str, Any] = {
             "id": str(interaction_id),
             "application_id": str(self.application_id),
-            "type": 2,
+            "type": kind,
             "data": data,
             "channel": self._channel(channel_id, guild_id=guild_id, dm_user_id=user_id),
             "channel_id": str(channel_id),
@@ -653,18 +723,12 @@ class FakeDiscord:
         *,
         timeout: float = 10.0,
         count: int = 1,
-    ) -> Call:
-        """Wait until ``count`` answered calls match; return the ``count``-th one."""
-
-        def probe() -> Call | None:
-            found = [c for c in self.calls_matching(pattern) if predicate is None or predicate(c)]
-            return found[count - 1] if len(found) >= count else None
-
-        def describe() -> str:
-            seen = ", ".join(str(c) for c in self.calls) or "none"
-            return f"no {count} call(s) matching {pattern!r} within {timeout}s; seen: {seen}"
-
-        return await self._wait_until(probe, timeout, describe)
+    ) -> list[Call]:
+        """Wait until ``count`` answered calls match; return all of them, oldest first."""
+        return await self.recorder.wait_for(
+            lambda c: _matches(pattern, c.method, c.path) and (predicate is None or predicate(c)),
+            count=count, timeout=timeout, what=f"call(s) matching {pattern!r}",
+        )  # fmt: skip
 
     async def wait_until_identified(
         self,
@@ -696,39 +760,36 @@ class FakeDiscord:
         return await self._wait_until(probe, limit_s, describe)
 
     async def _wait_until(self, probe: Callable[[], T | None], limit_s: float, describe: Callable[[], str]) -> T:
-        async with self._cond:
-            try:
-                async with asyncio.timeout(limit_s):
-                    while (result := probe()) is None:
-                        await self._cond.wait()
-            except TimeoutError:
-                raise TimeoutError(describe()) from None
+        try:
+            await self.recorder.wait_until(lambda: probe() is not None, timeout=limit_s, what="it")
+        except TimeoutError:
+            raise TimeoutError(describe()) from None
+        result = probe()
+        assert result is not None
         return result
-
-    async def _notify(self) -> None:
-        async with self._cond:
-            self._cond.notify_all()
 
     # ------------------------------------------------------------------ HTTP plumbing
 
     def _wrap(self, handler: _Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def serve(request: web.Request) -> web.StreamResponse:
             body = await _read_body(request)
-            path = request.path.removeprefix(API_PREFIX)
+            client = request.match_info.get("client", "")
+            path = request.path.removeprefix(f"/c/{client}" if client else "").removeprefix(API_PREFIX)
             rejected = self._take_failure(request.method, path) or self._reject_body(body)
             response = rejected or await handler(request, body)
-            self.calls.append(self._call(request, path, body, response.status))
-            await self._notify()
+            call = self._call(request, path, body, response.status, client)
+            await self.recorder.held(call)
+            self.recorder.record(call)
             return response
 
         return serve
 
     @staticmethod
-    def _call(request: web.Request, path: str, body: _Body, status: int) -> Call:
+    def _call(request: web.Request, path: str, body: _Body, status: int, client: str = "") -> Call:
         headers = {h: request.headers[h] for h in _RECORDED_HEADERS if h in request.headers}
         files = [(u.field, u.filename, u.data) for u in body.files]
         query = dict(request.query)
-        return Call(request.method, path, query, body.json, files, headers, status, time.monotonic())
+        return Call(request.method, path, query, body.json, files, headers, status, time.monotonic(), client)
 
     def _take_failure(self, method: str, path: str) -> web.Response | None:
         for failure in self._failures:
@@ -878,6 +939,10 @@ class FakeDiscord:
         state.callbacks.append(body.payload)
         if callback_type in (4, 5):
             state.original = self._interaction_message(state, data, body.files, loading=callback_type == 5)
+        elif callback_type in (6, 7) and "message" in state.interaction:  # a component's message is @original
+            state.original = self._messages.get(int(state.interaction["message"]["id"]))
+            if callback_type == 7 and state.original is not None:
+                self._edit_message(state.original, data, body.files)
         if request.query.get("with_response") not in ("1", "true", "True"):
             return web.Response(status=204)
         return json_response(self._callback_response(state, callback_type))
@@ -1216,7 +1281,7 @@ class FakeDiscord:
         elif op == 6:
             await self._resume(ws, data)
         self.gateway_frames.append(GatewayFrame(op, data, time.monotonic()))
-        await self._notify()
+        self.recorder.notify()
 
     async def _identify(self, ws: web.WebSocketResponse, data: Any) -> None:
         if not isinstance(data, dict) or data.get("token") != self.token:

@@ -19,6 +19,10 @@ Deliberate behaviour, mirroring Telegram where it matters to a bot:
   and markup Telegram would reject (unknown HTML tags, unescaped MarkdownV2 characters such as ``.``)
   gets Telegram's 400 "can't parse entities". Messages keep no entities for the bot's own sends.
 * Limits: 4096-character texts, 1024-character captions, 20 MB getFile downloads, 50 MB uploads.
+
+For crash tests: ``base_url_for(name)`` / ``base_file_url_for(name)`` give each client its own address, so
+every recorded ``Call`` says who made it (``call.client``); ``hold_next`` takes a call in (a sendPhoto's
+message is in the chat) but keeps its answer back until released, so a test can kill the caller meanwhile.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from html.parser import HTMLParser
 from typing import Any, Self
 
 from aiohttp import BodyPartReader, web
+
+from tests.fakes.recorder import Hold, Recorder
 
 JSONDict = dict[str, Any]
 
@@ -99,6 +105,7 @@ class Call:
     at: float = field(default_factory=time.monotonic)
     status: int = 0
     result: Any = None  # the "result" of a successful answer, else the error description
+    client: str = ""  # the name in the address the caller used (``base_url_for``), "" for the plain one
 
     @property
     def ok(self) -> bool:
@@ -154,12 +161,11 @@ class FakeTelegram:
         self.bot_username = bot_username
         self.base_url = ""
         self.base_file_url = ""
-        self.calls: list[Call] = []
+        self.recorder: Recorder[Call] = Recorder(_describe)
         self.webhook_url = ""
         self.webhook_secret_token: str | None = None
         self._runner: web.AppRunner | None = None
         self._closing = False
-        self._calls_signal = _Signal()
         self._updates_signal = _Signal()
         self._queue: list[_Queued] = []
         self._poll_generation = 0
@@ -177,6 +183,7 @@ class FakeTelegram:
         self._open_callback_queries: set[str] = set()
         self._commands: dict[str, list[JSONDict]] = {}
         self._failures: dict[str, list[ApiError]] = {}
+        self._languages: dict[int, str] = {}  # user id -> the IETF language tag their app sends
         self._methods: dict[str, Callable[[Call], Any]] = {
             "getMe": lambda _call: self.bot_user,
             "logOut": lambda _call: True,
@@ -209,6 +216,8 @@ class FakeTelegram:
         app = web.Application(client_max_size=UPLOAD_LIMIT + 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
         app.router.add_get("/file/bot{token}/{file_path:.+}", self._handle_download)
+        app.router.add_route("*", "/c/{client}/bot{token}/{method}", self._handle_api)
+        app.router.add_get("/c/{client}/file/bot{token}/{file_path:.+}", self._handle_download)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -219,6 +228,7 @@ class FakeTelegram:
 
     async def close(self) -> None:
         self._closing = True
+        self.recorder.release_all()
         self._updates_signal.fire()  # pending long polls answer [] at once
         if self._runner is not None:
             await self._runner.cleanup()
@@ -258,6 +268,40 @@ class FakeTelegram:
         error = ApiError(status, description, retry_after=retry_after)
         self._failures.setdefault(method.lower(), []).extend([error] * times)
 
+    def base_url_for(self, client: str) -> str:
+        """``base_url`` for one named client: its calls are recorded with ``client`` set to this name."""
+        return self.base_url.removesuffix("/bot") + f"/c/{client}/bot"
+
+    def base_file_url_for(self, client: str) -> str:
+        return self.base_file_url.removesuffix("/file/bot") + f"/c/{client}/file/bot"
+
+    @property
+    def calls(self) -> list[Call]:
+        """Every call answered, oldest first."""
+        return self.recorder.calls
+
+    def hold_next(self, method: str, predicate: Callable[[Call], bool] | None = None) -> Hold[Call]:
+        """Take the next matching call in but answer it only after ``hold.release()``.
+
+        The call takes effect at once (a sendPhoto's message is in the chat; a ``downloadFile`` is the file
+        download, answered with its bytes on release); ``hold.arrived`` is set when it came, ``hold.call`` says
+        which it was. The caller meanwhile waits for the answer, as it would for a slow Telegram.
+        """
+        return self.recorder.hold_next(
+            lambda call: call.method.lower() == method.lower() and (predicate is None or predicate(call))
+        )
+
+    def drop_hold(self, hold: Hold[Call]) -> None:
+        """Forget a hold that has not caught a call (yet); a caught one is released instead."""
+        self.recorder.drop_hold(hold)
+
+    def set_language(self, user_id: int, language_code: str) -> None:
+        """From now on this user's updates carry ``from.language_code`` (the app's language; "en" otherwise)."""
+        self._languages[user_id] = language_code
+
+    def _sender(self, user_id: int) -> JSONDict:
+        return _user(user_id, self._languages.get(user_id, "en"))
+
     def calls_of(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method.lower() == method.lower()]
 
@@ -269,27 +313,15 @@ class FakeTelegram:
         timeout: float = 10.0,
         count: int = 1,
     ) -> list[Call]:
-        """Wait until ``count`` successful calls of ``method`` matching ``predicate`` were answered."""
-
-        def matches() -> list[Call]:
-            return [c for c in self.calls_of(method) if c.ok and (predicate is None or predicate(c))]
-
-        await self._wait_until(lambda: len(matches()) >= count, timeout, f"{count} successful {method} call(s)")
-        return matches()
+        """Wait until ``count`` successful calls of ``method`` matching ``predicate`` were answered; all of them."""
+        return await self.recorder.wait_for(
+            lambda c: c.method.lower() == method.lower() and c.ok and (predicate is None or predicate(c)),
+            count=count, timeout=timeout, what=f"successful {method} call(s)",
+        )  # fmt: skip
 
     async def wait_until_polling(self, *, timeout: float = 10.0) -> None:
         """Wait until a getUpdates long poll is waiting at the server."""
-        await self._wait_until(lambda: self._waiting_polls > 0, timeout, "a waiting getUpdates long poll")
-
-    async def _wait_until(self, condition: Callable[[], bool], seconds: float, what: str) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        while not condition():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                seen = "\n  ".join(_describe(c) for c in self.calls) or "(none)"
-                raise TimeoutError(f"waited {seconds}s for {what}; calls answered:\n  {seen}")
-            await self._calls_signal.wait(remaining)
+        await self.recorder.wait_until(lambda: self._waiting_polls > 0, timeout=timeout, what="a waiting long poll")
 
     def bot_messages(self, chat_id: int, *, include_deleted: bool = False) -> list[JSONDict]:
         """Messages the bot sent to ``chat_id`` in their current state, oldest first.
@@ -416,7 +448,7 @@ class FakeTelegram:
         self._open_callback_queries.add(query_id)
         query = {
             "id": query_id,
-            "from": _user(user_id if user_id is not None else _default_user_id(chat_id)),
+            "from": self._sender(user_id if user_id is not None else _default_user_id(chat_id)),
             "message": _without_reply(message),
             "chat_instance": f"instance-{chat_id}",
             "data": data,
@@ -443,6 +475,7 @@ class FakeTelegram:
     async def _handle_api(self, request: web.Request) -> web.Response:
         name = request.match_info["method"]
         call = Call(method=self._method_names.get(name.lower(), name), params={})
+        call.client = request.match_info.get("client", "")
         try:
             call.params, call.files, call.file_names = await _read_params(request)
             if request.match_info["token"] != self.token:
@@ -457,25 +490,23 @@ class FakeTelegram:
             call.status, call.result, body = error.status, error.description, error.body()
         else:
             call.status, call.result, body = 200, result, {"ok": True, "result": result}
-        self._record(call)
+        await self.recorder.held(call)
+        self.recorder.record(call)
         return web.json_response(body, status=call.status)
 
     async def _handle_download(self, request: web.Request) -> web.Response:
         path = request.match_info["file_path"]
-        call = Call(method="downloadFile", params={"file_path": path})
+        call = Call(method="downloadFile", params={"file_path": path}, client=request.match_info.get("client", ""))
         stored = self._files_by_path.get(path)
         if request.match_info["token"] != self.token or stored is None:
             error = ApiError(404 if stored is None else 401)
             call.status, call.result = error.status, error.description
-            self._record(call)
+            self.recorder.record(call)
             return web.json_response(error.body(), status=error.status)
         call.status, call.result = 200, stored.file_id
-        self._record(call)
+        await self.recorder.held(call)
+        self.recorder.record(call)
         return web.Response(body=stored.data, content_type="application/octet-stream")
-
-    def _record(self, call: Call) -> None:
-        self.calls.append(call)
-        self._calls_signal.fire()
 
     # ------------------------------------------------------------------ updates & webhook
 
@@ -504,7 +535,7 @@ class FakeTelegram:
             if batch or remaining <= 0 or self._closing:
                 break
             self._waiting_polls += 1
-            self._calls_signal.fire()
+            self.recorder.notify()
             try:
                 await self._updates_signal.wait(remaining)
             finally:
@@ -761,7 +792,7 @@ class FakeTelegram:
         update_id: int | None,
     ) -> JSONDict:
         self._chat(chat_id, chat_type)
-        sender = _user(user_id if user_id is not None else _default_user_id(chat_id))
+        sender = self._sender(user_id if user_id is not None else _default_user_id(chat_id))
         message = self._new_message(chat_id, sender, content, message_id=message_id)
         if reply_to is not None:  # a message dict, or an update dict holding one
             message["reply_to_message"] = _without_reply(reply_to.get("message", reply_to))
@@ -864,13 +895,13 @@ def _default_user_id(chat_id: int) -> int:
     return chat_id if chat_id > 0 else 1001
 
 
-def _user(user_id: int) -> JSONDict:
+def _user(user_id: int, language_code: str = "en") -> JSONDict:
     return {
         "id": user_id,
         "is_bot": False,
         "first_name": f"User{user_id}",
         "username": f"user{user_id}",
-        "language_code": "en",
+        "language_code": language_code,
     }
 
 

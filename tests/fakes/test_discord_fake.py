@@ -21,7 +21,7 @@ with warnings.catch_warnings():
     from discord.gateway import DiscordWebSocket
     from discord.http import Route
 
-from tests.fakes.discord_api import MAX_ATTACHMENT_BYTES, FakeDiscord
+from tests.fakes.discord_api import FLAG_EPHEMERAL, MAX_ATTACHMENT_BYTES, FakeDiscord
 
 USER_ID = 1_190_000_000_000_000_042
 GUILD_ID = 1_190_000_000_000_000_500
@@ -48,6 +48,7 @@ class DetectClient(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.tree.command(name="detect", description="Detect objects in an image")(detect)
         self.tree.add_command(app_commands.ContextMenu(name="Detect objects", callback=detect_message))
+        self.tree.command(name="ask", description="Ask first, with buttons")(ask)
         self.ready = asyncio.Event()
         self.failures: asyncio.Queue[discord.HTTPException] = asyncio.Queue()
 
@@ -76,6 +77,25 @@ async def detect_message(interaction: discord.Interaction[DetectClient], message
         await interaction.edit_original_response(content="1 object", attachments=[annotated])
     except discord.HTTPException as exc:
         interaction.client.failures.put_nowait(exc)
+
+
+class Confirm(discord.ui.View):
+    """Two buttons: "Go" rewrites the message it is on (callback 7), "Why?" answers privately (callback 4)."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=None)
+
+    @discord.ui.button(label="Go", custom_id="ask:go")
+    async def go(self, interaction: discord.Interaction[DetectClient], _button: discord.ui.Button[Confirm]) -> None:
+        await interaction.response.edit_message(content=f"going, says {interaction.user.id}", view=None)
+
+    @discord.ui.button(label="Why?", custom_id="ask:why")
+    async def why(self, interaction: discord.Interaction[DetectClient], _button: discord.ui.Button[Confirm]) -> None:
+        await interaction.response.send_message(f"because ({interaction.locale})", ephemeral=True)
+
+
+async def ask(interaction: discord.Interaction[DetectClient]) -> None:
+    await interaction.response.send_message("Sure?", view=Confirm())
 
 
 @pytest.fixture
@@ -133,7 +153,7 @@ async def test_slash_command_defers_downloads_and_follows_up(fake: FakeDiscord, 
     interaction = await fake.create_slash_interaction(
         "detect", user_id=USER_ID, channel_id=CHANNEL_ID, guild_id=GUILD_ID, attachments=[attachment]
     )
-    followup = await fake.wait_for_call("POST /webhooks/*")
+    followup, *_ = await fake.wait_for_call("POST /webhooks/*")
 
     callback = fake.calls_matching(f"POST /interactions/{interaction['id']}/*")[0]
     assert (callback.status, callback.query, callback.json) == (200, {"with_response": "1"}, {"type": 5})
@@ -158,7 +178,7 @@ async def test_context_menu_edits_original_response(fake: FakeDiscord, bot: Dete
     interaction = await fake.create_context_menu_interaction(
         "Detect objects", target_message=target, user_id=USER_ID, channel_id=CHANNEL_ID, guild_id=GUILD_ID
     )
-    edit = await fake.wait_for_call("PATCH /webhooks/*/messages/@original")
+    edit, *_ = await fake.wait_for_call("PATCH /webhooks/*/messages/@original")
 
     assert edit.status == 200
     assert edit.json["content"] == "1 object"
@@ -208,6 +228,29 @@ async def test_partial_webhook_followups_limits_and_expiry(fake: FakeDiscord) ->
     assert len(state.followups) == 1
 
 
+async def test_named_clients_and_held_answers(fake: FakeDiscord) -> None:
+    """A client's own REST base names it in the record; a held request takes effect but is answered on release."""
+    async with aiohttp.ClientSession() as http:
+        base = fake.api_base_for("gw-b")
+        hold = fake.hold_next(f"POST /channels/{CHANNEL_ID}/messages")
+        headers = {"Authorization": f"Bot {fake.token}"}
+        posting = asyncio.create_task(http.post(f"{base}/channels/{CHANNEL_ID}/messages", json={"content": "hi"},
+                                                headers=headers))  # fmt: skip
+        await asyncio.wait_for(hold.arrived.wait(), 10)
+        assert [m["content"] for m in fake.channel_messages(CHANNEL_ID)] == ["hi"]
+        assert not posting.done() and fake.calls == []
+        hold.release()
+        async with await posting as response:
+            assert response.status == 200
+        fake.drop_hold(fake.hold_next("GET /users/@me"))
+        async with http.get(f"{base}/users/@me", headers=headers) as response:
+            assert response.status == 200
+    assert [(c.key, c.client) for c in fake.calls] == [
+        (f"POST /channels/{CHANNEL_ID}/messages", "gw-b"),
+        ("GET /users/@me", "gw-b"),
+    ]
+
+
 async def test_channel_message_over_rest_without_gateway(fake: FakeDiscord) -> None:
     with fake.point_discord_py_here():
         client = discord.Client(intents=discord.Intents.default())
@@ -234,6 +277,36 @@ async def test_channel_message_over_rest_without_gateway(fake: FakeDiscord) -> N
     assert message["attachments"][0]["filename"] == "result.png"
     assert [c.status for c in fake.calls_matching("GET /users/@me")] == [200, 401]
     assert fake.gateway_frames == []
+
+
+async def test_buttons_are_pressed_with_component_interactions(fake: FakeDiscord, bot: DetectClient) -> None:
+    asked = await fake.create_slash_interaction("ask", user_id=USER_ID, channel_id=CHANNEL_ID, guild_id=GUILD_ID)
+    await fake.wait_for_call(f"POST /interactions/{asked['id']}/*")
+    message = fake.interaction_state(asked["id"]).original
+    assert message is not None
+    [row] = message["components"]
+    assert [(b["type"], b["label"], b["custom_id"]) for b in row["components"]] == [
+        (2, "Go", "ask:go"),
+        (2, "Why?", "ask:why"),
+    ]
+    with pytest.raises(LookupError):
+        await fake.create_component_interaction(message, "ask:nothing", user_id=USER_ID)
+
+    why = await fake.create_component_interaction(message, "ask:why", user_id=USER_ID, guild_id=GUILD_ID, locale="ru")
+    assert (why["type"], why["data"]) == (3, {"custom_id": "ask:why", "component_type": 2})
+    assert why["message"]["id"] == message["id"] and why["message"]["components"] == message["components"]
+    answer, *_ = await fake.wait_for_call(f"POST /interactions/{why['id']}/*")
+    assert answer.status == 200 and answer.json["type"] == 4
+    assert answer.json["data"]["content"] == "because (ru)" and answer.json["data"]["flags"] & FLAG_EPHEMERAL
+
+    go = await fake.create_component_interaction(message, "ask:go", user_id=USER_ID + 1, guild_id=GUILD_ID)
+    pressed, *_ = await fake.wait_for_call(f"POST /interactions/{go['id']}/*")
+    assert (pressed.status, pressed.json["type"]) == (200, 7)
+    state = fake.interaction_state(go["id"])
+    assert state.original is not None and state.original["id"] == message["id"]  # the button's message
+    assert state.original_content == f"going, says {USER_ID + 1}" and state.original["components"] == []
+    with pytest.raises(LookupError):  # the buttons are gone from the message now
+        await fake.create_component_interaction(message, "ask:go", user_id=USER_ID)
 
 
 async def test_late_callback_and_double_ack(fake: FakeDiscord, bot: DetectClient) -> None:
@@ -285,7 +358,7 @@ async def test_json_responses_and_errors_look_like_discord(fake: FakeDiscord) ->
             assert gateway.status == 200
         async with session.get(f"{fake.api_base}/no/such/route") as missing:
             assert missing.status == 404
-    with pytest.raises(TimeoutError, match=r"seen: GET /users/@me -> 200"):
+    with pytest.raises(TimeoutError, match=r"calls answered:\n  GET /users/@me -> 200"):
         await fake.wait_for_call("POST /nothing", timeout=0.05)
 
 

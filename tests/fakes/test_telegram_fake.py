@@ -21,6 +21,7 @@ from telegram import (
 from telegram.error import BadRequest, Conflict, EndPointNotFound, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
+from queue_gateway.public import redact
 from tests.fakes.telegram_api import FakeTelegram
 
 CHAT = 42
@@ -31,6 +32,12 @@ def jpeg(width: int, height: int, payload: bytes = b"pixels") -> bytes:
     """A header-only JPEG: enough for the fake (and Telegram) to read its dimensions."""
     start_of_frame = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
     return b"\xff\xd8" + start_of_frame + payload + b"\xff\xd9"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _masked_tokens() -> None:
+    """Mask token-shaped strings in log records (httpx logs each URL, with the token), as the bots do at start."""
+    redact.install([])
 
 
 @pytest.fixture
@@ -155,6 +162,30 @@ async def test_get_file_downloads_registered_bytes(fake: FakeTelegram, bot: Bot)
     assert await largest.download_as_bytearray() == data
 
 
+async def test_named_clients_and_held_answers(fake: FakeTelegram) -> None:
+    """Each client's own address names it in the record; a held call takes effect but is answered on release."""
+    file_id, _ = fake.add_file(jpeg(64, 48))
+    async with Bot(fake.token, base_url=fake.base_url_for("gw-a"), base_file_url=fake.base_file_url_for("gw-a")) as bot:
+        hold = fake.hold_next("sendMessage")
+        sending = asyncio.create_task(bot.send_message(CHAT, "held"))
+        await asyncio.wait_for(hold.arrived.wait(), 10)
+        assert [m["text"] for m in fake.bot_messages(CHAT)] == ["held"]  # in the chat already
+        assert not sending.done() and fake.calls_of("sendMessage") == []  # but not answered yet
+        hold.release()
+        assert (await sending).text == "held"
+        download = fake.hold_next("downloadFile")
+        file = await bot.get_file(file_id)
+        fetching = asyncio.create_task(file.download_as_bytearray())
+        await asyncio.wait_for(download.arrived.wait(), 10)
+        fake.drop_hold(download)
+        assert await fetching == jpeg(64, 48)
+        unused = fake.hold_next("deleteMessage")
+        fake.drop_hold(unused)
+        await bot.send_message(CHAT, "after")
+    assert {c.client for c in fake.calls} == {"gw-a"}
+    assert [c.method for c in fake.calls] == ["getMe", "sendMessage", "getFile", "downloadFile", "sendMessage"]
+
+
 async def test_get_updates_offsets_limit_and_long_poll(fake: FakeTelegram, bot: Bot) -> None:
     first, second, third = (fake.send_text_update(CHAT, f"hi {n}")["update_id"] for n in range(3))
     assert [u.update_id for u in await bot.get_updates(limit=2)] == [first, second]
@@ -211,6 +242,11 @@ async def test_commands_actions_and_callback_queries(fake: FakeTelegram, bot: Bo
     sent = await bot.send_message(CHAT, "3 objects", reply_markup=keyboard)
     query = fake.send_callback_query(CHAT, sent.message_id, "more")["callback_query"]
     assert query["message"]["reply_markup"] == keyboard.to_dict()
+    assert query["from"]["language_code"] == "en"  # what the fake's users speak unless told otherwise
+    fake.set_language(CHAT, "ru")
+    again = fake.send_callback_query(CHAT, sent.message_id, "more")["callback_query"]
+    assert again["from"]["language_code"] == "ru"
+    assert fake.send_text_update(CHAT, "/help")["message"]["from"]["language_code"] == "ru"
     assert await bot.answer_callback_query(query["id"], text="ok")
     with pytest.raises(BadRequest, match=r"(?i)query is too old"):
         await bot.answer_callback_query(query["id"])
