@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -41,6 +42,19 @@ class Fixed(_Base):
     """Always finds one person and one bus."""
 
     def predict(self, image: RGBImage) -> list[Detection]:
+        return self._boxes(image)
+
+
+class Napping(_Base):
+    """Finds one person and one bus after a nap of DETECTBOT_TEST_NAP_S seconds (no CPU): a job stays in hand
+    long enough for a crash test to kill its worker mid-job."""
+
+    def __init__(self) -> None:
+        self.seconds = float(os.environ.get("DETECTBOT_TEST_NAP_S", "0.3"))
+
+    def predict(self, image: RGBImage) -> list[Detection]:
+        if image.shape[0] > 64:  # not the pool's warm-up image
+            time.sleep(self.seconds)  # the inference process stands for a model at work
         return self._boxes(image)
 
 
@@ -92,6 +106,10 @@ def fixed(_spec: Any) -> Fixed:
     return Fixed()
 
 
+def napping(_spec: Any) -> Napping:
+    return Napping()
+
+
 def slow_cpu(_spec: Any) -> SlowCpu:
     return SlowCpu()
 
@@ -106,3 +124,94 @@ def kill_worker_on_poison(_spec: Any) -> KillWorkerOnPoison:
 
 def raising(_spec: Any) -> Raising:
     return Raising()
+
+
+class HangOnPoison(_Base):
+    """The model hangs for good on a poison image (a deadlock, a runaway loop); others are fine."""
+
+    def predict(self, image: RGBImage) -> list[Detection]:
+        if is_poison(image):
+            threading.Event().wait()  # never returns: the worker's deadline must end this process
+        return self._boxes(image)
+
+
+def hang_on_poison(_spec: Any) -> HangOnPoison:
+    return HangOnPoison()
+
+
+# --- a crowd with known confidences, and a gate the test opens one photo at a time ---------------------
+
+CROWD_PERSON_CONFIDENCES = (0.92, 0.81, 0.64, 0.58, 0.33, 0.31, 0.29, 0.27, 0.26, 0.25)
+CROWD_OTHERS = (("car", 0.95), ("dog", 0.65))
+"""What :class:`Crowd` finds besides the persons: one of each, with these confidences."""
+
+
+class Crowd(_Base):
+    """One person per 100 px of the image's width (up to ten; confidences ``CROWD_PERSON_CONFIDENCES`` in
+    turn), and one car (0.95) and one dog (0.65): a 500 px wide photo has 5 persons, 3 of them at ≥ 0.6."""
+
+    names: Mapping[int, str] = {0: "person", 2: "car", 16: "dog"}
+
+    def predict(self, image: RGBImage) -> list[Detection]:
+        h, w = image.shape[:2]
+        persons = [
+            Detection(0, "person", confidence, (i * 100 + 10.0, h * 0.1, i * 100 + 90.0, h * 0.6))
+            for i, confidence in enumerate(CROWD_PERSON_CONFIDENCES[: w // 100])
+        ]
+        (car, car_conf), (dog, dog_conf) = CROWD_OTHERS
+        return [
+            *persons,
+            Detection(2, car, car_conf, (w * 0.05, h * 0.65, w * 0.45, h * 0.95)),
+            Detection(16, dog, dog_conf, (w * 0.55, h * 0.65, w * 0.95, h * 0.95)),
+        ]
+
+
+def crowd(_spec: Any) -> Crowd:
+    return Crowd()
+
+
+GATE_ENV = "DETECTBOT_TEST_GATE"
+
+
+class Gated(_Base):
+    """Holds each photo until the test lets it through: one byte on the named pipe at $DETECTBOT_TEST_GATE per
+    photo (see :class:`Gate`). Once the test's end of the pipe is closed, every photo passes at once."""
+
+    def __init__(self) -> None:
+        self._path = os.environ[GATE_ENV]
+        self._pipe: int | None = None
+
+    def predict(self, image: RGBImage) -> list[Detection]:
+        if image.shape[0] > 64:  # not the pool's warm-up image
+            if self._pipe is None:  # opened without blocking; with no writer left, a read is EOF at once
+                self._pipe = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK)
+                os.set_blocking(self._pipe, True)
+            os.read(self._pipe, 1)  # waits for the test's byte (b"" when the gate is gone)
+        return self._boxes(image)
+
+    def close(self) -> None:
+        if self._pipe is not None:
+            os.close(self._pipe)
+
+
+def gated(_spec: Any) -> Gated:
+    return Gated()
+
+
+class Gate:
+    """The test's end of the pipe :class:`Gated` waits on. ``release(n)`` lets ``n`` photos through;
+    ``close()`` lets every photo through from then on (do it before the worker stops)."""
+
+    def __init__(self, path: str) -> None:
+        os.mkfifo(path)
+        self.path = path
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # RDWR: opening never blocks
+
+    def release(self, count: int = 1) -> None:
+        assert self._fd is not None, "the gate is closed: everything passes already"
+        os.write(self._fd, b"." * count)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

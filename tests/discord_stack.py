@@ -49,7 +49,8 @@ class Stack:
 
     async def status(self, prefix: str | tuple[str, ...], *, timeout: float = 30) -> Call:
         """The bot's or the gateway's edit of the deferred message to a text starting with ``prefix``."""
-        return await self.fake.wait_for_call(ORIGINAL, lambda c: _content(c).startswith(prefix), timeout=timeout)
+        calls = await self.fake.wait_for_call(ORIGINAL, lambda c: _content(c).startswith(prefix), timeout=timeout)
+        return calls[0]
 
     async def delivered(self) -> Job:
         """Wait until the one job is delivered and its status message handled; return it."""
@@ -97,11 +98,18 @@ async def start_discord(
 ) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
     bots: list[DiscordBot] = []
 
-    async def start(*, worker: bool = True, database_url: str | None = None, **bot_overrides: Any) -> Stack:
+    async def start(
+        *,
+        worker: bool = True,
+        database_url: str | None = None,
+        gateway_overrides: dict[str, Any] | None = None,
+        **bot_overrides: Any,
+    ) -> Stack:
         gateway = await start_gateway(
             database_url=database_url,
             discord_token=SecretStr(fake_discord.token),
             discord_api_url=fake_discord.api_base,
+            **(gateway_overrides or {}),
         )
 
         async def worker_now(model: str = FIXED) -> WorkerHandle:

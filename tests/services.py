@@ -201,6 +201,7 @@ def worker_settings(gateway: GatewayHandle, tmp_path: Path, **overrides: Any) ->
         "amqp_url": AMQP_URL,
         "queue": gateway.settings.queue,
         "data_dir": tmp_path / "worker",
+        "slots": 1,  # one inference process unless a test asks for more (the default is one per CPU)
         "infer_threads": 1,
         "name": f"test-worker-{uuid.uuid4().hex[:6]}",
         "retry_window_s": 10.0,
@@ -255,6 +256,7 @@ def service_env(gateway: GatewayHandle, tmp_path: Path, **extra: str) -> dict[st
             "DETECTBOT_AMQP_URL": AMQP_URL,
             "DETECTBOT_QUEUE": gateway.settings.queue,
             "DETECTBOT_DATA_DIR": str(tmp_path / "worker"),
+            "DETECTBOT_SLOTS": "1",
             "DETECTBOT_INFER_THREADS": "1",
             "DETECTBOT_RETRY_WINDOW_S": "10",
             "PYTHONPATH": str(Path(__file__).resolve().parents[1]),

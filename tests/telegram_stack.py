@@ -66,13 +66,19 @@ async def start_telegram(
     bots: list[TelegramBot] = []
 
     async def start(
-        *, model: str = FIXED, worker: bool = True, database_url: str | None = None, **bot_overrides: Any
+        *,
+        model: str = FIXED,
+        worker: bool = True,
+        database_url: str | None = None,
+        gateway_overrides: dict[str, Any] | None = None,
+        **bot_overrides: Any,
     ) -> Stack:
         gateway = await start_gateway(
             database_url=database_url,
             telegram_token=SecretStr(fake_telegram.token),
             telegram_api_url=fake_telegram.base_url,
             telegram_file_url=fake_telegram.base_file_url,
+            **(gateway_overrides or {}),
         )
         if worker:
             await start_worker(gateway, model=model)

@@ -11,7 +11,7 @@ from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.telegram_api import FakeTelegram
 from tests.integration.test_cli_errors import clean_env, run
 from tests.nodes import PrivateRabbitMQ
-from tests.services import ADMIN_KEY, API_KEY, AMQP_URL, CLIENT_KEY, GatewayHandle
+from tests.services import ADMIN_KEY, AMQP_URL, API_KEY, CLIENT_KEY, GatewayHandle
 
 
 @pytest.fixture
@@ -100,4 +100,3 @@ async def test_a_client_key_where_the_bots_need_a_bot_key(
     line = lines_of(out)["api keys"]
     assert line.startswith("FAIL") and "client key" in line and "bot:" in line
     assert CLIENT_KEY not in out and code == 1
-

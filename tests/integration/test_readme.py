@@ -102,7 +102,7 @@ async def stats_in_both_chats(
             interaction = await fake_discord.create_slash_interaction(
                 "stats", user_id=admin, channel_id=CHANNEL, guild_id=GUILD
             )
-            reply = await fake_discord.wait_for_call(f"POST /webhooks/*/{interaction['token']}*", timeout=30)
+            reply, *_ = await fake_discord.wait_for_call(f"POST /webhooks/*/{interaction['token']}*", timeout=30)
             assert STATS_LINE in reply.json["content"]
         finally:
             await telegram_bot.stop()

@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 from collections.abc import Awaitable, Callable
 
 import aio_pika
 import aiohttp
+import pytest
 from sqlalchemy import func, select
 
 from db.models import Blob, Job
 from tests.conftest import eventually
 from tests.images import jpeg, poison_png
+from tests.nodes import PrivateRabbitMQ
 from tests.services import AMQP_URL, GatewayHandle, submit_photo, wait_finished
 
 FIXED = "py:tests.detectors:fixed"
@@ -147,6 +148,7 @@ async def test_full_queue_answers_busy_and_keeps_nothing(
         assert await session.scalar(select(func.count()).select_from(Job)) == statuses.count(202)
 
 
+@pytest.mark.slow
 async def test_slow_cpu_bound_detection_keeps_the_amqp_connection(
     gateway: GatewayHandle, start_worker, http: aiohttp.ClientSession, monkeypatch
 ) -> None:
@@ -174,8 +176,8 @@ async def test_sigterm_finishes_the_job_in_hand(
     assert job["status"] == "done" and job["attempts"] == 1
 
 
-async def consumer_count(queue: str) -> int:
-    connection = await aio_pika.connect(AMQP_URL)
+async def consumer_count(queue: str, url: str = AMQP_URL) -> int:
+    connection = await aio_pika.connect(url)
     try:
         channel = await connection.channel()
         declared = await channel.declare_queue(queue, passive=True)
@@ -184,26 +186,25 @@ async def consumer_count(queue: str) -> int:
         await connection.close()
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
-
-
 async def test_worker_consumes_again_after_rabbitmq_restarts(
-    gateway: GatewayHandle, start_worker, http: aiohttp.ClientSession
+    private_rabbitmq: PrivateRabbitMQ, start_gateway, start_worker, http: aiohttp.ClientSession
 ) -> None:
-    handle = await start_worker(gateway, model=FIXED)
+    broker = private_rabbitmq  # this test's own node: killing it disturbs nobody
+    gateway = await start_gateway(amqp_url=broker.url)
+    await eventually(lambda: _ready(gateway), timeout=30, what="the gateway to reach the private broker")
+    await broker.checkpoint()  # the new quorum queues are on disk before the crash (see tests/nodes.py)
+    await eventually(lambda: _ready(gateway), timeout=30, what="the gateway to reconnect after the checkpoint")
+    handle = await start_worker(gateway, model=FIXED, amqp_url=broker.url)
     queue = gateway.settings.queue
-    assert await consumer_count(queue) == 1
-    await asyncio.to_thread(rabbitmqctl, "stop_app")
-    try:
-        await eventually(lambda: _closed(handle), timeout=30, what="the worker to notice the broker went away")
-    finally:
-        await asyncio.to_thread(rabbitmqctl, "start_app")
-        await asyncio.to_thread(rabbitmqctl, "await_startup")
+    assert await consumer_count(queue, broker.url) == 1
+    broker.kill()  # SIGKILL of the whole node: a crash, not a shutdown
+    await eventually(lambda: _closed(handle), timeout=30, what="the worker to notice the broker went away")
+    await eventually(lambda: _not_ready(gateway), timeout=30, what="the gateway to notice the broker went away")
+    await broker.start()  # the same node again, on its data: the durable quorum queue is back
 
     async def consuming_again() -> bool:
         try:
-            return await consumer_count(queue) == 1
+            return await consumer_count(queue, broker.url) == 1
         except Exception:
             return False
 
@@ -222,3 +223,7 @@ async def _ready(gateway: GatewayHandle) -> bool:
     from queue_gateway.appkeys import link_key
 
     return bool(gateway.app[link_key].is_ready)
+
+
+async def _not_ready(gateway: GatewayHandle) -> bool:
+    return not await _ready(gateway)

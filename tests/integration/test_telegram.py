@@ -43,10 +43,11 @@ async def test_photo_gets_status_then_annotated_reply(start_telegram, database_u
     assert reply_target(sent) == photo_id
     assert sent.params["caption"] == "1 bus, 1 person"
     assert decoded(sent.files["photo"]).size == (640, 480)
-    # the status message is edited to say it is done
-    edit = (await telegram.delivered("editMessageText"))[0]
+    # the status message is edited to say it is done (perhaps after "Working on it…")
+    (edit,) = await telegram.fake.wait_for_call(
+        "editMessageText", lambda c: c.params["text"].startswith("Done in "), timeout=30
+    )
     assert int(edit.params["message_id"]) == status.result["message_id"]
-    assert edit.params["text"].startswith("Done in ")
     assert next(m["text"] for m in telegram.fake.bot_messages(CHAT) if "text" in m).startswith("Done in")
 
 
