@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.common import now
@@ -34,3 +35,16 @@ async def update_settings(
     row.updated_at = now()
     await session.flush()
     return {name: getattr(row, name) for name in FIELDS if getattr(row, name) is not None}
+
+
+async def settings_of(session: AsyncSession, chats: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The settings of several chats at once (a chat that chose nothing is absent)."""
+    if not chats:
+        return {}
+    rows = await session.execute(
+        select(ChatSettings).where(tuple_(ChatSettings.platform, ChatSettings.chat_id).in_(chats))
+    )
+    return {
+        (row.platform, row.chat_id): {name: getattr(row, name) for name in FIELDS if getattr(row, name) is not None}
+        for row in rows.scalars()
+    }

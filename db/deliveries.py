@@ -14,8 +14,8 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import rollup
-from db.common import now, rowcount
-from db.models import Blob, Job, JobStatus
+from db.common import CHAT_PLATFORMS, now, rowcount
+from db.models import ACTIVE, WAITING, Blob, Job, JobStatus
 
 
 def _lease_free(at: float) -> Any:
@@ -172,3 +172,20 @@ async def set_status_message(session: AsyncSession, job_id: str, message_id: str
         .execution_options(synchronize_session=False)
     )
     return rows.scalars().first()
+
+
+async def in_line_with_status(session: AsyncSession, *, limit: int = 500) -> list[tuple[Job, int]]:
+    """Chat jobs not finished yet whose bot named a status message, with their place in line (0: processing)."""
+    line = (
+        select(Job.id, func.row_number().over(order_by=(Job.received_at, Job.id)).label("position"))
+        .where(Job.status.in_(WAITING))
+        .subquery()
+    )
+    rows = await session.execute(
+        select(Job, line.c.position)
+        .outerjoin(line, line.c.id == Job.id)
+        .where(Job.status.in_(ACTIVE), Job.status_message_id.is_not(None), Job.platform.in_(CHAT_PLATFORMS))
+        .order_by(Job.received_at)
+        .limit(limit)
+    )
+    return [(job, int(position or 0)) for job, position in rows]

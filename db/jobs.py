@@ -39,6 +39,7 @@ class NewJob:
     group_size: int = 1
     group_index: int = 0
     held: bool = False  # stored, published when its sender's earlier photos have moved on (fairness)
+    traceparent: str | None = None  # the trace of the request that brought it (tracing on)
 
 
 async def add_jobs(session: AsyncSession, batch: Sequence[NewJob], *, at: float | None = None) -> set[str]:
@@ -97,6 +98,7 @@ def _job_row(new: NewJob, at: float) -> dict[str, Any]:
         "delivery_attempts": 0,
         "cache_hit": False,
         "held": new.held,
+        "traceparent": new.traceparent,
         "received_at": at,
     }
 

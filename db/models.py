@@ -68,6 +68,7 @@ class Job(Base):
     inference_ms: Mapped[float | None] = mapped_column(Float)
     cache_hit: Mapped[bool] = mapped_column(default=False)
     held: Mapped[bool] = mapped_column(default=False)  # stored, waiting for its sender's earlier photos (fairness)
+    traceparent: Mapped[str | None] = mapped_column(String(64))  # the trace of the request that brought it
 
     received_at: Mapped[float] = mapped_column(Float)
     queued_at: Mapped[float | None] = mapped_column(Float)

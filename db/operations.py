@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.common import Outcome, delivery_time, now, rowcount
+from db.common import Outcome, delivery_time, now
 from db.models import ACTIVE, WAITING, Blob, Job, JobStatus
 
 
@@ -50,23 +50,24 @@ async def requeue(session: AsyncSession, job_id: str) -> Outcome:
     return Outcome.APPLIED
 
 
-async def cancel(session: AsyncSession, job_id: str) -> Outcome:
-    """The sender cancels a photo that still waits in line: it is never processed nor delivered.
+async def cancel(session: AsyncSession, job_id: str) -> list[str]:
+    """The sender takes back a photo (and the rest of its album) that still waits in line; return those cancelled.
 
-    A chat job becomes due for delivery at once, so that its status message says it was cancelled.
+    Cancelled jobs are never processed nor delivered; a chat job becomes due for delivery at once, so that its
+    status message says it was cancelled.
     """
-    at = now()
-    result = await session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_(WAITING))
-        .values(status=JobStatus.CANCELLED, cancelled_at=at, next_delivery_at=delivery_time(at))
-    )
-    if rowcount(result):
-        return Outcome.APPLIED
     job = await session.get(Job, job_id)
     if job is None:
-        return Outcome.NOT_FOUND
-    return Outcome.REPEATED if job.status == JobStatus.CANCELLED else Outcome.GONE
+        return []
+    at = now()
+    scope = Job.group_key == job.group_key if job.group_key else Job.id == job_id
+    rows = await session.execute(
+        update(Job)
+        .where(scope, Job.status.in_(WAITING))
+        .values(status=JobStatus.CANCELLED, cancelled_at=at, next_delivery_at=delivery_time(at))
+        .returning(Job.id)
+    )
+    return [str(cancelled) for cancelled in rows.scalars()]
 
 
 async def forget_user(session: AsyncSession, user_ref: str) -> int:

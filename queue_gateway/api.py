@@ -12,7 +12,6 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import deliveries, jobs, operations
-from db.common import Outcome
 from db.models import ACTIVE, Job
 from queue_gateway.appkeys import (
     api_keys_key,
@@ -25,9 +24,10 @@ from queue_gateway.appkeys import (
     wakeups_key,
 )
 from queue_gateway.auth import Caller, Role
-from queue_gateway.errors import BadRequest, Forbidden, JobGone, JobNotFound, NotReady, TooLate
+from queue_gateway.errors import BadRequest, Forbidden, JobGone, JobNotFound, NotReady, NotYours, TooLate
 from queue_gateway.images import ImageInfo, validate
 from queue_gateway.job_json import job_json
+from queue_gateway.public import tracing
 from queue_gateway.public.contract import DetectParams, SubmitResponse, parse_origin
 from queue_gateway.signing import Action, SignatureError
 from queue_gateway.uploads import is_multipart, read_body, read_form
@@ -53,7 +53,7 @@ async def submit(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 200:
         raise BadRequest("Idempotency-Key must be 1 to 200 characters.", code="bad_idempotency_key")
-    platform = origin.platform if origin else "http"
+    platform = origin.platform if origin else caller.platform  # "web" for a browser of the open page
     new = jobs.NewJob(
         id=uuid.uuid4().hex,
         platform=platform,
@@ -67,22 +67,24 @@ async def submit(request: web.Request) -> web.Response:
         origin=origin.model_dump(exclude_none=True) if origin else None,
         idempotency_key=f"{caller.fingerprint}:{key}" if key else None,
         owner=caller.fingerprint,
-        user_ref=f"{platform}:{origin.user_id}" if origin and origin.user_id else None,
+        user_ref=f"{platform}:{origin.user_id}" if origin and origin.user_id else caller.user_ref,
         group_key=f"{platform}:{origin.group_key}" if origin and origin.group_key else None,
         group_size=origin.group_size if origin else 1,
         group_index=origin.group_index if origin else 0,
+        traceparent=tracing.traceparent(),
     )
     accepted = await request.app[intake_key].submit(new)
     if not accepted.duplicate:
         request.app[metrics_key].jobs_received.labels(platform=platform).inc()
         if accepted.cache_hit:
             request.app[metrics_key].cache_hits.inc()
-            request.app[wakeups_key].job_changed(accepted.job_id)
+            request.app[wakeups_key].job_changed(accepted.job_id, deliverable=accepted.cache_hit)
     body = SubmitResponse(
         job_id=accepted.job_id,
         status=accepted.status,
         position=accepted.position,
         eta_s=round(request.app[pace_key].eta_s(accepted.position), 1),
+        language=accepted.language,
         status_url=_view_url(request, accepted.job_id, ""),
         result_url=_view_url(request, accepted.job_id, "/result"),
         duplicate=accepted.duplicate,
@@ -141,17 +143,23 @@ async def get_result(request: web.Request) -> web.Response:
 
 @routes.post("/v1/jobs/{job_id}/cancel")
 async def cancel(request: web.Request) -> web.Response:
-    """The sender takes back a photo that still waits in line: it is skipped and never delivered."""
+    """The sender takes back a photo (or the album it belongs to) while it waits: skipped, never delivered.
+
+    A bot names the chat user asking (``{"user_id": "42"}``): only the person who sent the photo may cancel it.
+    """
     caller = request.app[api_keys_key].caller(request)
     job_id = request.match_info["job_id"]
-    await _load(request, job_id, caller)  # 404 for a job this key may not see
-    outcome = await request.app[database_key].write(lambda session: operations.cancel(session, job_id))
-    if outcome is Outcome.NOT_FOUND:
-        raise JobNotFound()
-    if outcome is Outcome.GONE:
+    job, _ = await _load(request, job_id, caller)  # 404 for a job this key may not see
+    body = await _json_body(request)
+    asking = body.get("user_id")
+    if asking is not None and job.user_ref is not None and job.user_ref != f"{job.platform}:{asking}":
+        raise NotYours()
+    cancelled = await request.app[database_key].write(lambda session: operations.cancel(session, job_id))
+    if not cancelled:
         raise TooLate()
-    request.app[wakeups_key].job_changed(job_id)
-    return web.json_response({"job_id": job_id, "status": "cancelled"})
+    for changed in cancelled:
+        request.app[wakeups_key].job_changed(changed, deliverable=True)
+    return web.json_response({"job_id": job_id, "status": "cancelled", "cancelled": cancelled})
 
 
 @routes.post("/v1/jobs/{job_id}/status-message")
@@ -166,7 +174,8 @@ async def set_status_message(request: web.Request) -> web.Response:
     job = await request.app[database_key].write(lambda s: deliveries.set_status_message(s, job_id, message_id))
     if job is None:
         raise JobNotFound()
-    request.app[wakeups_key].job_changed(job_id)
+    # delivered meanwhile: the delivery loop edits this message too (the statement made it due again)
+    request.app[wakeups_key].job_changed(job_id, deliverable=job.delivered_at is not None)
     return web.json_response({"job_id": job_id, "status": job.status})
 
 
@@ -204,9 +213,9 @@ def _wait_seconds(request: web.Request) -> float:
         wait = float(request.query.get("wait", "0"))
     except ValueError:
         raise BadRequest("wait must be a number of seconds.", code="bad_wait") from None
-    if wait != wait:  # NaN
-        raise BadRequest("wait must be a number of seconds.", code="bad_wait")
-    return max(0.0, min(wait, MAX_WAIT_S))
+    if not 0 <= wait <= MAX_WAIT_S:  # NaN too
+        raise BadRequest(f"wait must be from 0 to {MAX_WAIT_S:g} seconds.", code="bad_wait")
+    return wait
 
 
 async def _read_upload(request: web.Request, max_bytes: int) -> tuple[bytes, dict[str, str]]:

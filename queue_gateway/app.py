@@ -35,14 +35,15 @@ from queue_gateway.appkeys import (
 from queue_gateway.auth import ApiKeys
 from queue_gateway.database import Database, is_outage
 from queue_gateway.dead_letters import DeadLetterConsumer
-from queue_gateway.errors import error_middleware
+from queue_gateway.errors import error_middleware, tracing_middleware
 from queue_gateway.intake import Intake, Limits
 from queue_gateway.metrics import GatewayMetrics
 from queue_gateway.notify.base import Notifier
 from queue_gateway.notify.loop import DeliveryLoop, Pacer
+from queue_gateway.notify.progress import ProgressUpdater
 from queue_gateway.pace import Pace
 from queue_gateway.public import process, redact
-from queue_gateway.public.entry import CannotStart
+from queue_gateway.public.errors import CannotStart
 from queue_gateway.public.settings import secret_values
 from queue_gateway.public.supervise import Supervisor
 from queue_gateway.publisher import BrokerLink, Publisher
@@ -51,6 +52,7 @@ from queue_gateway.retention import Retention
 from queue_gateway.settings import GatewaySettings
 from queue_gateway.signing import Signer
 from queue_gateway.wakeups import Wakeups
+from queue_gateway.web import routes as web_page
 from queue_gateway.worker_sightings import Sightings
 
 log = logging.getLogger(__name__)
@@ -64,14 +66,18 @@ class StartupError(CannotStart):
 
 def create_app(settings: GatewaySettings) -> web.Application:
     """Build the gateway: HTTP routes, database, broker link, intake, relay, dead letters, delivery."""
+    signer = Signer(settings.signing_key())
+    web_tokens = web_page.web_tokens(settings, signer)  # browser tokens, only when the web page is open to anyone
     try:
-        api_keys = ApiKeys(settings.api_keys)
+        api_keys = ApiKeys(settings.api_keys, web_tokens=web_tokens)
     except ValueError as exc:
         raise StartupError(str(exc)) from None
     redact.install(secret_values(settings))
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_upload_bytes + 1024 * 1024)
+    app = web.Application(
+        middlewares=[tracing_middleware, error_middleware], client_max_size=settings.max_upload_bytes + 1024 * 1024
+    )
     app[settings_key] = settings
-    app[signer_key] = Signer(settings.signing_key())
+    app[signer_key] = signer
     app[api_keys_key] = api_keys
     app[wakeups_key] = Wakeups()
     app[metrics_key] = GatewayMetrics()
@@ -80,6 +86,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[supervisor_key] = Supervisor()
     for module in (api, worker_api, health, admin_api, openapi):
         app.add_routes(module.routes)
+    web_page.setup(app, web_tokens)  # /, /admin, /static/…, /v1/web/session, /v1/texts
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_broker)
     app.cleanup_ctx.append(_delivery)
@@ -124,7 +131,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 async def prepare_database(engine: object, settings: GatewaySettings) -> None:
     """Reach the database (and migrate it) with bounded retries; then one sentence naming the setting."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + STARTUP_RETRY_S
+    deadline = loop.time() + min(STARTUP_RETRY_S, settings.database_retry_s)
     delay = 0.5
     while True:
         try:
@@ -177,7 +184,9 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
         on_held=relay.hold,
     )
     link.on_connected.append(lambda: relay.wake(urgent=True))
-    dead_letters = DeadLetterConsumer(database, app[metrics_key], wakeups.job_changed)
+    dead_letters = DeadLetterConsumer(
+        database, app[metrics_key], lambda job_id: wakeups.job_changed(job_id, deliverable=True)
+    )
     await link.start()
     wakeups.listeners.append(lambda _job_id: relay.wake_if_holding())
     names = ("intake", "outbox-relay", "dead-letters")
@@ -215,7 +224,11 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
     )
     retention = Retention(app[database_key], days=settings.retention_days, every_s=settings.retention_check_s)
     app[retention_key] = retention
-    names = ("delivery", "delivery-leases", "retention", "pace")
+    progress = ProgressUpdater(
+        app[database_key], notifiers, app[wakeups_key], app[pace_key], chat_interval_s=settings.chat_min_interval_s
+    )
+    names = ("delivery", "delivery-leases", "retention", "pace", "progress")
+    supervisor.spawn("progress", progress.run)
     supervisor.spawn("delivery", loop.run)
     supervisor.spawn("delivery-leases", loop.keep_leases)
     supervisor.spawn("retention", retention.run)

@@ -26,6 +26,7 @@ from typing import ClassVar
 
 from aiohttp import web
 
+from queue_gateway.public import tracing
 from queue_gateway.public.contract import ErrorBody, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,11 @@ class Forbidden(GatewayError):
     status = 403
     code = ErrorCode.FORBIDDEN
     message = "This API key may not do that."
+
+
+class NotYours(Forbidden):
+    code = ErrorCode.NOT_YOURS
+    message = "Only the person who sent the photo can cancel it."
 
 
 class JobNotFound(GatewayError):
@@ -165,6 +171,17 @@ def error_response(
     body = ErrorBody(error=code, message=message, retry_after=retry_after, limit=limit)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return web.json_response(body.model_dump(exclude_none=True), status=status, headers=headers)
+
+
+@web.middleware
+async def tracing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Each request in a span, under the caller's trace (its ``traceparent`` header), when tracing is on."""
+    if not tracing.enabled():
+        return await handler(request)
+    route = request.match_info.route.resource
+    name = f"gateway {request.method} {route.canonical if route is not None else request.path}"
+    with tracing.span(name, parent=request.headers, job_id=request.match_info.get("job_id")):
+        return await handler(request)
 
 
 @web.middleware

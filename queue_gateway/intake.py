@@ -19,17 +19,19 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import jobs, operations, outbox
+from db import chats, jobs, operations, outbox
 from db.common import Outcome, now
 from db.models import WAITING, Job
 from queue_gateway.database import Database
 from queue_gateway.errors import GatewayError, TooManyInLine, Unavailable
+from queue_gateway.public import texts
 from queue_gateway.public.contract import DetectParams, ErrorCode
 from queue_gateway.publisher import BrokerUnavailable, Publisher, QueueFull
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256  # jobs per transaction; more wait for the next one
+PUBLISHING = 4  # stored batches waiting for their publisher confirms while the next one is written
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,7 @@ class Accepted:
     position: int
     duplicate: bool = False
     cache_hit: bool = False
+    language: str | None = None  # the language the chat chose (/settings), for the bot's own answer
 
 
 @dataclass(slots=True)
@@ -100,21 +103,36 @@ class Intake:
         return await answer
 
     async def run(self) -> None:
-        """The batcher: one group commit at a time, for whatever has arrived since the last one."""
+        """The batcher: one group commit at a time, for whatever has arrived since the last one.
+
+        Publishing a stored batch (and waiting for its confirms) overlaps with storing the next one, so the
+        database and the broker work at the same time; at most ``PUBLISHING`` batches wait for confirms.
+        """
+        publishing: set[asyncio.Task[None]] = set()
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._pending:
                     self._current, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                    await self._accept(self._current)
+                    stored = await self._store_batch(self._current)
                     self._current = []
+                    if stored is None or not stored.written:
+                        continue
+                    while len(publishing) >= PUBLISHING:
+                        await asyncio.wait(publishing, return_when=asyncio.FIRST_COMPLETED)
+                    task = asyncio.create_task(self._publish_and_answer(stored.written, stored.ahead))
+                    publishing.add(task)
+                    task.add_done_callback(publishing.discard)
         finally:  # shutting down (or crashed: the supervisor starts a new batcher): nobody will write these
             for pending in self._current:
                 _fail(pending, Unavailable(retry_after=2))
             self._current = []
+            if publishing:  # stored already: let their confirms come in and their requests hear so
+                await asyncio.gather(*publishing, return_exceptions=True)
 
-    async def _accept(self, batch: list[_Pending]) -> None:
+    async def _store_batch(self, batch: list[_Pending]) -> _Stored | None:
+        """Write the batch; answer at once the requests that need no publishing (refused, repeats, cache hits)."""
         try:
             stored = await self._db.write(lambda session: self._store(session, batch))
         except Exception as exc:  # the database stayed away: every request of the batch hears about it
@@ -123,14 +141,14 @@ class Intake:
                 log.exception("a batch of %d could not be stored", len(batch))
             for pending in batch:
                 _fail(pending, error)
-            return
+            return None
         for pending in batch:
             job_id = pending.new.id
             if job_id in stored.refused:
                 _fail(pending, stored.refused[job_id])
             elif job_id in stored.answered:
                 _answer(pending, stored.answered[job_id])
-        await self._publish_and_answer(stored.written, stored.ahead)
+        return stored
 
     async def _store(self, session: AsyncSession, batch: list[_Pending]) -> _Stored:
         """The batch's one transaction: limits, repeats, the cache, then the rows. Safe to run again."""
@@ -147,6 +165,7 @@ class Intake:
                 fresh.append(pending)
         refused = await self._check_limits(session, fresh, at)
         fresh = [p for p in fresh if p.new.id not in refused]
+        await _apply_chat_settings(session, fresh)
         if self._result_cache:
             for pending, accepted in await self._from_cache(session, fresh):
                 answered[pending.new.id] = accepted
@@ -224,15 +243,23 @@ class Intake:
         return hits
 
     async def _publish_and_answer(self, batch: list[_Pending], ahead: int) -> None:
-        if not batch:
-            return
-        for p in batch:
-            log.info("job %s received (%s, %dx%d)", p.new.id, p.new.platform, p.new.width, p.new.height)
+        try:
+            await self._publish(batch, ahead)
+        finally:  # stored, whatever happened here: the relay publishes it, and a resend returns the same job
+            for pending in batch:
+                _fail(pending, Unavailable(retry_after=2))
+
+    async def _publish(self, batch: list[_Pending], ahead: int) -> None:
         to_publish = [p for p in batch if not p.new.held]
         if len(to_publish) < len(batch):
             self._on_held()
         outcomes = await asyncio.gather(
-            *(self._publisher.publish(p.new.id, DetectParams.model_validate(p.new.params)) for p in to_publish),
+            *(
+                self._publisher.publish(
+                    p.new.id, DetectParams.model_validate(p.new.params), traceparent=p.new.traceparent
+                )
+                for p in to_publish
+            ),
             return_exceptions=True,
         )
         confirmed = [p.new.id for p, outcome in zip(to_publish, outcomes, strict=True) if outcome is None]
@@ -259,9 +286,9 @@ class Intake:
                 continue
             position += 1
             status = "queued" if job_id in confirmed else "received"
-            if status == "queued":
-                log.info("job %s queued", job_id)
-            _answer(pending, Accepted(job_id, status, position))
+            new = pending.new
+            log.info("job %s %s (%s, %dx%d)", job_id, status, new.platform, new.width, new.height)
+            _answer(pending, Accepted(job_id, status, position, language=pending.new.params.get("language")))
 
     async def _settle(self, confirmed: list[str], refused: list[str]) -> set[str]:
         """Mark the confirmed jobs queued and withdraw the refused ones; return those withdrawn.
@@ -296,6 +323,33 @@ class Intake:
                 else:
                     await self._db.write(lambda session: outbox.mark_published(session, [job_id]))
         return outcome
+
+
+async def _apply_chat_settings(session: AsyncSession, batch: Sequence[_Pending]) -> None:
+    """A chat's /settings become the job's parameters (what the caller set itself wins); the person's language
+    too, so that the worker draws the labels in it."""
+    keyed = [(p, _chat_of(p.new)) for p in batch]
+    found = await chats.settings_of(session, sorted({chat for _, chat in keyed if chat}))
+    for pending, chat in keyed:
+        if chat is None:
+            continue
+        chosen = found.get(chat, {})
+        params = pending.new.params
+        for name in ("conf", "classes", "output"):
+            if name in chosen and params.get(name) is None:
+                params[name] = chosen[name]
+        origin_language = (pending.new.origin or {}).get("language")
+        language = texts.language(chosen.get("language") or params.get("language") or origin_language)
+        if language != texts.DEFAULT_LANGUAGE:
+            params["language"] = language
+        else:
+            params.pop("language", None)
+
+
+def _chat_of(new: jobs.NewJob) -> tuple[str, str] | None:
+    origin = new.origin or {}
+    chat = origin.get("chat_id") if new.platform == "telegram" else origin.get("channel_id")
+    return (new.platform, str(chat)) if chat and new.platform in ("telegram", "discord") else None
 
 
 async def _position(session: AsyncSession, job: Job) -> int:

@@ -15,6 +15,7 @@ from queue_gateway.public.entry import (
     parse,
     run_main,
     serve,
+    start_process,
 )
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def _serve(args: argparse.Namespace) -> None:
     from queue_gateway.settings import GatewaySettings
 
     settings = load_settings(GatewaySettings, args, host=args.host, port=args.port)
-    configure_logging(settings)
+    start_process(settings, "gateway")
     serve(GatewayService(settings))
 
 

@@ -17,6 +17,7 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishErr
 from queue_gateway.public.contract import DetectParams, JobMessage
 from queue_gateway.public.settings import safe_url
 from queue_gateway.public.topology import Declared, Topology, declare
+from queue_gateway.public.tracing import TRACEPARENT
 from queue_gateway.signing import Action, Signer
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,15 @@ class BrokerUnavailable(Exception):
     """No broker connection right now; the job stays ``received`` until the relay publishes it."""
 
 
-def job_message(body: JobMessage) -> aio_pika.Message:
-    """A persistent message whose ``message_id`` is the job id."""
+def job_message(body: JobMessage, *, traceparent: str | None = None) -> aio_pika.Message:
+    """A persistent message whose ``message_id`` is the job id (and the job's trace in its headers)."""
     return aio_pika.Message(
         body=body.model_dump_json().encode(),
         content_type="application/json",
         delivery_mode=DeliveryMode.PERSISTENT,
         message_id=body.job_id,
         type="detectbot.job.v1",
+        headers={TRACEPARENT: traceparent} if traceparent else None,
     )
 
 
@@ -140,12 +142,12 @@ class Publisher:
             params=params,
         )
 
-    async def publish(self, job_id: str, params: DetectParams) -> None:
+    async def publish(self, job_id: str, params: DetectParams, *, traceparent: str | None = None) -> None:
         """Return once the broker confirmed the message; raise QueueFull or BrokerUnavailable otherwise."""
         declared = self._link.declared
         if declared is None or not self._link.is_ready:
             raise BrokerUnavailable("not connected to the broker")
-        message = job_message(self.message_for(job_id, params))
+        message = job_message(self.message_for(job_id, params), traceparent=traceparent)
         try:
             await declared.exchange.publish(message, routing_key=self._link.topology.queue, timeout=self._timeout_s)
         except DeliveryError as exc:  # basic.nack: x-max-length with reject-publish

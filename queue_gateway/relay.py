@@ -72,17 +72,17 @@ class OutboxRelay:
         """Publish what is due; return how many were confirmed."""
         grace = self._grace_s if grace_s is None else grace_s
 
-        async def due(session: AsyncSession) -> tuple[list[tuple[str, DetectParams]], bool]:
+        async def due(session: AsyncSession) -> tuple[list[tuple[str, DetectParams, str | None]], bool]:
             found, holding = await outbox.publishable(
                 session, limit=BATCH, older_than=now() - grace, fair_share=self._fair_share
             )
-            return [(job.id, DetectParams.model_validate(job.params)) for job in found], holding
+            return [(job.id, DetectParams.model_validate(job.params), job.traceparent) for job in found], holding
 
         publishable, self._holding = await self._db.read(due, retry_s=0)
         confirmed: list[str] = []
-        for job_id, params in publishable:
+        for job_id, params, traceparent in publishable:
             try:
-                await self._publisher.publish(job_id, params)
+                await self._publisher.publish(job_id, params, traceparent=traceparent)
             except (QueueFull, BrokerUnavailable) as exc:
                 log.warning("job %s still unpublished: %s", job_id, exc)
                 break

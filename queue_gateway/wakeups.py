@@ -14,11 +14,16 @@ class Wakeups:
         self.delivery = asyncio.Event()  # something may be due for delivery: wakes the delivery loop
         self.listeners: list[Callable[[str], None]] = []  # told of every change (the relay, the progress updater)
 
-    def job_changed(self, job_id: str) -> None:
-        """A job moved on (finished, started, cancelled): wake whoever waits on it, and the delivery loop."""
+    def job_changed(self, job_id: str, *, deliverable: bool = False) -> None:
+        """A job moved on (queued, started, finished, cancelled): wake whoever waits on it and the listeners.
+
+        ``deliverable``: it may now have something for its chat (a result, a failure, a cancellation), so the
+        delivery loop looks; other changes do not cost it a pass.
+        """
         for event in self._waiters.pop(job_id, set()):
             event.set()
-        self.delivery.set()
+        if deliverable:
+            self.delivery.set()
         for listener in self.listeners:
             listener(job_id)
 

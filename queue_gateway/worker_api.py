@@ -66,7 +66,7 @@ async def fetch_input(request: web.Request) -> web.Response:
     if outcome is Outcome.NOT_FOUND:
         raise JobNotFound()
     if outcome is not Outcome.APPLIED:
-        request.app[wakeups_key].job_changed(job_id)
+        request.app[wakeups_key].job_changed(job_id, deliverable=outcome is Outcome.EXHAUSTED)
     if outcome is Outcome.EXHAUSTED:
         log.warning("job %s dead: %d attempts", job_id, limit)
         request.app[metrics_key].jobs_finished.labels(status="dead").inc()
@@ -111,7 +111,7 @@ async def post_result(request: web.Request) -> web.Response:
     if outcome is Outcome.NOT_FOUND:
         raise JobNotFound()
     if finished is not None:
-        request.app[wakeups_key].job_changed(job_id)
+        request.app[wakeups_key].job_changed(job_id, deliverable=True)
         _observe(request, finished, meta)
         log.info("job %s %s by %s (%d detections)", job_id, finished.status, meta.worker, len(meta.detections))
     return web.json_response({"job_id": job_id, "outcome": outcome.value})

@@ -18,6 +18,7 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
 from aiohttp import web
 from pydantic import ValidationError
 
+from queue_gateway.public import tracing
 from queue_gateway.public.contract import JobMessage, ResultMeta
 from queue_gateway.public.logs import job_context
 from queue_gateway.public.settings import safe_url
@@ -221,7 +222,7 @@ class Worker:
             log.error("unreadable job message %s rejected: %s", message.message_id, exc.errors()[0]["msg"])
             await _settle(message, "reject")
             return
-        with job_context(job.job_id):
+        with job_context(job.job_id), tracing.span("worker job", parent=_headers(message), job_id=job.job_id):
             try:
                 await self._process(job, message)
             except Exception:
@@ -336,6 +337,10 @@ async def _settle(message: AbstractIncomingMessage, outcome: Literal["ack", "nac
             outcome,
             type(exc).__name__,
         )
+
+
+def _headers(message: AbstractIncomingMessage) -> dict[str, str]:
+    return {str(key): str(value) for key, value in (message.headers or {}).items() if isinstance(value, str)}
 
 
 def _delivery_number(message: AbstractIncomingMessage) -> int:

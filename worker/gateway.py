@@ -10,6 +10,7 @@ from urllib.parse import urljoin
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
+from queue_gateway.public import tracing
 from queue_gateway.public.contract import ResultMeta
 from worker.errors import Gone, Refused, Unreachable
 
@@ -39,7 +40,7 @@ class GatewayLink:
 
     async def fetch_input(self, signed_url: str) -> bytes:
         async def attempt() -> bytes:
-            async with self._session.get(self.url(signed_url), headers=self._headers) as response:
+            async with self._session.get(self.url(signed_url), headers=self._headers | tracing.headers()) as response:
                 await _raise_for(response)
                 return await response.read()
 
@@ -51,7 +52,8 @@ class GatewayLink:
             form.add_field("meta", meta.model_dump_json(), content_type="application/json")
             if image is not None:
                 form.add_field("image", image, filename="result.jpg", content_type="image/jpeg")
-            async with self._session.post(self.url(signed_url), data=form, headers=self._headers) as response:
+            headers = self._headers | tracing.headers()
+            async with self._session.post(self.url(signed_url), data=form, headers=headers) as response:
                 await _raise_for(response)
 
         if not retry:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from queue_gateway.public.entry import add_log_level, configure_logging, load_settings, parse, run_main, serve
+from queue_gateway.public.entry import add_log_level, load_settings, parse, run_main, serve, start_process
 
 DESCRIPTION = "Run a detection worker (consumes the job queue)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--slots", type=int, help="inference processes (default 1, or DETECTBOT_SLOTS)")
+    parser.add_argument(
+        "--slots", type=int, help="inference processes (default: one per CPU, up to 4)"
+    )
     parser.add_argument("--model", help="model: offline-coco, yolo11n.pt, a .pt/.onnx path (or DETECTBOT_MODEL)")
     add_log_level(parser)
 
@@ -32,5 +34,5 @@ def _serve(args: argparse.Namespace) -> None:
     from worker.settings import WorkerSettings
 
     settings = load_settings(WorkerSettings, args, slots=args.slots, model=args.model)
-    configure_logging(settings)
+    start_process(settings, "worker")
     serve(Worker(settings, model=choose_model(settings.model, settings.data_dir)))

@@ -291,10 +291,6 @@ class OnnxDetector:
         boxes = scale_boxes(boxes, gain, pad, (shape[0], shape[1]))
         return detections_from(boxes, scores, classes, self._names)
 
-    def warmup(self) -> None:
-        """Run once on a grey image so the first real request is not slower."""
-        self.predict(np.full((self._imgsz[0], self._imgsz[1], 3), _PAD_VALUE, dtype=np.uint8))
-
     def close(self) -> None:
         """Release the ONNX Runtime session."""
         self._session = None

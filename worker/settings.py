@@ -6,9 +6,11 @@ import os
 import socket
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from queue_gateway.public.settings import GatewayAddress, QueueSettings
+
+AUTO_SLOTS = 4  # each slot holds its own copy of the model (~200 MB for the offline model)
 
 
 def _default_name() -> str:
@@ -24,7 +26,9 @@ class WorkerSettings(GatewayAddress, QueueSettings):
     iou: float = Field(default=0.45, gt=0.0, le=1.0)
     imgsz: int | None = None  # None: the model's own input size
     max_det: int = 300
-    slots: int = Field(default=1, ge=1, le=64)  # inference processes
+    # inference processes; 0: one per CPU (at most AUTO_SLOTS), each with one thread. Measured on 2 cores:
+    # two 1-thread processes take 37.6 photos/s, one 2-thread process 28.6 (benchmarks/bench_loop.py)
+    slots: int = Field(default=0, ge=0, le=64)
     prefetch: int = Field(default=0, ge=0, le=256)  # jobs in hand; 0: two per slot (one fetched while one runs)
     infer_threads: int = Field(default=0, ge=0)  # threads per inference process; 0: the CPUs shared by the slots
     job_timeout_s: float = Field(default=60.0, gt=0)  # a job's model run is killed after this (then retried)
@@ -36,6 +40,11 @@ class WorkerSettings(GatewayAddress, QueueSettings):
     retry_window_s: float = 120.0  # how long to retry the gateway before handing a job back to the queue
     http_host: str = "127.0.0.1"
     http_port: int | None = None  # serve /healthz, /readyz, /metrics here (0: any free port); None: off
+
+    @field_validator("slots")
+    @classmethod
+    def _auto_slots(cls, value: int) -> int:
+        return value or min(os.cpu_count() or 1, AUTO_SLOTS)
 
     def threads_per_slot(self) -> int:
         if self.infer_threads:

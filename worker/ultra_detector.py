@@ -73,10 +73,6 @@ class UltralyticsDetector:
         classes = boxes.cls.cpu().numpy().astype(int)
         return detections_from(xyxy, confs, classes, self._names)
 
-    def warmup(self) -> None:
-        """Run once on a grey image: sets up ultralytics' predictor so the first request is not slower."""
-        self.predict(np.full((64, 64, 3), 114, dtype=np.uint8))
-
     def close(self) -> None:
         """Drop the model."""
         self._model = None

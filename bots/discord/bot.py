@@ -22,7 +22,7 @@ from bots.discord.settings import DiscordSettings
 from bots.shared.metrics import HealthServer
 from bots.shared.services import BotServices
 from queue_gateway.public import process, redact
-from queue_gateway.public.entry import CannotStart
+from queue_gateway.public.errors import CannotStart
 from queue_gateway.public.settings import secret_values
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from bots.shared.errors import BotError, GatewayRefused
 from bots.shared.inbox import Inbox
 from bots.shared.services import BotServices
 from queue_gateway.public import texts
-from queue_gateway.public.contract import DiscordOrigin
+from queue_gateway.public.contract import DiscordOrigin, cancel_action
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ca
 
     def __init__(self, job_id: str, label: str = "Cancel") -> None:
         super().__init__(
-            discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, custom_id=f"cancel:{job_id}")
+            discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, custom_id=cancel_action(job_id))
         )
         self.job_id = job_id
 
@@ -175,9 +175,11 @@ class DetectCommands:
         channel = str(interaction.channel_id)
         lang = await self._lang(interaction)
         try:
-            changes = chat_settings.parse_options(conf=conf, classes=classes, output=output, language=language)
+            changes = chat_settings.parse_options(
+                conf=conf, classes=classes, output=output, language=language, lang=lang
+            )
         except chat_settings.SettingsError as exc:
-            await interaction.response.send_message(chat_settings.unknown_class_text(str(exc), lang), ephemeral=True)
+            await interaction.response.send_message(exc.text(lang), ephemeral=True)
             return
         chats = self.services.chats
         found = await (chats.update("discord", channel, changes) if changes else chats.get("discord", channel))

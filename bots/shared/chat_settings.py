@@ -50,7 +50,18 @@ CHOICES: list[list[Choice]] = [
 
 
 class SettingsError(ValueError):
-    """A /settings value that cannot be used; ``str()`` is the sentence for the person."""
+    """A /settings value that cannot be used: ``kind`` says which (conf, classes, output, field), ``value`` what."""
+
+    def __init__(self, kind: str, value: str = "") -> None:
+        super().__init__(f"{kind}: {value}")
+        self.kind = kind
+        self.value = value
+
+    def text(self, lang: str | None) -> str:
+        """The sentence for the person, in their language."""
+        if self.kind == "classes":
+            return unknown_class_text(self.value, lang)
+        return texts.text(f"cmd_settings_{self.kind}" if self.kind in ("conf", "output") else "settings_usage", lang)
 
 
 class ChatSettingsService:
@@ -107,34 +118,45 @@ def parse_action(action: str) -> dict[str, Any]:
 
 
 def parse_options(
-    *, conf: float | None = None, classes: str | None = None, output: str | None = None, language: str | None = None
+    *,
+    conf: float | None = None,
+    classes: str | None = None,
+    output: str | None = None,
+    language: str | None = None,
+    lang: str | None = None,
 ) -> dict[str, Any]:
-    """Typed options (Discord's /settings, or ``/settings conf 60`` in Telegram) → changes; SettingsError if bad."""
+    """Typed options (Discord's /settings, or ``/settings conf 60`` in Telegram) → changes; SettingsError if bad.
+
+    Object names may be given in English or in the chat's language (``lang``).
+    """
     changes: dict[str, Any] = {}
     if conf is not None:
         share = conf / 100 if conf > 1 else conf
         if not 0.05 <= share <= 0.95:
-            raise SettingsError(texts.text("cmd_settings_conf"))
+            raise SettingsError("conf", str(conf))
         changes["conf"] = round(share, 2)
     if classes is not None:
-        names = [name.strip().lower() for name in classes.split(",") if name.strip()]
-        if names in ([], ["all"]):
+        words = [word.strip() for word in classes.split(",") if word.strip()]
+        if not words or [word.lower() for word in words] in (["all"], [texts.text("settings_all_classes", lang)]):
             changes["classes"] = None
         else:
-            unknown = [name for name in names if name not in texts.OBJECTS]
-            if unknown:
-                raise SettingsError(unknown[0])
+            names = []
+            for word in words:
+                name = texts.object_named(word, lang)
+                if name is None:
+                    raise SettingsError("classes", word)
+                names.append(name)
             changes["classes"] = names
     if output is not None:
         if output not in OUTPUTS:
-            raise SettingsError(output)
+            raise SettingsError("output", output)
         changes["output"] = output
     if language is not None:
         changes["language"] = texts.language(language)
     return changes
 
 
-def parse_words(words: list[str]) -> dict[str, Any]:
+def parse_words(words: list[str], lang: str | None = None) -> dict[str, Any]:
     """``/settings conf 60``, ``/settings classes person,car``, ``/settings output document``, ``/settings reset``."""
     if not words:
         return {}
@@ -143,16 +165,16 @@ def parse_words(words: list[str]) -> dict[str, Any]:
         return parse_action("reset:")
     if field == "conf":
         try:
-            return parse_options(conf=float(rest.rstrip("%")))
+            return parse_options(conf=float(rest.rstrip("%")), lang=lang)
         except ValueError:
-            raise SettingsError(texts.text("cmd_settings_conf")) from None
+            raise SettingsError("conf", rest) from None
     if field == "classes":
-        return parse_options(classes=rest)
+        return parse_options(classes=rest, lang=lang)
     if field == "output":
-        return parse_options(output=rest)
+        return parse_options(output=rest, lang=lang)
     if field == "language":
-        return parse_options(language=rest)
-    raise SettingsError(field)
+        return parse_options(language=rest, lang=lang)
+    raise SettingsError("field", field)
 
 
 def describe(settings: dict[str, Any], lang: str | None) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 
 from bots.shared.errors import GatewayDown, GatewayRefused
+from queue_gateway.public import tracing
 from queue_gateway.public.contract import DetectParams, DiscordOrigin, SubmitResponse, TelegramOrigin
 
 Origin = TelegramOrigin | DiscordOrigin
@@ -71,6 +72,7 @@ class GatewayClient:
         return await self._request("PATCH", path, json=payload, headers=self._headers)
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        kwargs["headers"] = {**kwargs.get("headers", {}), **tracing.headers()}
         try:
             async with self._session.request(method, f"{self._base}{path}", **kwargs) as resp:
                 text = await resp.text()

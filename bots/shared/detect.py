@@ -18,7 +18,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from bots.shared.client import GatewayClient, Origin
 from bots.shared.errors import GatewayDown, GatewayRefused
 from bots.shared.settings import BotSettings
-from queue_gateway.public import texts
+from queue_gateway.public import texts, tracing
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,12 @@ class DetectService:
         self, origin: Origin, photos: list[Photo], *, group_key: str | None = None, on_waiting: Waiting | None = None
     ) -> Reply:
         """Queue each photo (one job each; an album as one group) and return the status text."""
+        with tracing.span(f"{origin.platform} photo", photos=len(photos), chat=origin.chat_ref):
+            return await self._submit(origin, photos, group_key=group_key, on_waiting=on_waiting)
+
+    async def _submit(
+        self, origin: Origin, photos: list[Photo], *, group_key: str | None, on_waiting: Waiting | None
+    ) -> Reply:
         lang = origin.language
         grouped = group_key is not None and len(photos) > 1
         accepted: list[tuple[str, int, float, bool, str]] = []

@@ -19,7 +19,7 @@ from bots.telegram.handlers import Handlers
 from bots.telegram.poller import DurablePoller, Ledger, handle
 from bots.telegram.settings import TelegramSettings
 from queue_gateway.public import process, redact, texts
-from queue_gateway.public.entry import CannotStart
+from queue_gateway.public.errors import CannotStart
 from queue_gateway.public.settings import secret_values
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from bots.telegram.albums import AlbumCollector
 from bots.telegram.poller import Ledger
 from bots.telegram.settings import TelegramSettings
 from queue_gateway.public import texts
-from queue_gateway.public.contract import TelegramOrigin
+from queue_gateway.public.contract import CANCEL_ACTION, TelegramOrigin, cancel_action
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Handlers:
         app.add_handler(CommandHandler("stats", self.stats))
         app.add_handler(CommandHandler("dlq", self.dlq))
         app.add_handler(CallbackQueryHandler(self.requeue, pattern=r"^requeue:"))
-        app.add_handler(CallbackQueryHandler(self.cancel, pattern=r"^cancel:"))
+        app.add_handler(CallbackQueryHandler(self.cancel, pattern=f"^{CANCEL_ACTION}"))
         app.add_handler(CallbackQueryHandler(self.settings_button, pattern=r"^set:"))
         app.add_handler(MessageHandler(filters.PHOTO | filters.Document.IMAGE, self.photo))
         app.add_handler(MessageHandler(filters.ChatType.PRIVATE & filters.COMMAND, self.unknown))
@@ -81,9 +81,9 @@ class Handlers:
         chat = str(message.chat_id)
         lang = await self._lang(update)
         try:
-            changes = chat_settings.parse_words(list(context.args or []))
+            changes = chat_settings.parse_words(list(context.args or []), lang)
         except chat_settings.SettingsError as exc:
-            await message.reply_text(chat_settings.unknown_class_text(str(exc), lang))
+            await message.reply_text(exc.text(lang))
             return
         found = await (self.chats.update("telegram", chat, changes) if changes else self.chats.get("telegram", chat))
         lang = await self._lang(update)
@@ -145,7 +145,8 @@ class Handlers:
         if query is None or query.data is None:
             return
         lang = await self._lang(update)
-        text = await self.detect_service.cancel([query.data.removeprefix("cancel:")], lang, user_id=query.from_user.id)
+        job_id = query.data.removeprefix(CANCEL_ACTION)
+        text = await self.detect_service.cancel([job_id], lang, user_id=query.from_user.id)
         await query.answer(text[:200])
 
     async def photo(self, update: Update, _context: Context) -> None:
@@ -293,7 +294,7 @@ class Handlers:
 
 
 def cancel_markup(job_id: str, lang: str | None) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[_button(texts.text("cancel_button", lang), f"cancel:{job_id}")]])
+    return InlineKeyboardMarkup([[_button(texts.text("cancel_button", lang), cancel_action(job_id))]])
 
 
 def _button(text: str, data: str) -> InlineKeyboardButton:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import aiohttp
 
 from bots.telegram.settings import TelegramSettings
-from queue_gateway.public.entry import add_log_level, configure_logging, load_settings, parse, run_main
+from queue_gateway.public.entry import add_log_level, load_settings, parse, run_main, start_process
 from queue_gateway.public.runner import run_until_signalled
 
 DESCRIPTION = "Run the Telegram bot (long polling, or a webhook when configured)."
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> None:
     settings = load_settings(TelegramSettings, args)
-    configure_logging(settings)
+    start_process(settings, "telegram")
     asyncio.run(serve(settings))
 
 

@@ -20,7 +20,7 @@ from telegram import Update
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application
 
-from queue_gateway.public.entry import CannotStart
+from queue_gateway.public.errors import CannotStart
 from queue_gateway.public.supervise import Backoff
 
 log = logging.getLogger(__name__)
@@ -134,13 +134,25 @@ class DurablePoller:
                     self._next = update.update_id + 1
                     self._spawn(update)
                 if not fresh and self._ledger.in_hand():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._ledger.progress.wait(), IN_HAND_WAIT_S)
+                    await self._until_confirmable(offset)
         except CannotStart as exc:
             self.failure = exc
             raise
         finally:
             self.stopped.set()
+
+    async def _until_confirmable(self, offset: int) -> None:
+        """Wait until the oldest update in hand is finished (Telegram may forget more) or ``IN_HAND_WAIT_S``.
+
+        Each poll with updates in hand downloads them again, so the bot asks again when it can confirm some, or
+        after a short pause for new ones, not whenever any update finishes.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + IN_HAND_WAIT_S
+        while self.offset() == offset and (left := deadline - loop.time()) > 0:
+            self._ledger.progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ledger.progress.wait(), left)
 
     def _spawn(self, update: Update) -> None:
         task = asyncio.create_task(handle(self._app, self._ledger, update), name=f"update-{update.update_id}")

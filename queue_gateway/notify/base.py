@@ -6,6 +6,7 @@ delivery loop decides what is due, in which order, what to record and when to re
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -51,6 +52,33 @@ class Sent:
         return {"sent": self.message_ids, "route": self.route}
 
 
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A new text for a photo's status message while it waits or is processed."""
+
+    origin: TelegramOrigin | DiscordOrigin
+    status_message_id: str
+    text: str
+    cancel_job_id: str | None = None  # while it waits, the message keeps its Cancel button for this job
+    language: str | None = None
+
+
+class ChatClock:
+    """When the bot last wrote into each chat (a message or an edit). Delivery and the progress updater share
+    their notifier's clock, so that together they keep to the platform's pace (about one a second per chat)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def last(self, chat: str) -> float:
+        """``time.monotonic()`` of the last write into ``chat`` (-inf: none yet)."""
+        return self._last.get(chat, float("-inf"))
+
+    def mark(self, chat: str, *, at: float | None = None) -> None:
+        """A write into ``chat`` starts now, or at ``at`` (marked before it goes out: no other writer slips in)."""
+        self._last[chat] = time.monotonic() if at is None else at
+
+
 class RetryLater(Exception):
     """A passing failure (rate limit, 5xx, network); try again after ``after`` s (None: back off)."""
 
@@ -66,6 +94,7 @@ class Undeliverable(Exception):
 
 class Notifier(Protocol):
     platform: str
+    clock: ChatClock  # shared by everything that writes into this platform's chats
 
     async def send(self, delivery: Delivery) -> Sent:
         """Send the delivery's items. Raise RetryLater or Undeliverable."""
@@ -76,6 +105,15 @@ class Notifier(Protocol):
 
         Editing twice to the same text is harmless, so the loop may repeat it after a crash.
         """
+        ...
+
+    async def update_status(self, update: StatusUpdate) -> str | None:
+        """Show progress in the status message; return a new status message id if it had to move (Discord, when
+        the interaction's token is about to expire), else None. Raise RetryLater or Undeliverable."""
+        ...
+
+    async def show_activity(self, origin: TelegramOrigin | DiscordOrigin) -> None:
+        """Show that the result is being prepared ("sending photo…"), where the platform can."""
         ...
 
     async def close(self) -> None: ...

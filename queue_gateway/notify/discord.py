@@ -12,6 +12,7 @@ per process by ``queue_gateway.public.process.use_discord`` from ``DETECTBOT_DIS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import math
@@ -23,8 +24,9 @@ import aiohttp
 import discord
 from PIL import Image
 
-from queue_gateway.notify.base import Delivery, Item, RetryLater, Sent, Undeliverable
-from queue_gateway.public.contract import DiscordOrigin
+from queue_gateway.notify.base import ChatClock, Delivery, Item, RetryLater, Sent, StatusUpdate, Undeliverable
+from queue_gateway.public import texts
+from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ MAX_CONTENT_CHARS = 2000
 TOKEN_TTL_S = 15 * 60.0
 TOKEN_MARGIN_S = 60.0  # a follow-up started this close to the expiry goes to the channel instead
 MAX_SHRINKS = 6  # 413 → smaller image → retry, at most this often
+PROGRESS_MARGIN_S = 120.0  # a waiting photo's status moves to a channel message this long before the token expires
+CHANNEL_PREFIX = "channel:"  # a status message id that names a channel message (edited with the bot token)
+ORIGINAL = "@original"
 FILE_TOO_LARGE = 40005
 INVALID_WEBHOOK_TOKEN = 50027
 
@@ -55,6 +60,7 @@ class DiscordNotifier:
         self._session: aiohttp.ClientSession | None = None  # for Webhook.partial
         self._client: discord.Client | None = None  # bot-token REST, logged in once, never connected
         self._login = asyncio.Lock()
+        self.clock = ChatClock()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -137,16 +143,81 @@ class DiscordNotifier:
 
     # --- the status message ---------------------------------------------------------------------------
 
+    async def update_status(self, update: StatusUpdate) -> str | None:
+        """Show progress; a photo still waiting when the interaction's token is about to expire gets a channel
+        message as its new status message (the bot token can edit that one for as long as it takes)."""
+        origin = _origin(update.origin)
+        if update.status_message_id.startswith(CHANNEL_PREFIX):
+            await self._call(self._edit_channel_message(origin, update.status_message_id, update.text))
+            return None
+        return await self._call(self._progress(origin, update))
+
+    async def show_activity(self, origin: TelegramOrigin | DiscordOrigin) -> None:
+        """Discord has no "sending photo" action for a bot's follow-up: nothing to show."""
+
+    async def _progress(self, origin: DiscordOrigin, update: StatusUpdate) -> str | None:
+        """Edit the interaction's message while its token lives; else (or when Discord says the token has expired
+        already) move the status to a channel message."""
+        if self._token_alive(origin, margin=self._margin + PROGRESS_MARGIN_S):
+            try:
+                await self._edit_original(origin, update.text, keep_components=update.cancel_job_id is not None)
+                return None
+            except discord.HTTPException as exc:
+                if not _token_expired(exc):
+                    raise
+                log.info("interaction token of channel %s has expired; the status moves", origin.channel_id)
+        return await self._move_status(origin, update)
+
+    async def _move_status(self, origin: DiscordOrigin, update: StatusUpdate) -> str:
+        if not origin.channel_id:
+            raise Undeliverable("the job has no Discord channel to post its status in")
+        if self._token_alive(origin):
+            with contextlib.suppress(discord.HTTPException):
+                await self._edit_original(origin, texts.text("status_moved", update.language), keep_components=False)
+        client = await self._rest_client()
+        channel = client.get_partial_messageable(int(origin.channel_id))
+        mention = f"<@{origin.user_id}> " if origin.user_id else ""
+        message = await channel.send(
+            content=mention + update.text, allowed_mentions=discord.AllowedMentions(users=True, everyone=False)
+        )
+        log.info("status of channel %s moved to message %s before the interaction token expires",
+                 origin.channel_id, message.id)  # fmt: skip
+        return f"{CHANNEL_PREFIX}{message.id}"
+
+    async def _edit_channel_message(self, origin: DiscordOrigin, status_message_id: str, text: str) -> bool:
+        if not origin.channel_id:
+            return False
+        client = await self._rest_client()
+        channel = client.get_partial_messageable(int(origin.channel_id))
+        mention = f"<@{origin.user_id}> " if origin.user_id else ""
+        try:
+            await channel.get_partial_message(int(status_message_id.removeprefix(CHANNEL_PREFIX))).edit(
+                content=mention + text
+            )
+        except discord.NotFound:
+            return False
+        return True
+
+    async def _edit_original(self, origin: DiscordOrigin, text: str, *, keep_components: bool) -> None:
+        message_id: Any = ORIGINAL  # "@original": discord.py puts it into the URL as it is
+        if keep_components:
+            await self._webhook(origin).edit_message(message_id, content=text)
+        else:
+            await self._webhook(origin).edit_message(message_id, content=text, view=None)
+
     async def _edit_status(self, origin: DiscordOrigin, status_message_id: str | None, text: str) -> bool:
-        """Edit the bot's "queued" message (the interaction's original response) while the token lives."""
+        """Edit the bot's status message: the interaction's original response while the token lives, or the
+        channel message it moved to."""
         if not status_message_id:
             return False
+        if status_message_id.startswith(CHANNEL_PREFIX):
+            return await self._edit_channel_message(origin, status_message_id, text)
         if not self._token_alive(origin):
             log.info("status message of channel %s not edited: the interaction token has expired", origin.channel_id)
             return False
         message_id: Any = status_message_id  # "@original": discord.py puts it into the URL as it is
         try:
-            await self._webhook(origin).edit_message(message_id, content=text)
+            await self._webhook(origin).edit_message(message_id, content=text, view=None)
         except discord.NotFound:
             log.info("status message of channel %s is gone", origin.channel_id)
             return False
@@ -158,10 +229,10 @@ class DiscordNotifier:
 
     # --- plumbing ---------------------------------------------------------------------------------------
 
-    def _token_alive(self, origin: DiscordOrigin) -> bool:
+    def _token_alive(self, origin: DiscordOrigin, *, margin: float | None = None) -> bool:
         if not (origin.application_id and origin.interaction_token and origin.interaction_created_at):
             return False
-        return time.time() < origin.interaction_created_at + TOKEN_TTL_S - self._margin
+        return time.time() < origin.interaction_created_at + TOKEN_TTL_S - (self._margin if margin is None else margin)
 
     def _webhook(self, origin: DiscordOrigin) -> discord.Webhook:
         if self._session is None:
@@ -234,7 +305,12 @@ def _content(items: Sequence[Item], *, prefix: str = "") -> str:
 
 def _token_gone(exc: discord.HTTPException) -> bool:
     """The interaction token expired (401 code 50027) or the interaction's webhook is unknown (404)."""
-    return exc.status == 404 or (exc.status == 401 and exc.code in (INVALID_WEBHOOK_TOKEN, 0))
+    return exc.status == 404 or _token_expired(exc)
+
+
+def _token_expired(exc: discord.HTTPException) -> bool:
+    """Discord no longer takes the interaction token (401 code 50027): more than 15 minutes have passed."""
+    return exc.status == 401 and exc.code in (INVALID_WEBHOOK_TOKEN, 0)
 
 
 def _too_large(exc: discord.HTTPException) -> bool:
@@ -260,6 +336,10 @@ def _retry_after(exc: discord.HTTPException) -> float | None:
 
 
 def _discord(delivery: Delivery) -> DiscordOrigin:
-    if not isinstance(delivery.origin, DiscordOrigin):
+    return _origin(delivery.origin)
+
+
+def _origin(origin: TelegramOrigin | DiscordOrigin) -> DiscordOrigin:
+    if not isinstance(origin, DiscordOrigin):
         raise Undeliverable("not a Discord job")
-    return delivery.origin
+    return origin

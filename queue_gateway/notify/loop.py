@@ -25,8 +25,9 @@ from db.common import now
 from db.models import ACTIVE, Job, JobStatus
 from queue_gateway.database import Database
 from queue_gateway.metrics import GatewayMetrics
-from queue_gateway.notify.base import Delivery, Item, Notifier, RetryLater, Undeliverable
+from queue_gateway.notify.base import ChatClock, Delivery, Item, Notifier, RetryLater, Undeliverable
 from queue_gateway.notify.words import caption, status_text
+from queue_gateway.public import tracing
 from queue_gateway.public.contract import parse_origin
 from queue_gateway.public.supervise import Backoff
 from queue_gateway.wakeups import Wakeups
@@ -37,7 +38,8 @@ BATCH = 50
 
 
 class Pacer:
-    """At most one delivery per ``interval`` seconds to the same chat, and one at a time."""
+    """At most one delivery per ``interval`` seconds to the same chat, and one at a time; with a ``clock``, also
+    ``interval`` after anything else the bot wrote there (the progress updater's edits)."""
 
     def __init__(self, interval: float) -> None:
         self._interval = interval
@@ -45,15 +47,23 @@ class Pacer:
         self._last: dict[str, float] = {}
 
     @contextlib.asynccontextmanager
-    async def slot(self, chat: str) -> AsyncIterator[None]:
+    async def slot(self, chat: str, clock: ChatClock | None = None) -> AsyncIterator[None]:
         async with self._locks[chat]:
-            wait = self._last.get(chat, 0.0) + self._interval - time.monotonic()
+            wait = self._last_write(chat, clock) + self._interval - time.monotonic()
+            if clock is not None:  # taken from now on: nothing else writes there meanwhile
+                clock.mark(chat, at=time.monotonic() + max(wait, 0.0))
             if wait > 0:
                 await asyncio.sleep(wait)  # pacing a chat, not waiting for work
             try:
                 yield
             finally:
                 self._last[chat] = time.monotonic()
+                if clock is not None:
+                    clock.mark(chat)
+
+    def _last_write(self, chat: str, clock: ChatClock | None) -> float:
+        last = self._last.get(chat, 0.0)
+        return max(last, clock.last(chat)) if clock is not None else last
 
 
 class DeliveryLoop:
@@ -83,25 +93,35 @@ class DeliveryLoop:
         self._poll_s = poll_s
         self._metrics = metrics or GatewayMetrics()
         self._in_hand: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        """Deliver whatever is due, for ever; an unreachable database only delays it."""
+        """Deliver whatever is due, for ever; an unreachable database only delays it.
+
+        A pass leases what is due and starts its deliveries without waiting for them: a chat held back by
+        pacing (or a slow upload) never delays the next pass for the other chats.
+        """
         released = await self._db.write(lambda session: deliveries.release_leases(session, self._owner))
         if released:
             log.info("took back %d deliveries this gateway had in hand before it restarted", released)
         backoff = Backoff()
-        while True:
-            self._wakeups.delivery.clear()
-            try:
-                await self.run_once()
-                pause = await self._db.read(self._pause, retry_s=0)
-                backoff.reset()
-            except Exception as exc:
-                log.warning("delivery pass failed (%s: %s); retrying", type(exc).__name__, exc)
-                await backoff.wait()
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeups.delivery.wait(), pause)
+        try:
+            while True:
+                self._wakeups.delivery.clear()
+                try:
+                    self._start(await self._lease_due())
+                    pause = await self._db.read(self._pause, retry_s=0)
+                    backoff.reset()
+                except Exception as exc:
+                    log.warning("delivery pass failed (%s: %s); retrying", type(exc).__name__, exc)
+                    await backoff.wait()
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeups.delivery.wait(), pause)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def keep_leases(self) -> None:
         """Renew the leases on the deliveries in hand, so that no other replica takes them over meanwhile."""
@@ -121,9 +141,18 @@ class DeliveryLoop:
         return self._poll_s if due is None else min(self._poll_s, max(0.0, due - now()))
 
     async def run_once(self) -> int:
-        """Deliver everything due now; return how many deliveries were attempted."""
+        """Deliver everything due now and wait for it; return how many deliveries were attempted."""
+        units = await self._lease_due()
+        await asyncio.gather(*(self._guarded(job) for job in units))
+        return len(units)
+
+    async def _lease_due(self) -> list[Job]:
+        """Lease what is due (one unit per album: its other photos are given back until it is delivered)."""
+        room = min(BATCH, 4 * self._concurrency - len(self._tasks))  # a bounded number of deliveries in hand
+        if room <= 0:
+            return []
         leased = await self._db.write(
-            lambda s: deliveries.lease_due(s, owner=self._owner, seconds=self._lease_s, limit=BATCH), retry_s=0
+            lambda s: deliveries.lease_due(s, owner=self._owner, seconds=self._lease_s, limit=room), retry_s=0
         )
         units: dict[str, Job] = {}
         for job in leased:
@@ -131,22 +160,33 @@ class DeliveryLoop:
                 await self._release([job.id])
             else:
                 units[job.group_key or job.id] = job
-        await asyncio.gather(*(self._guarded(job) for job in units.values()))
-        return len(units)
+        return list(units.values())
+
+    def _start(self, units: Sequence[Job]) -> None:
+        for job in units:
+            self._in_hand.add(job.id)  # renewed from now on, before its task runs
+            task = asyncio.create_task(self._guarded(job), name=f"deliver-{job.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if len(self._tasks) == 4 * self._concurrency - 1:  # there is room again: lease what waited for it
+            self._wakeups.delivery.set()
 
     async def _guarded(self, job: Job) -> None:
-        async with self._limit:
-            self._in_hand.add(job.id)
-            try:
+        self._in_hand.add(job.id)
+        try:
+            with tracing.span("gateway deliver", parent=job.traceparent, job_id=job.id, platform=job.platform):
                 await self._deliver(job)
-            except Exception:
-                log.exception("job %s: delivery crashed; retrying later", job.id)
-                with contextlib.suppress(Exception):
-                    await self._db.write(
-                        lambda s: deliveries.delivery_retry(s, [job.id], after=30.0, error="internal error")
-                    )
-            finally:
-                self._in_hand.discard(job.id)
+        except Exception:
+            log.exception("job %s: delivery crashed; retrying later", job.id)
+            with contextlib.suppress(Exception):
+                await self._db.write(
+                    lambda s: deliveries.delivery_retry(s, [job.id], after=30.0, error="internal error")
+                )
+        finally:
+            self._in_hand.discard(job.id)
 
     async def _deliver(self, job: Job) -> None:
         members = await self._members(job)
@@ -161,7 +201,7 @@ class DeliveryLoop:
         chat = delivery.origin.chat_ref
         sent_at: float | None = None
         try:
-            async with self._pacer.slot(chat):
+            async with self._pacer.slot(chat, notifier.clock), self._limit:  # paced first: a wait holds no slot
                 edited = await self._edit_status(notifier, delivery)
                 receipt = dict(job.delivery_receipt or {})
                 if "sent" not in receipt and delivery.items:

@@ -10,12 +10,14 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from PIL import Image
-from telegram import Bot, InputMediaPhoto, Message, ReplyParameters
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Message, ReplyParameters
+from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.request import HTTPXRequest
 
-from queue_gateway.notify.base import Delivery, Item, RetryLater, Sent, Undeliverable
-from queue_gateway.public.contract import TelegramOrigin
+from queue_gateway.notify.base import ChatClock, Delivery, Item, RetryLater, Sent, StatusUpdate, Undeliverable
+from queue_gateway.public import texts
+from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin, cancel_action
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class TelegramNotifier:
     def __init__(self, bot: Bot) -> None:
         self._bot = bot
         self._ready = False
+        self.clock = ChatClock()
 
     async def close(self) -> None:
         if self._ready:
@@ -57,9 +60,32 @@ class TelegramNotifier:
     async def edit_status(self, delivery: Delivery, text: str) -> bool:
         return await self._call(lambda: self._edit(delivery, text))
 
-    async def chat_action(self, delivery: Delivery, action: str) -> None:
-        """Show "sending photo…" (or another chat action) while the result is prepared."""
-        await self._call(lambda: self._bot.send_chat_action(_chat_id(delivery), action))
+    async def update_status(self, update: StatusUpdate) -> str | None:
+        origin = update.origin
+        if not isinstance(origin, TelegramOrigin):
+            raise Undeliverable("not a Telegram job")
+        markup = None
+        if update.cancel_job_id:
+            button = InlineKeyboardButton(texts.text("cancel_button", update.language),
+                                          callback_data=cancel_action(update.cancel_job_id))  # fmt: skip
+            markup = InlineKeyboardMarkup([[button]])
+
+        async def edit() -> None:
+            try:
+                await self._bot.edit_message_text(
+                    update.text, chat_id=int(origin.chat_id), message_id=int(update.status_message_id),
+                    reply_markup=markup,
+                )  # fmt: skip
+            except BadRequest as exc:  # deleted, or it already says so
+                log.debug("status message %s not updated: %s", update.status_message_id, exc.message)
+
+        await self._call(edit)
+        return None
+
+    async def show_activity(self, origin: TelegramOrigin | DiscordOrigin) -> None:
+        """Telegram shows "sending photo…" in the chat for a few seconds."""
+        if isinstance(origin, TelegramOrigin):
+            await self._call(lambda: self._bot.send_chat_action(int(origin.chat_id), ChatAction.UPLOAD_PHOTO))
 
     async def _call(self, step: Callable[[], Awaitable[T]]) -> T:
         try:

@@ -149,6 +149,15 @@ class SubmitResponse(BaseModel):
     duplicate: bool = False
 
 
+CANCEL_ACTION = "cancel:"
+"""The data of a "Cancel" button under a status message: ``cancel:<job id>`` (the gateway adds the button while
+the photo waits, the bot handles the press)."""
+
+
+def cancel_action(job_id: str) -> str:
+    return f"{CANCEL_ACTION}{job_id}"
+
+
 class ErrorCode(StrEnum):
     """The stable ``error`` codes of the gateway's answers; the bots turn each into a sentence for the person."""
 
@@ -156,6 +165,7 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     EXPIRED = "expired"
     FORBIDDEN = "forbidden"
+    NOT_YOURS = "not_yours"  # someone else's photo (a Cancel button pressed by another person in a group)
     NOT_FOUND = "not_found"
     NOT_READY = "not_ready"
     NOT_DEAD = "not_dead"

@@ -73,6 +73,7 @@ MESSAGES: dict[str, str] = {
     "rate_limited": N_("That's a lot of photos at once. Please wait a minute, then send more."),
     "cancel_button": N_("Cancel"),
     "cancelled": N_("Cancelled."),
+    "not_yours": N_("Only the person who sent this photo can cancel it."),
     "too_late": N_("Too late to cancel: it is already being processed."),
     "forgot_none": N_("There was nothing of yours to delete."),
     # what delivery says
@@ -452,6 +453,7 @@ _ERROR_MESSAGES = {
     "not_dead": "not_requeueable",
     "unauthorized": "refused_key",
     "forbidden": "refused_key",
+    "not_yours": "not_yours",
     "rate_limited": "rate_limited",
 }
 

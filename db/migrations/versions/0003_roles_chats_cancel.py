@@ -22,6 +22,7 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("owner", sa.String(length=40), nullable=True))
         batch_op.add_column(sa.Column("held", sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch_op.add_column(sa.Column("traceparent", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("cancelled_at", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("status_message_id", sa.String(length=100), nullable=True))
         batch_op.add_column(sa.Column("status_edited_id", sa.String(length=100), nullable=True))
@@ -90,5 +91,6 @@ def downgrade() -> None:
         batch_op.drop_column("status_edited_id")
         batch_op.drop_column("status_message_id")
         batch_op.drop_column("cancelled_at")
+        batch_op.drop_column("traceparent")
         batch_op.drop_column("held")
         batch_op.drop_column("owner")

@@ -1,0 +1,161 @@
+"""Live progress in the chat: each waiting photo's "queued" message shows its place in line and an estimate.
+
+The updater looks at the chat jobs that have a status message and are not finished, whenever a job moves (and
+at least every ``every_s``), and edits a message when its text changed meaningfully: the photo moved up by a
+fifth of its place (or to #1), or a worker took it ("Working on it…", and Telegram's "sending photo…" action).
+Edits are throttled: a message at most every ``message_interval_s``, a chat at most every ``chat_interval_s``
+(Telegram allows about one message a second per chat, twenty a minute in a group). Delivery writes the last
+word ("Done in 1.4 s.").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from db import deliveries
+from db.models import Job, JobStatus
+from queue_gateway.database import Database
+from queue_gateway.notify.base import Notifier, RetryLater, StatusUpdate, Undeliverable
+from queue_gateway.pace import Pace
+from queue_gateway.public import texts
+from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin, parse_origin
+from queue_gateway.wakeups import Wakeups
+
+log = logging.getLogger(__name__)
+
+GROUP_INTERVAL_S = 3.0  # twenty messages a minute in a Telegram group
+
+
+@dataclass(slots=True)
+class _Shown:
+    text: str
+    position: int
+    at: float
+
+
+class ProgressUpdater:
+    def __init__(
+        self,
+        database: Database,
+        notifiers: Mapping[str, Notifier],
+        wakeups: Wakeups,
+        pace: Pace,
+        *,
+        every_s: float = 2.0,
+        message_interval_s: float = 2.0,
+        chat_interval_s: float = 1.0,
+    ) -> None:
+        self._db = database
+        self._notifiers = notifiers
+        self._pace = pace
+        self._every_s = every_s
+        self._message_interval_s = message_interval_s
+        self._chat_interval_s = chat_interval_s
+        self._shown: dict[str, _Shown] = {}
+        self._chat_last: dict[str, float] = {}
+        self._activity: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        wakeups.listeners.append(lambda _job_id: self._wake.set())
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.update_once()
+            except Exception as exc:  # the database is away: the next pass catches up
+                log.warning("progress pass failed (%s)", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._every_s)
+            await asyncio.sleep(0.2)  # let a burst of changes settle into one pass (not a wait for work)
+
+    async def update_once(self) -> int:
+        """Edit the status messages whose text is due for a change; return how many were edited."""
+        found = await self._db.read(lambda session: deliveries.in_line_with_status(session), retry_s=0)
+        live = {job.id for job, _ in found}
+        for gone in set(self._shown) - live:
+            del self._shown[gone]
+        edited = 0
+        now = time.monotonic()
+        for job, position in found:
+            notifier = self._notifiers.get(job.platform)
+            if notifier is None or not job.status_message_id:
+                continue
+            text = self._text(job, position)
+            chat = _chat(job)
+            if job.id not in self._shown and job.status != JobStatus.PROCESSING:
+                self._shown[job.id] = _Shown("", position, now)  # the bot showed this place itself
+                continue
+            if not self._due(notifier, job, position, text, chat, now):
+                continue
+            notifier.clock.mark(chat)
+            if await self._edit(notifier, job, position, text):
+                self._shown[job.id] = _Shown(text, position, now)
+                self._chat_last[chat] = now
+                edited += 1
+            if job.status == JobStatus.PROCESSING:
+                await self._activity_once(notifier, job, chat, now)
+        return edited
+
+    def _text(self, job: Job, position: int) -> str:
+        language = (job.params or {}).get("language") or (job.origin or {}).get("language")
+        if job.status == JobStatus.PROCESSING:
+            return texts.text("processing", language)
+        return texts.queued_text(position, self._pace.eta_s(position), language)
+
+    def _due(self, notifier: Notifier, job: Job, position: int, text: str, chat: str, now: float) -> bool:
+        shown = self._shown.get(job.id)
+        if shown is not None and shown.text == text:
+            return False
+        gap = GROUP_INTERVAL_S if _is_group(job) else self._chat_interval_s
+        if now - max(self._chat_last.get(chat, float("-inf")), notifier.clock.last(chat)) < gap:
+            return False  # this chat heard from the bot (progress, or a delivery) too recently
+        if shown is None:
+            return True
+        if now - shown.at < self._message_interval_s:
+            return False
+        if job.status == JobStatus.PROCESSING:
+            return True
+        moved = shown.position - position
+        return position <= 1 or moved >= max(1, round(shown.position * 0.2))
+
+    async def _edit(self, notifier: Notifier, job: Job, position: int, text: str) -> bool:
+        origin = parse_origin(job.origin or {"platform": job.platform})
+        update = StatusUpdate(
+            origin=origin,
+            status_message_id=job.status_message_id or "",
+            text=text,
+            cancel_job_id=job.id if job.status != JobStatus.PROCESSING and position > 0 else None,
+            language=(job.params or {}).get("language") or origin.language,
+        )
+        try:
+            moved_to = await notifier.update_status(update)
+        except (RetryLater, Undeliverable) as exc:
+            log.info("job %s: status not updated (%s)", job.id, exc)
+            return False
+        if moved_to is not None:
+            job_id = job.id
+            await self._db.write(lambda session: deliveries.set_status_message(session, job_id, moved_to))
+        return True
+
+    async def _activity_once(self, notifier: Notifier, job: Job, chat: str, now: float) -> None:
+        if now - self._activity.get(chat, float("-inf")) < 4.0:  # an action shows for about five seconds
+            return
+        self._activity[chat] = now
+        origin: TelegramOrigin | DiscordOrigin = parse_origin(job.origin or {"platform": job.platform})
+        with contextlib.suppress(RetryLater, Undeliverable):
+            await notifier.show_activity(origin)
+
+
+def _chat(job: Job) -> str:
+    origin = job.origin or {}
+    return f"{job.platform}:{origin.get('chat_id') or origin.get('channel_id')}"
+
+
+def _is_group(job: Job) -> bool:
+    chat_id = str((job.origin or {}).get("chat_id") or "")
+    return job.platform == "telegram" and chat_id.startswith("-")
