@@ -1,0 +1,76 @@
+"""The benchmark helpers measure what they claim: new bytes with the same pixels, percentiles, profiles, SQL counts."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+from PIL import Image
+
+from benchmarks import sqlcount
+from benchmarks.bench_e2e import CHATS, USERS_PER_CHAT, burst, poisson
+from benchmarks.photos import synthetic, unique
+from benchmarks.procstat import cpu_seconds, top_functions
+from benchmarks.support import percentile, summary
+from queue_gateway.images import validate
+
+
+def _jpeg() -> bytes:
+    buffer = io.BytesIO()
+    synthetic(3).resize((320, 240)).save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def test_unique_copies_are_new_photos_with_the_same_pixels_that_the_gateway_accepts() -> None:
+    data = _jpeg()
+    copies = [unique(data, n) for n in range(3)]
+    assert len({hashlib.sha256(c).hexdigest() for c in [data, *copies]}) == 4
+    for copy in copies:
+        with Image.open(io.BytesIO(copy)) as a, Image.open(io.BytesIO(data)) as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+        assert validate(copy, max_bytes=20 << 20, max_pixels=25_000_000).width == 320
+
+
+def test_percentiles_interpolate_between_ranks() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.5
+    assert percentile(values, 95) == 95.05
+    found = summary([3.0, 1.0, 2.0], digits=2)
+    assert found == {"n": 3, "p50": 2.0, "p95": 2.9, "p99": 2.98, "min": 1.0, "max": 3.0, "mean": 2.0}
+
+
+def test_top_functions_counts_self_and_total_time() -> None:
+    raw = "main (app.py:1);work (app.py:5);sqlite (db.py:9) 30\nmain (app.py:1);work (app.py:5) 10\nbroken line\n"
+    found = top_functions(raw)
+    assert found["samples"] == 40
+    self_time = {row["function"]: row["self_pct"] for row in found["top_self"]}
+    total = {row["function"]: row["total_pct"] for row in found["top_total"]}
+    assert self_time == {"sqlite (db.py:9)": 75.0, "work (app.py:5)": 25.0}
+    assert total["main (app.py:1)"] == 100.0 and total["sqlite (db.py:9)"] == 75.0
+
+
+def test_sql_statements_are_grouped_and_diffed_per_photo() -> None:
+    key = sqlcount.normalise("SELECT *\n  FROM jobs WHERE id IN (?, ?, ?)")
+    assert key == sqlcount.normalise("SELECT * FROM jobs WHERE id IN (?)") == "SELECT * FROM jobs WHERE id IN (…)"
+    before = {"statements": {key: {"executions": 2, "rows": 2, "seconds": 0.002}}}
+    after = {"statements": {key: {"executions": 12, "rows": 12, "seconds": 0.012}, "COMMIT": {"executions": 0}}}
+    found = sqlcount.diff(before, after, per=5)
+    assert found["statements_per_photo"] == 2.0
+    assert found["top"][0]["ms_per_photo"] == 2.0
+
+
+def test_arrivals_are_seeded_and_a_burst_gives_each_person_one_photo() -> None:
+    assert poisson(10, 5, seed=1) == poisson(10, 5, seed=1) != poisson(10, 5, seed=2)
+    arrivals = burst(CHATS * USERS_PER_CHAT)
+    assert len({(chat, user) for _, chat, user in arrivals}) == len(arrivals)
+
+
+def test_cpu_seconds_reads_this_process() -> None:
+    import os
+
+    first = cpu_seconds(os.getpid())
+    sum(i * i for i in range(200_000))
+    second = cpu_seconds(os.getpid())
+    assert first is not None and second is not None and second >= first
+    assert cpu_seconds(2**22 + 12345) is None
