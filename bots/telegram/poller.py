@@ -155,6 +155,8 @@ class DurablePoller:
                 await asyncio.wait_for(self._ledger.progress.wait(), left)
 
     def _spawn(self, update: Update) -> None:
+        # in hand from now on, before the next getUpdates is asked for: its offset must not confirm this update
+        self._ledger.begin(update.update_id)
         task = asyncio.create_task(handle(self._app, self._ledger, update), name=f"update-{update.update_id}")
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)

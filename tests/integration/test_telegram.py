@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 
@@ -109,6 +110,24 @@ async def test_group_photos_only_when_asked(telegram: Stack) -> None:
     assert reply_target(second) == plain["message"]["message_id"]
     assert decoded(second.files["photo"]).size == (200, 200)
     assert await telegram.jobs() == 2  # the plain photo alone made no job
+
+
+async def test_an_update_in_hand_is_not_confirmed_to_telegram_until_handled(telegram: Stack) -> None:
+    """A bot killed mid-download gets the update again: the polls meanwhile must not confirm it."""
+    fake = telegram.fake
+    download = fake.hold_next("downloadFile")
+    update = fake.send_photo_update(CHAT, data=jpeg())
+    await asyncio.wait_for(download.arrived.wait(), 10)
+    polls = len(fake.calls_of("getUpdates"))
+    await fake.wait_for_call("getUpdates", count=polls + 1, timeout=15)  # the bot asked again meanwhile
+    assert update["update_id"] in [u["update_id"] for u in fake.pending_updates]
+    download.release()
+    await telegram.delivered("sendPhoto")
+
+    async def confirmed() -> bool:  # the fake forgets it when a getUpdates asks for a later offset
+        return update["update_id"] not in [u["update_id"] for u in fake.pending_updates]
+
+    await eventually(confirmed, timeout=10, what="the handled update to be confirmed")
 
 
 async def test_same_update_twice_gives_one_job_and_one_reply(telegram: Stack) -> None:
