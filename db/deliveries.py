@@ -49,6 +49,7 @@ async def lease(session: AsyncSession, job_ids: Sequence[str], *, owner: str, se
     at = now()
     result = await session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.id.in_(job_ids), or_(_lease_free(at), Job.delivery_lease_owner == owner))
         .values(delivery_lease_until=at + seconds, delivery_lease_owner=owner)
     )
@@ -62,6 +63,7 @@ async def renew(session: AsyncSession, job_ids: Sequence[str], *, owner: str, se
     """Keep the leases this replica holds on these jobs for another ``seconds``."""
     await session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.id.in_(job_ids), Job.delivery_lease_owner == owner)
         .values(delivery_lease_until=now() + seconds)
     )
@@ -71,6 +73,7 @@ async def release_leases(session: AsyncSession, owner: str) -> int:
     """A replica starting up gives back the leases its previous run held: they are due again now."""
     result = await session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.delivery_lease_owner == owner)
         .values(delivery_lease_until=None, delivery_lease_owner=None)
     )
@@ -89,7 +92,12 @@ async def next_delivery_time(session: AsyncSession) -> float | None:
 
 async def save_receipt(session: AsyncSession, job_ids: Sequence[str], receipt: dict[str, Any]) -> None:
     """Record what was already sent: a retried delivery skips it (no duplicate messages)."""
-    await session.execute(update(Job).where(Job.id.in_(job_ids)).values(delivery_receipt=receipt))
+    await session.execute(
+        update(Job)
+        .execution_options(synchronize_session=False)
+        .where(Job.id.in_(job_ids))
+        .values(delivery_receipt=receipt)
+    )
 
 
 async def delivered(
@@ -108,6 +116,7 @@ async def delivered(
     pending_edit = and_(Job.status_message_id.is_not(None), Job.status_message_id != (status_edited or ""))
     await session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.id.in_([job.id for job in jobs]))
         .values(
             status=case((Job.status == JobStatus.DONE, JobStatus.DELIVERED), else_=Job.status),
@@ -125,6 +134,7 @@ async def delivered(
 async def delivery_retry(session: AsyncSession, job_ids: Sequence[str], *, after: float, error: str) -> None:
     await session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.id.in_(job_ids))
         .values(
             next_delivery_at=now() + after,
@@ -140,6 +150,7 @@ async def delivery_abandoned(session: AsyncSession, job_ids: Sequence[str], *, e
     """Give up on telling the chat (blocked bot, deleted chat, too many failures); the job keeps its result."""
     await session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.id.in_(job_ids))
         .values(next_delivery_at=None, delivery_lease_until=None, delivery_lease_owner=None, delivery_error=error[:500])
     )
@@ -149,6 +160,7 @@ async def park(session: AsyncSession, job_ids: Sequence[str]) -> None:
     """Album members that finished before the rest: the last one to finish brings the group's delivery."""
     await session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.id.in_(job_ids))
         .values(next_delivery_at=None, delivery_lease_until=None, delivery_lease_owner=None)
     )
@@ -163,6 +175,7 @@ async def set_status_message(session: AsyncSession, job_id: str, message_id: str
     at = now()
     rows = await session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.id == job_id)
         .values(
             status_message_id=message_id,

@@ -27,6 +27,7 @@ async def requeue(session: AsyncSession, job_id: str) -> Outcome:
         return Outcome.GONE
     await session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.id == job_id)
         .values(
             status=JobStatus.RECEIVED,
@@ -63,6 +64,7 @@ async def cancel(session: AsyncSession, job_id: str) -> list[str]:
     scope = Job.group_key == job.group_key if job.group_key else Job.id == job_id
     rows = await session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(scope, Job.status.in_(WAITING))
         .values(status=JobStatus.CANCELLED, cancelled_at=at, next_delivery_at=delivery_time(at))
         .returning(Job.id)
@@ -79,11 +81,13 @@ async def forget_user(session: AsyncSession, user_ref: str) -> int:
     await session.execute(delete(Blob).where(Blob.job_id.in_(job_ids)))
     await session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.id.in_(job_ids), Job.status.in_(ACTIVE))
         .values(status=JobStatus.FAILED, failed_at=at, error_code="forgotten", error="deleted at the sender's request")
     )
     await session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.id.in_(job_ids))
         .values(detections=None, origin=None, user_ref=None, purged_at=at, next_delivery_at=None)
     )
@@ -100,5 +104,7 @@ async def purge_blobs(session: AsyncSession, *, older_than: float, limit: int = 
     if not job_ids:
         return 0
     await session.execute(delete(Blob).where(Blob.job_id.in_(job_ids), Blob.created_at < older_than))
-    await session.execute(update(Job).where(Job.id.in_(job_ids)).values(purged_at=now()))
+    await session.execute(
+        update(Job).execution_options(synchronize_session=False).where(Job.id.in_(job_ids)).values(purged_at=now())
+    )
     return len(job_ids)

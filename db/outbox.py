@@ -56,6 +56,7 @@ async def mark_published(session: AsyncSession, job_ids: Sequence[str]) -> None:
         return
     await session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.id.in_(job_ids), Job.status == JobStatus.RECEIVED)
         .values(status=JobStatus.QUEUED, queued_at=now(), held=False)
     )

@@ -29,6 +29,11 @@ class Finished:
     finished_at: float
 
     @property
+    def deliverable(self) -> bool:
+        """Its chat is due an answer now (HTTP clients fetch their own)."""
+        return self.platform in CHAT_PLATFORMS
+
+    @property
     def stages(self) -> dict[str, float | None]:
         return {
             "queue_wait": _span(self.received_at, self.processing_at),
@@ -45,6 +50,7 @@ async def start_attempt(session: AsyncSession, job_id: str, *, worker: str, max_
     at = now()
     started = await session.execute(
         update(Job)
+        .execution_options(synchronize_session=False)
         .where(Job.id == job_id, Job.status.in_(ACTIVE), Job.purged_at.is_(None), Job.attempts < max_attempts)
         .values(
             status=JobStatus.PROCESSING,
@@ -133,7 +139,10 @@ async def fail(
 async def note_failure(session: AsyncSession, job_id: str, *, code: str, message: str) -> Outcome:
     """One attempt failed (it timed out) and the job goes back to the queue: remember why, for its last word."""
     result = await session.execute(
-        update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(error_code=code, error=message)
+        update(Job)
+        .execution_options(synchronize_session=False)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .values(error_code=code, error=message)
     )
     return Outcome.APPLIED if rowcount(result) else await _why_not(session, job_id)
 
@@ -155,7 +164,9 @@ async def saw_worker(session: AsyncSession, name: str, model: str | None = None)
     values: dict[str, Any] = {"last_seen_at": at}
     if model:
         values["model"] = model
-    result = await session.execute(update(WorkerSeen).where(WorkerSeen.name == name).values(values))
+    result = await session.execute(
+        update(WorkerSeen).execution_options(synchronize_session=False).where(WorkerSeen.name == name).values(values)
+    )
     if not rowcount(result):
         try:
             async with session.begin_nested():
@@ -167,7 +178,11 @@ async def saw_worker(session: AsyncSession, name: str, model: str | None = None)
 async def _move_on(session: AsyncSession, job_id: str, values: dict[str, Any], at: float) -> Finished | None:
     """The guarded UPDATE: only a job that still waits for a worker moves to a final state."""
     rows = await session.execute(
-        update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(values).returning(*_FINISHED_COLUMNS)
+        update(Job)
+        .execution_options(synchronize_session=False)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .values(values)
+        .returning(*_FINISHED_COLUMNS)
     )
     row = rows.first()
     if row is None:

@@ -111,7 +111,7 @@ async def post_result(request: web.Request) -> web.Response:
     if outcome is Outcome.NOT_FOUND:
         raise JobNotFound()
     if finished is not None:
-        request.app[wakeups_key].job_changed(job_id, deliverable=True)
+        request.app[wakeups_key].job_changed(job_id, deliverable=finished.deliverable)
         _observe(request, finished, meta)
         log.info("job %s %s by %s (%d detections)", job_id, finished.status, meta.worker, len(meta.detections))
     return web.json_response({"job_id": job_id, "outcome": outcome.value})

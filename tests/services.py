@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import sys
@@ -173,7 +174,19 @@ async def start_gateway(
 
     yield start
     for handle in reversed(started):
-        await handle.stop()
+        await stopped_within(handle.stop(), 30, "the gateway")
+
+
+async def stopped_within(stopping: Awaitable[None], seconds: float, what: str) -> None:
+    """Await a shutdown; if it hangs, fail naming every task still running and where it waits."""
+    try:
+        await asyncio.wait_for(stopping, seconds)
+    except TimeoutError:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            print(f"task {task.get_name()}:", file=stacks)
+            task.print_stack(limit=8, file=stacks)
+        raise AssertionError(f"{what} did not stop within {seconds:g} s; tasks:\n{stacks.getvalue()}") from None
 
 
 @pytest.fixture

@@ -11,9 +11,7 @@ DESCRIPTION = "Run a detection worker (consumes the job queue)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--slots", type=int, help="inference processes (default: one per CPU, up to 4)"
-    )
+    parser.add_argument("--slots", type=int, help="inference processes (default: one per CPU, up to 4)")
     parser.add_argument("--model", help="model: offline-coco, yolo11n.pt, a .pt/.onnx path (or DETECTBOT_MODEL)")
     add_log_level(parser)
 
