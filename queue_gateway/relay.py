@@ -9,7 +9,6 @@ failed, a job moved on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +17,7 @@ from db import outbox
 from db.common import now
 from queue_gateway.database import Database
 from queue_gateway.public.contract import DetectParams
-from queue_gateway.public.supervise import Backoff
+from queue_gateway.public.supervise import Backoff, woken
 from queue_gateway.publisher import BrokerUnavailable, Publisher, QueueFull
 
 log = logging.getLogger(__name__)
@@ -65,8 +64,7 @@ class OutboxRelay:
                 continue
             if published < BATCH:
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._interval_s)
+                await woken(self._wake, self._interval_s)
 
     async def relay_once(self, *, grace_s: float | None = None) -> int:
         """Publish what is due; return how many were confirmed."""

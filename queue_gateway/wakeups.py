@@ -7,6 +7,8 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 
+from queue_gateway.public.supervise import woken
+
 
 class Wakeups:
     def __init__(self) -> None:
@@ -32,10 +34,7 @@ class Wakeups:
         event = asyncio.Event()
         self._waiters[job_id].add(event)
         try:
-            await asyncio.wait_for(event.wait(), within)
-            return True
-        except TimeoutError:
-            return False
+            return await woken(event, within)
         finally:
             waiters = self._waiters.get(job_id)
             if waiters is not None:

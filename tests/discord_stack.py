@@ -17,7 +17,7 @@ from bots.shared.services import build_services
 from db.models import Job
 from tests.conftest import eventually
 from tests.fakes.discord_api import Call, FakeDiscord
-from tests.services import API_KEY, GatewayHandle, WorkerHandle
+from tests.services import API_KEY, GatewayHandle, WorkerHandle, stopped_within
 
 FIXED = "py:tests.detectors:fixed"
 USER = 1_190_000_000_000_000_042
@@ -124,7 +124,7 @@ async def start_discord(
 
     yield start
     for bot in bots:
-        await bot.stop()
+        await stopped_within(bot.stop(), 45, "the Discord bot")
 
 
 def _content(call: Call) -> str:

@@ -16,7 +16,7 @@ from bots.telegram.bot import TelegramBot
 from bots.telegram.settings import TelegramSettings
 from db.models import Job
 from tests.fakes.telegram_api import Call, FakeTelegram
-from tests.services import API_KEY, GatewayHandle
+from tests.services import API_KEY, GatewayHandle, stopped_within
 
 FIXED = "py:tests.detectors:fixed"
 
@@ -89,7 +89,7 @@ async def start_telegram(
 
     yield start
     for bot in bots:
-        await bot.stop()
+        await stopped_within(bot.stop(), 45, "the Telegram bot")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, Tel
 from telegram.ext import Application
 
 from queue_gateway.public.errors import CannotStart
-from queue_gateway.public.supervise import Backoff
+from queue_gateway.public.supervise import Backoff, woken
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +151,7 @@ class DurablePoller:
         deadline = loop.time() + IN_HAND_WAIT_S
         while self.offset() == offset and (left := deadline - loop.time()) > 0:
             self._ledger.progress.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ledger.progress.wait(), left)
+            await woken(self._ledger.progress, left)
 
     def _spawn(self, update: Update) -> None:
         # in hand from now on, before the next getUpdates is asked for: its offset must not confirm this update

@@ -29,7 +29,7 @@ from queue_gateway.notify.base import ChatClock, Delivery, Item, Notifier, Retry
 from queue_gateway.notify.words import caption, status_text
 from queue_gateway.public import tracing
 from queue_gateway.public.contract import parse_origin
-from queue_gateway.public.supervise import Backoff
+from queue_gateway.public.supervise import Backoff, woken
 from queue_gateway.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,7 @@ class DeliveryLoop:
                     log.warning("delivery pass failed (%s: %s); retrying", type(exc).__name__, exc)
                     await backoff.wait()
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeups.delivery.wait(), pause)
+                await woken(self._wakeups.delivery, pause)
         finally:
             for task in self._tasks:
                 task.cancel()

@@ -24,6 +24,7 @@ from queue_gateway.notify.base import Notifier, RetryLater, StatusUpdate, Undeli
 from queue_gateway.pace import Pace
 from queue_gateway.public import texts
 from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin, parse_origin
+from queue_gateway.public.supervise import woken
 from queue_gateway.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,7 @@ class ProgressUpdater:
                 await self.update_once()
             except Exception as exc:  # the database is away: the next pass catches up
                 log.warning("progress pass failed (%s)", type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._every_s)
+            await woken(self._wake, self._every_s)
             await asyncio.sleep(0.2)  # let a burst of changes settle into one pass (not a wait for work)
 
     async def update_once(self) -> int:

@@ -21,6 +21,18 @@ log = logging.getLogger(__name__)
 TaskFactory = Callable[[], Awaitable[None]]
 
 
+async def woken(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until ``event`` is set or ``seconds`` pass; True when it was set.
+
+    Not ``asyncio.wait_for(event.wait(), …)``: on Python 3.11 that can swallow a cancellation arriving just as the
+    event is set, and a task being stopped then runs on for ever.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    return event.is_set()
+
+
 class Backoff:
     """Exponential delays with jitter for a loop that retries: 0.5 s, 1 s, 2 s … ``maximum``; reset on success."""
 

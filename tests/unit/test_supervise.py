@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from queue_gateway.public.supervise import Backoff, Supervisor
+from queue_gateway.public.supervise import Backoff, Supervisor, woken
 from tests.conftest import eventually
 
 
@@ -66,3 +66,32 @@ def test_backoff_grows_to_its_maximum_and_resets() -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_stop_is_not_lost_when_the_awaited_event_fires_at_the_same_moment() -> None:
+    """The loops' waits (``woken``) give way to a cancellation that comes just as they are woken.
+
+    ``asyncio.wait_for(event.wait(), …)`` swallows it on Python 3.11: the task being stopped then runs for ever
+    (it hung the gateway's and the Telegram bot's shutdown).
+    """
+    event = asyncio.Event()
+
+    async def loop_for_ever() -> None:
+        while True:
+            await woken(event, 10)
+            event.clear()
+
+    task = asyncio.create_task(loop_for_ever())
+    for _ in range(3):
+        await asyncio.sleep(0)  # let it reach its wait (one turn of the loop each, not a wait for work)
+    event.set()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
+
+
+async def test_woken_says_whether_the_event_came() -> None:
+    event = asyncio.Event()
+    assert await woken(event, 0.01) is False
+    event.set()
+    assert await woken(event, 10) is True
