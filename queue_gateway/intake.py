@@ -310,18 +310,15 @@ class Intake:
             return set()
 
     async def requeue(self, job_id: str) -> Outcome:
-        """An admin gives a dead or failed job another go; it is published like a new one."""
+        """An admin gives a dead or failed job another go: it is ``received`` again, and the relay publishes it.
+
+        Only the relay publishes it: published here too, a relay pass in between (the job's ``received_at`` is
+        long past its grace) would queue it twice, and the second copy would count as another attempt.
+        """
         outcome = await self._db.write(lambda session: operations.requeue(session, job_id))
         if outcome is Outcome.APPLIED:
             log.info("job %s requeued by an admin", job_id)
-            job = await self._db.read(lambda session: jobs.get_job(session, job_id))
-            if job is not None:
-                try:
-                    await self._publisher.publish(job.id, DetectParams.model_validate(job.params))
-                except (QueueFull, BrokerUnavailable):
-                    self._on_unpublished()  # the relay tries again
-                else:
-                    await self._db.write(lambda session: outbox.mark_published(session, [job_id]))
+            self._on_unpublished()
         return outcome
 
 

@@ -1,12 +1,13 @@
 """Discord commands: translate interactions to the shared services' calls and their answers back.
 
-Each photo command defers at once (Discord wants an answer within 3 s), so the person sees "thinking…", and is
-then written to the bot's durable inbox: a bot that dies before the gateway has the photo finishes the request
-when it starts again (the interaction's token lives 15 minutes). The deferred message is first filled with
-"Got it — queuing…" and only then is the photo submitted: the first follow-up after a defer would *fill* the
-thinking message, so a result that came back before our "queued" edit would otherwise be overwritten by it. The
-gateway delivers the result as a follow-up and edits our message (``@original``) as the photo moves up the line,
-to "Done in 1.4 s" at the end, once we have named it with ``status_posted``.
+Each photo command is written to the bot's durable inbox, then deferred at once (Discord wants an answer within
+3 s), so the person sees "thinking…": a bot that dies before the gateway has the photo finishes the request when
+it starts again (the interaction's token lives 15 minutes; Discord never sends an interaction twice). The
+deferred message is first filled with "Got it — queuing…" and only then is the photo submitted: the first
+follow-up after a defer would *fill* the thinking message, so a result that came back before our "queued" edit
+would otherwise be overwritten by it. The gateway delivers the result as a follow-up and edits our message
+(``@original``) as the photo moves up the line, to "Done in 1.4 s" at the end, once we have named it with
+``status_posted``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -129,6 +130,7 @@ class DetectCommands:
         self.services = services
         self._http = http
         self.inbox = Inbox(settings.data_dir / "discord-inbox", max_age_s=TOKEN_LIFE_S)
+        self._in_hand: set[str] = set()  # interactions this process is working on (a repeat is left alone)
 
     def register(self, tree: Tree) -> None:
         tree.add_command(app_commands.Command(name="detect", description=t("cmd_detect_discord"), callback=self.detect))
@@ -221,16 +223,14 @@ class DetectCommands:
     async def _queue(
         self, interaction: Interaction, attachments: Sequence[discord.Attachment], *, target: int | None
     ) -> None:
-        """Defer, keep the request in the inbox, then download, submit and show "queued"."""
-        if not await _defer(interaction):
-            return
-        lang = await self._lang(interaction)
-        checked = [(a, self.services.detect.too_big(a.size, lang)) for a in attachments if _is_image(a)][:MAX_IMAGES]
-        refusals = [refusal for _, refusal in checked if refusal]
-        images = [a for a, refusal in checked if not refusal]
-        if not images:
-            await interaction.edit_original_response(content=refusals[0] if refusals else _hint(lang))
-            return
+        """Keep the request in the inbox, defer, then download, submit and show "queued".
+
+        Discord never sends an interaction again, so it is in the inbox before Discord hears of it (a bot killed
+        after the defer would otherwise leave "thinking…" for good); what can wait (the chat's language comes
+        from the gateway) runs only after that.
+        """
+        photos = [a for a in attachments if _is_image(a)][:MAX_IMAGES]
+        fitting = [a for a in photos if self.services.detect.too_big(a.size, None) is None]
         request = Request(
             interaction_id=str(interaction.id),
             application_id=str(interaction.application_id),
@@ -238,15 +238,28 @@ class DetectCommands:
             created_at=interaction.created_at.timestamp(),
             channel_id=str(interaction.channel_id) if interaction.channel_id else None,
             user_id=str(interaction.user.id),
-            language=lang,
-            attachments=tuple(Attachment(a.url, a.filename, a.size) for a in images),
+            language=texts.language(str(interaction.locale)),  # until the chat's own setting is known
+            attachments=tuple(Attachment(a.url, a.filename, a.size) for a in fitting),
             target=str(target) if target else None,
         )
-        self.inbox.put(request.interaction_id, asdict(request))
+        first = request.interaction_id not in self._in_hand  # a repeat must not touch the first copy's entry
+        if first:
+            self._in_hand.add(request.interaction_id)
+            if fitting:
+                self.inbox.put(request.interaction_id, asdict(request))
         try:
-            await self._work(request, refusals, interaction)
+            if not await _defer(interaction):
+                return
+            lang = await self._lang(interaction)
+            refusals = [refusal for a in photos if (refusal := self.services.detect.too_big(a.size, lang))]
+            if not fitting:
+                await interaction.edit_original_response(content=refusals[0] if refusals else _hint(lang))
+                return
+            await self._work(replace(request, language=lang), refusals, interaction)
         finally:
-            self.inbox.done(request.interaction_id)
+            if first:
+                self._in_hand.discard(request.interaction_id)
+                self.inbox.done(request.interaction_id)
 
     async def _work(
         self, request: Request, refusals: Sequence[str] = (), interaction: Interaction | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -49,3 +50,22 @@ async def test_an_interaction_deferred_before_a_crash_is_answered_after_the_rest
     assert not list((tmp_path / "discord-bot" / "discord-inbox").glob("*.json"))  # handed over: gone
     edits = [json.dumps(c.json) for c in fake.calls_matching(ORIGINAL)]
     assert any("queuing" in e for e in edits)
+
+
+async def test_the_request_is_in_the_inbox_before_discord_hears_the_defer(start_discord, tmp_path: Path) -> None:
+    """A bot killed while its defer is on the way (or just after) has the request to finish when it restarts."""
+    stack: Stack = await start_discord()
+    fake = stack.fake
+    defer = fake.hold_next("POST /interactions/*")  # Discord took it in; the bot waits for the answer
+    photo = fake.add_attachment(jpeg(400, 300), "p.jpg", "image/jpeg")
+    interaction = await fake.create_slash_interaction(
+        "detect", user_id=USER, channel_id=CHANNEL, guild_id=GUILD, attachments=[photo]
+    )
+    await asyncio.wait_for(defer.arrived.wait(), 10)
+    inbox = tmp_path / "discord-bot" / "discord-inbox"
+    kept = [json.loads(path.read_text())["payload"] for path in inbox.glob("*.json")]
+    assert [entry["interaction_id"] for entry in kept] == [interaction["id"]]
+    assert kept[0]["attachments"][0]["url"] == photo["url"]
+    defer.release()
+    await stack.delivered()
+    assert not list(inbox.glob("*.json"))
