@@ -72,13 +72,14 @@ class _Node:
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
-    def _spawn(self, command: list[str], env: dict[str, str], **kwargs: object) -> None:
+    def _spawn(self, command: list[str], env: dict[str, str], owner: tuple[int, int] | None = None) -> None:
+        user, group = owner or (None, None)
         with self.log.open("ab") as out:
             out.write(f"\n--- {time.strftime('%H:%M:%S')} starting {command[0]}\n".encode())
             out.flush()
             self.process = subprocess.Popen(
                 command, env=env, cwd=self.root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, **kwargs,  # type: ignore[arg-type]
+                start_new_session=True, user=user, group=group,
             )  # fmt: skip
         self.started_at = time.monotonic()
 
@@ -254,8 +255,8 @@ class PrivatePostgres(_Node):
         """For SQLAlchemy (what ``DETECTBOT_DATABASE_URL`` takes)."""
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{self.database}"
 
-    def _as_owner(self) -> dict[str, object]:
-        return {"user": self._user.pw_uid, "group": self._user.pw_gid} if self._user is not None else {}
+    def _owner(self) -> tuple[int, int] | None:
+        return (self._user.pw_uid, self._user.pw_gid) if self._user is not None else None
 
     def _initdb(self) -> None:
         if self._user is not None:
@@ -267,7 +268,7 @@ class PrivatePostgres(_Node):
                    "--no-sync", "--no-instructions"]  # fmt: skip
         result = subprocess.run(
             command, cwd=self.root, capture_output=True, text=True, timeout=120, env=self._env(),
-            **self._as_owner(),  # type: ignore[arg-type]
+            user=self._user.pw_uid if self._user else None, group=self._user.pw_gid if self._user else None,
         )  # fmt: skip
         if result.returncode != 0:
             raise NodeFailed(f"initdb failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -288,7 +289,7 @@ class PrivatePostgres(_Node):
                 "-c", "max_connections=200",
                 "-c", "log_min_messages=warning",
             ]  # fmt: skip
-            self._spawn(command, self._env(), **self._as_owner())
+            self._spawn(command, self._env(), self._owner())
         await self._wait(self._server_answers, timeout, "take connections")
         await self._create_database()
 
