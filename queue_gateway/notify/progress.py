@@ -2,7 +2,8 @@
 
 The updater looks at the chat jobs that have a status message and are not finished, whenever a job moves (and
 at least every ``every_s``), and edits a message when its text changed meaningfully: the photo moved up by a
-fifth of its place (or to #1), or a worker took it ("Working on it…", and Telegram's "sending photo…" action).
+fifth of its place (or to #1), or a worker has been at it for ``WORKING_AFTER_S`` ("Working on it…"; Telegram's
+"sending photo…" action as soon as a worker took it).
 Edits are throttled: a message at most every ``message_interval_s``, a chat at most every ``chat_interval_s``
 (Telegram allows about one message a second per chat, twenty a minute in a group). Delivery writes the last
 word ("Done in 1.4 s.").
@@ -30,6 +31,9 @@ from queue_gateway.wakeups import Wakeups
 log = logging.getLogger(__name__)
 
 GROUP_INTERVAL_S = 3.0  # twenty messages a minute in a Telegram group
+# "Working on it…" only for a photo that takes a while: most are done within a second, and an edit just before
+# the result would take the chat's one message a second from the result itself (it would wait a second more)
+WORKING_AFTER_S = 2.0
 
 
 @dataclass(slots=True)
@@ -87,6 +91,10 @@ class ProgressUpdater:
                 continue
             text = self._text(job, position)
             chat = _chat(job)
+            if job.status == JobStatus.PROCESSING:
+                await self._activity_once(notifier, job, chat, now)  # "sending photo…": not a message
+                if time.time() - (job.processing_at or 0.0) < WORKING_AFTER_S:
+                    continue
             if job.id not in self._shown and job.status != JobStatus.PROCESSING:
                 self._shown[job.id] = _Shown("", position, now)  # the bot showed this place itself
                 continue
@@ -97,8 +105,6 @@ class ProgressUpdater:
                 self._shown[job.id] = _Shown(text, position, now)
                 self._chat_last[chat] = now
                 edited += 1
-            if job.status == JobStatus.PROCESSING:
-                await self._activity_once(notifier, job, chat, now)
         return edited
 
     def _text(self, job: Job, position: int) -> str:
