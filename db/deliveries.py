@@ -86,8 +86,17 @@ async def result_images(session: AsyncSession, job_ids: Sequence[str]) -> dict[s
 
 
 async def next_delivery_time(session: AsyncSession) -> float | None:
-    value = await session.scalar(select(func.min(Job.next_delivery_at)))
-    return float(value) if value is not None else None
+    """When a delivery that nobody holds falls due next; one in hand counts from its lease's end.
+
+    A delivery in hand keeps its past due time until it is recorded: counting that would make the loop that waits
+    for the next due delivery spin for as long as a chat's pacing or an upload holds it.
+    """
+    at = now()
+    pending = Job.next_delivery_at.is_not(None)
+    free = select(func.min(Job.next_delivery_at)).where(pending, _lease_free(at)).scalar_subquery()
+    held = select(func.min(Job.delivery_lease_until)).where(pending, Job.delivery_lease_until >= at).scalar_subquery()
+    times = [float(value) for value in (await session.execute(select(free, held))).one() if value is not None]
+    return min(times, default=None)
 
 
 async def save_receipt(session: AsyncSession, job_ids: Sequence[str], receipt: dict[str, Any]) -> None:

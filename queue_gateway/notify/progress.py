@@ -54,6 +54,7 @@ class ProgressUpdater:
         every_s: float = 2.0,
         message_interval_s: float = 2.0,
         chat_interval_s: float = 1.0,
+        settle_s: float = 1.0,
     ) -> None:
         self._db = database
         self._notifiers = notifiers
@@ -61,6 +62,7 @@ class ProgressUpdater:
         self._every_s = every_s
         self._message_interval_s = message_interval_s
         self._chat_interval_s = chat_interval_s
+        self._settle_s = settle_s
         self._shown: dict[str, _Shown] = {}
         self._chat_last: dict[str, float] = {}
         self._activity: dict[str, float] = {}
@@ -75,7 +77,9 @@ class ProgressUpdater:
             except Exception as exc:  # the database is away: the next pass catches up
                 log.warning("progress pass failed (%s)", type(exc).__name__)
             await woken(self._wake, self._every_s)
-            await asyncio.sleep(0.2)  # let a burst of changes settle into one pass (not a wait for work)
+            # a burst of changes settles into one pass (not a wait for work): each pass reads every job in line,
+            # and no status message changes more often than once a second anyway
+            await asyncio.sleep(self._settle_s)
 
     async def update_once(self) -> int:
         """Edit the status messages whose text is due for a change; return how many were edited."""
