@@ -24,10 +24,21 @@ T = TypeVar("T")
 Work = Callable[[AsyncSession], Awaitable[T]]
 
 
+# SQLSTATE classes of a server that is away for now: connection exceptions (08), and a server shutting down,
+# crashed, or still starting up (57P01-57P05: "the database system is not yet accepting connections" while it
+# recovers after a crash, which asyncpg reports as a plain DBAPIError)
+OUTAGE_SQLSTATES = ("08", "57P")
+
+
 def is_outage(error: BaseException) -> bool:
     """Whether an error means "the database is away (or busy) right now" rather than "this work is wrong"."""
     if isinstance(error, sa_exc.DBAPIError):
-        return bool(error.connection_invalidated) or isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
+        sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
+        return (
+            bool(error.connection_invalidated)
+            or isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
+            or sqlstate.startswith(OUTAGE_SQLSTATES)
+        )
     return isinstance(error, OSError | ConnectionError | TimeoutError)
 
 
