@@ -192,7 +192,7 @@ async def nothing_due(stack: Stack) -> bool:
 
 
 async def test_photos_sent_while_postgres_is_down_are_delivered_once_it_is_back(
-    private_postgres: PrivatePostgres, start_telegram: Callable[..., Awaitable[Stack]]
+    private_postgres: PrivatePostgres, start_telegram: Callable[..., Awaitable[Stack]], http: aiohttp.ClientSession
 ) -> None:
     pg = private_postgres
     stack = await start_telegram(database_url=pg.url)
@@ -203,7 +203,9 @@ async def test_photos_sent_while_postgres_is_down_are_delivered_once_it_is_back(
     sent = [fake.send_photo_update(CHAT + n, data=jpeg()) for n in range(1, 4)]
     last = sent[-1]["update_id"]
     await fake.wait_for_call("getUpdates", lambda c: any(u["update_id"] == last for u in c.result or []))
-    await asyncio.sleep(3)  # the outage itself: the gateway holds the requests while it retries the database
+    # the bot has the photos in hand, and the gateway, which its requests for them wait on, sees the database down:
+    # that is the outage this test is about
+    await gateway_sees_the_database_down(http, stack.gateway)
     assert len(fake.calls_of("sendPhoto")) == 1
     await pg.start()
     back = time.monotonic()
@@ -217,7 +219,7 @@ async def test_photos_sent_while_postgres_is_down_are_delivered_once_it_is_back(
 
 
 async def test_delivery_in_flight_when_postgres_dies_is_recorded_and_not_sent_again(
-    private_postgres: PrivatePostgres, start_telegram: Callable[..., Awaitable[Stack]]
+    private_postgres: PrivatePostgres, start_telegram: Callable[..., Awaitable[Stack]], http: aiohttp.ClientSession
 ) -> None:
     pg = private_postgres
     stack = await start_telegram(database_url=pg.url)
@@ -227,7 +229,7 @@ async def test_delivery_in_flight_when_postgres_dies_is_recorded_and_not_sent_ag
     await asyncio.wait_for(hold.arrived.wait(), 30)
     pg.kill()  # the receipt cannot be written now
     hold.release()
-    await asyncio.sleep(2)  # the outage itself
+    await gateway_sees_the_database_down(http, stack.gateway)  # the outage, while the receipt waits for it
     await pg.start()
 
     async def recorded() -> list[Job] | None:
@@ -247,6 +249,15 @@ async def test_delivery_in_flight_when_postgres_dies_is_recorded_and_not_sent_ag
         later["message"]["message_id"],
     ]
     assert len(photos) == 2
+
+
+async def gateway_sees_the_database_down(http: aiohttp.ClientSession, gateway: GatewayHandle) -> None:
+    async def down() -> bool:
+        async with http.get(f"{gateway.url}/readyz") as response:
+            body = await response.json()
+        return response.status == 503 and str(body["checks"]["database"]).startswith("error")
+
+    await eventually(down, timeout=10, what="the gateway's /readyz to say the database is down")
 
 
 # --- readiness ---------------------------------------------------------------------------------------------
