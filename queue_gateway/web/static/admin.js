@@ -1,6 +1,6 @@
 // The admin dashboard: GET /v1/stats and /v1/dead-jobs with an admin key, charts drawn as SVG, requeue.
 import { call, el } from "./api.js";
-import { errorText, label, loadTexts, plural, t, translatePage } from "./i18n.js";
+import { errorText, label, loadTextsPatiently, plural, t, translatePage } from "./i18n.js";
 
 const KEY = "detectbot.adminKey"; // sessionStorage: gone when the tab closes
 const REFRESH_MS = 30_000;
@@ -259,16 +259,7 @@ async function refresh() {
 }
 
 async function main() {
-  for (let delay = 1000; ; delay = Math.min(delay * 2, 15_000)) {
-    try {
-      await loadTexts();
-      break;
-    } catch {
-      notice("Can't reach the service. Check your connection; I'll keep trying.");
-      await new Promise((resolve) => setTimeout(resolve, delay));
-    }
-  }
-  notice(null);
+  await loadTextsPatiently(notice);
   document.title = t("web_admin_title");
   translatePage();
   $("key-form").addEventListener("submit", (event) => {

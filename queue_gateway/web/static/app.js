@@ -1,6 +1,6 @@
 // The upload page: choose or drop photos, follow each (queued #n -> processing -> done), see the results.
 import { call, el, local, pause } from "./api.js";
-import { errorText, eta, label, lang, loadTexts, t, translatePage } from "./i18n.js";
+import { errorText, eta, label, lang, loadTextsPatiently, t, translatePage } from "./i18n.js";
 
 const HISTORY = "detectbot.history"; // sessionStorage: this browser session's photos
 const TOKEN = "detectbot.token"; // sessionStorage: the open page's browser token
@@ -502,16 +502,7 @@ function wireControls() {
 
 async function main() {
   $("choose").disabled = true;
-  for (let delay = 1000; ; delay = Math.min(delay * 2, 15_000)) {
-    try {
-      await loadTexts();
-      break;
-    } catch {
-      notice("Can't reach the service. Check your connection; I'll keep trying.");
-      await pause(delay);
-    }
-  }
-  notice(null);
+  await loadTextsPatiently(notice);
   document.title = t("web_title");
   translatePage();
   wireControls();

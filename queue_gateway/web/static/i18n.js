@@ -15,6 +15,23 @@ export async function loadTexts() {
   return catalogue.lang;
 }
 
+/**
+ * Load the catalogue, trying again (1 s, doubling up to 15 s) until the gateway answers; meanwhile ``notice`` shows
+ * why the page waits (in English: there is no catalogue yet), and ``notice(null)`` clears it once it has loaded.
+ */
+export async function loadTextsPatiently(notice) {
+  for (let delay = 1000; ; delay = Math.min(delay * 2, 15_000)) {
+    try {
+      await loadTexts();
+      notice(null);
+      return;
+    } catch {
+      notice("Can't reach the service. Check your connection; I'll keep trying.");
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
+
 export function lang() {
   return catalogue.lang;
 }
