@@ -46,6 +46,7 @@ from benchmarks.support import (
     read_jobs,
     scratch,
     service_env,
+    service_options,
     sql_snapshot,
     start_gateway,
     submit_photos,
@@ -198,19 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="*", choices=[name for name, _, _ in VARIANTS], help="only these")
     parser.add_argument("--profile", action="store_true", help="one extra default drain with py-spy on gateway+worker")
     parser.add_argument("--sql", action="store_true", help="count the gateway's SQL statements per job")
-    parser.add_argument("--log-level", default="INFO", help="the services' log level (default INFO, the product's)")
-    parser.add_argument("--workdir", type=Path, help="keep the services' logs and database here")
-    parser.add_argument("--out", type=Path)
+    service_options(parser)
     args = parser.parse_args(argv)
     args.jobs = args.jobs or (60 if args.quick else 300)
     args.repeats = args.repeats or (1 if args.quick else 2)
     info = machine()
     started = time.time()
     model = offline_model()
-    print("bare loop…", flush=True)
-    bare = bench_loop.measure(photo("100k"), seconds=2.0 if args.quick else 5.0, repeats=1 if args.quick else 2,
-                              model=model)  # fmt: skip
-    print(bench_loop.loop_table(bare), flush=True)
+    bare = bench_loop.baseline(quick=args.quick, model=model)
     with scratch(args.workdir, "bench-drain-") as workdir:
         measured = asyncio.run(run(args, model, workdir))
     variants = digest(measured["rounds"], bare["baseline_photos_per_s"], bare["variants"]["1x2"]["photos_per_s"])

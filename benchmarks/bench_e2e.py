@@ -57,6 +57,7 @@ from benchmarks.support import (
     read_jobs,
     scratch,
     service_env,
+    service_options,
     sql_snapshot,
     start_gateway,
     summary,
@@ -409,9 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway over the burst and the loads")
     parser.add_argument("--profile-all", action="store_true", help="py-spy the gateway, the worker and the bot")
     parser.add_argument("--sql", action="store_true", help="count the gateway's SQL statements per photo")
-    parser.add_argument("--log-level", default="INFO", help="the services' log level (default INFO, the product's)")
-    parser.add_argument("--workdir", type=Path, help="keep the services' logs and database here")
-    parser.add_argument("--out", type=Path)
+    service_options(parser)
     args = parser.parse_args(argv)
     args.burst = args.burst or (60 if args.quick else 300)
     args.repeats = args.repeats or (1 if args.quick else 2)
@@ -419,10 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     started = time.time()
     model = offline_model()
-    print("bare loop…", flush=True)
-    bare = bench_loop.measure(photo("100k"), seconds=2.0 if args.quick else 5.0, repeats=1 if args.quick else 2,
-                              model=model)  # fmt: skip
-    print(bench_loop.loop_table(bare), flush=True)
+    bare = bench_loop.baseline(quick=args.quick, model=model)
     with scratch(args.workdir, "bench-e2e-") as workdir:
         results = asyncio.run(run(args, model, bare["bare_ms_per_photo"], workdir))
     goal = goals(results, bare)

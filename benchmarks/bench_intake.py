@@ -48,6 +48,7 @@ from benchmarks.support import (
     machine,
     queue_name,
     scratch,
+    service_options,
     sqlite_path,
     start_gateway,
     table,
@@ -273,9 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="runs per target (default 3; --quick 1)")
     parser.add_argument("--targets", nargs="*", choices=TARGETS, default=list(TARGETS))
     parser.add_argument("--profile", action="store_true", help="one extra py-spy-recorded run per database")
-    parser.add_argument("--log-level", default="INFO", help="the gateway's log level (default INFO, the product's)")
-    parser.add_argument("--workdir", type=Path, help="keep the services' logs and databases here")
-    parser.add_argument("--out", type=Path)
+    service_options(parser, whose="the gateway's")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (5.0 if args.quick else 15.0)
     args.warmup = args.warmup or (1.0 if args.quick else 3.0)  # seconds of load before each measured run

@@ -7,6 +7,7 @@ whose tail is shown when it fails. Queues and Postgres databases are created per
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -97,6 +98,13 @@ def machine() -> dict[str, Any]:
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "versions": versions,
     }
+
+
+def service_options(parser: argparse.ArgumentParser, *, whose: str = "the services'") -> None:
+    """--log-level, --workdir and --out: what every benchmark that starts the services takes."""
+    parser.add_argument("--log-level", default="INFO", help=f"{whose} log level (default INFO, the product's)")
+    parser.add_argument("--workdir", type=Path, help="keep the services' logs and databases here")
+    parser.add_argument("--out", type=Path)
 
 
 def write_results(name: str, payload: Mapping[str, Any], out: Path | None = None) -> Path:
