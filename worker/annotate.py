@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
+from queue_gateway.public.imagecheck import ImageProblem, inspect
 from worker.detections import Detection, RGBImage
 from worker.errors import BadImage
 from worker.offline import font_path
 
 MAX_SIDE = 2560
 MAX_BYTES = 9_000_000
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+DRAFT_SIDE = 1280  # a JPEG twice this long (or more) is decoded at a reduced scale; detections map back
+_PROBLEMS = {
+    "not_an_image": "the file is not a supported image (JPEG, PNG or WebP)",
+    "unsupported_format": "the file is not a supported image (JPEG, PNG or WebP)",
+    "too_many_pixels": "the image has too many pixels",
+    "too_complex": "the image is built to be very slow to decode",
+}
 _QUALITIES = (90, 85, 80, 70, 60, 50, 40)
 _PALETTE = (
     "042AFF", "0BDBEB", "F3F3F3", "00DFB7", "111F68", "FF6FDD", "FF444F", "CCED00", "00F344", "BD00FF",
@@ -23,23 +31,42 @@ _PALETTE = (
 
 
 def load_image(data: bytes, *, max_pixels: int) -> RGBImage:
-    """Decode to an RGB array: EXIF orientation applied, alpha flattened onto white, pixel count capped."""
+    """Decode to a full-size RGB array: EXIF orientation applied, alpha flattened onto white, pixels capped."""
+    return decode(data, max_pixels=max_pixels, draft_side=None)[0]
+
+
+def decode(data: bytes, *, max_pixels: int, draft_side: int | None = DRAFT_SIDE) -> tuple[RGBImage, float]:
+    """Decode a photo within bounded work; return the RGB array and its scale (full-size pixels per pixel).
+
+    The structure is checked first (``queue_gateway.public.imagecheck``: too many scans, segments or pixels are
+    refused before a decoder sees them). A JPEG at least twice ``draft_side`` on its long side is decoded at 1/2,
+    1/4 or 1/8 scale by libjpeg itself (its long side stays at least ``draft_side``): far less work, and the model
+    looks at 416-640 px anyway. Multiply coordinates in the array by the scale to get full-size ones.
+    """
+    try:
+        structure = inspect(data, max_pixels=max_pixels)
+    except ImageProblem as problem:
+        raise BadImage(
+            _PROBLEMS.get(problem.code, "the image data is corrupt or truncated") + f" ({problem})"
+        ) from None
     Image.init()  # register every plugin: open(formats=...) only knows the preinit ones (no WEBP) otherwise
     try:
-        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        image = Image.open(io.BytesIO(data), formats=(structure.format,))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImage("the image has too many pixels") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, ImportError) as exc:
         # ImportError: once imported, ultralytics wraps Image.open to try an optional HEIF plugin on
         # anything unidentified, and that plugin is not installed
-        raise BadImage("the file is not a supported image (JPEG, PNG, WebP, BMP, GIF or TIFF)") from exc
+        raise BadImage("the file is not a supported image (JPEG, PNG or WebP)") from exc
     with image:
-        width, height = image.size
-        if width * height > max_pixels:
-            raise BadImage(f"the image has {width * height / 1e6:.1f} MP, more than the {max_pixels / 1e6:g} MP limit")
+        full_side = max(image.size)
+        if draft_side and structure.format == "JPEG" and full_side >= 2 * draft_side:
+            ratio = draft_side / full_side
+            image.draft("RGB", (math.ceil(image.width * ratio), math.ceil(image.height * ratio)))
+        scale = full_side / max(image.size)
         try:
             ImageOps.exif_transpose(image, in_place=True)  # no copy when there is nothing to rotate
-            return np.array(_to_rgb(image), dtype=np.uint8)
+            return np.array(_to_rgb(image), dtype=np.uint8), scale
         except (OSError, ValueError, SyntaxError) as exc:
             raise BadImage("the image data is corrupt or truncated") from exc
 

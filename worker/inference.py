@@ -18,7 +18,7 @@ import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,19 +116,26 @@ def _ready() -> tuple[int, str]:
 
 
 def _detect(job: Job, max_pixels: int) -> Inference:
-    from worker.annotate import annotate, load_image
+    from worker.annotate import annotate, decode
 
     detector: Detector = _state["detector"]
-    image = load_image(job.data, max_pixels=max_pixels)
+    image, scale = decode(job.data, max_pixels=max_pixels)
     started = time.perf_counter()
     found = detector.predict(image)
     elapsed_ms = (time.perf_counter() - started) * 1000
     found = _filter(found, job)
     height, width = image.shape[:2]
     labels = _labeller(job.language)
-    return Inference(
-        [d.to_json() for d in found], annotate(image, found, label=labels), width, height, elapsed_ms, detector.name
-    )
+    annotated = annotate(image, found, label=labels)
+    full_size = [_scaled(d, scale).to_json() for d in found]  # a large JPEG was decoded at a reduced scale
+    return Inference(full_size, annotated, round(width * scale), round(height * scale), elapsed_ms, detector.name)
+
+
+def _scaled(detection: Detection, scale: float) -> Detection:
+    if scale == 1.0:
+        return detection
+    x1, y1, x2, y2 = detection.box
+    return replace(detection, box=(x1 * scale, y1 * scale, x2 * scale, y2 * scale))
 
 
 def _filter(found: list[Detection], job: Job) -> list[Detection]:
