@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.common import now
+from db.common import now, rowcount
 from db.models import ChatSettings
 
 FIELDS = ("conf", "classes", "output", "language")
+PERSON = "user:"  # a person's own settings are kept as the "chat" ``user:<id>`` of their platform
+
+
+def person_scope(user_id: str) -> str:
+    """The key of a person's own settings, which apply to their photos in every chat."""
+    return f"{PERSON}{user_id}"
 
 
 async def get_settings(session: AsyncSession, platform: str, chat_id: str) -> dict[str, Any]:
@@ -35,6 +41,14 @@ async def update_settings(
     row.updated_at = now()
     await session.flush()
     return {name: getattr(row, name) for name in FIELDS if getattr(row, name) is not None}
+
+
+async def forget_settings(session: AsyncSession, platform: str, keys: list[str]) -> int:
+    """Delete these settings rows (a person's own, their private chat's); return how many went."""
+    rows = await session.execute(
+        delete(ChatSettings).where(ChatSettings.platform == platform, ChatSettings.chat_id.in_(keys))
+    )
+    return rowcount(rows)
 
 
 async def settings_of(session: AsyncSession, chats: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -95,6 +95,7 @@ def _job_row(new: NewJob, at: float) -> dict[str, Any]:
         "width": new.width,
         "height": new.height,
         "attempts": 0,
+        "link_gen": 0,
         "delivery_attempts": 0,
         "cache_hit": False,
         "held": new.held,
@@ -228,6 +229,14 @@ async def add_cached_job(session: AsyncSession, new: NewJob, source: Job) -> boo
         await rollup.observe(session, at, "end_to_end", 0.0)
     await rollup.count_labels(session, at, label_counts(list(source.detections or [])))
     return True
+
+
+async def statuses(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, str]:
+    """The status of each of these jobs (one read for many long-polls)."""
+    if not job_ids:
+        return {}
+    rows = await session.execute(select(Job.id, Job.status).where(Job.id.in_(job_ids)))
+    return {str(job_id): str(status) for job_id, status in rows}
 
 
 async def get_jobs(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, Job]:

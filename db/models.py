@@ -60,6 +60,7 @@ class Job(Base):
     height: Mapped[int] = mapped_column(Integer)
 
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    link_gen: Mapped[int] = mapped_column(Integer, default=0)  # the worker links' generation: a requeue makes new ones
     error_code: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     detections: Mapped[list[Any] | None]
@@ -97,6 +98,7 @@ class Job(Base):
         Index("ix_jobs_status_dead_at", "status", "dead_at"),
         Index("ix_jobs_owner_received_at", "owner", "received_at"),
         Index("ix_jobs_lease_owner", "delivery_lease_owner"),
+        Index("ix_jobs_purged_received", "purged_at", "received_at"),
     )
 
 

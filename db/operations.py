@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import chats
 from db.common import Outcome, delivery_time, now
 from db.models import ACTIVE, WAITING, Blob, Job, JobStatus
 
 
-async def dead_jobs(session: AsyncSession, *, limit: int) -> list[Job]:
-    rows = await session.execute(
-        select(Job).where(Job.status == JobStatus.DEAD).order_by(Job.dead_at.desc()).limit(limit)
-    )
+async def dead_jobs(session: AsyncSession, *, limit: int, platforms: Sequence[str] | None = None) -> list[Job]:
+    """Dead jobs, newest first (of these platforms only, when given)."""
+    query = select(Job).where(Job.status == JobStatus.DEAD)
+    if platforms is not None:
+        query = query.where(Job.platform.in_(platforms))
+    rows = await session.execute(query.order_by(Job.dead_at.desc()).limit(limit))
     return list(rows.scalars())
 
 
@@ -32,6 +38,7 @@ async def requeue(session: AsyncSession, job_id: str) -> Outcome:
         .values(
             status=JobStatus.RECEIVED,
             attempts=0,
+            link_gen=Job.link_gen + 1,  # the earlier attempts' worker links find nothing left to do
             error=None,
             error_code=None,
             queued_at=None,
@@ -72,39 +79,77 @@ async def cancel(session: AsyncSession, job_id: str) -> list[str]:
     return [str(cancelled) for cancelled in rows.scalars()]
 
 
-async def forget_user(session: AsyncSession, user_ref: str) -> int:
-    """Delete a person's images and results now; the bare job rows stay (anonymous) for stats."""
-    job_ids = list((await session.execute(select(Job.id).where(Job.user_ref == user_ref))).scalars())
+ANONYMOUS: dict[str, Any] = {
+    "origin": None,
+    "user_ref": None,
+    "idempotency_key": None,
+    "group_key": None,
+    "image_sha256": "",
+    "status_message_id": None,
+    "status_edited_id": None,
+    "delivery_receipt": None,
+    "delivery_lease_owner": None,
+    "traceparent": None,
+    "next_delivery_at": None,
+}
+"""What a job keeps of its sender once its photo is gone: nothing (chat, user, message and interaction ids, the
+photo's hash, the receipts). The bare row stays for the stats, and says ``gone`` to whoever asks for it."""
+
+
+async def forget_jobs(session: AsyncSession, job_ids: Sequence[str], *, reason: str) -> None:
+    """Delete these jobs' images and results now and everything in them that names a person; one still waiting
+    or in progress fails with ``reason`` (a worker that has it finds nothing left to do)."""
     if not job_ids:
-        return 0
+        return
     at = now()
     await session.execute(delete(Blob).where(Blob.job_id.in_(job_ids)))
     await session.execute(
         update(Job)
         .execution_options(synchronize_session=False)
         .where(Job.id.in_(job_ids), Job.status.in_(ACTIVE))
-        .values(status=JobStatus.FAILED, failed_at=at, error_code="forgotten", error="deleted at the sender's request")
+        .values(status=JobStatus.FAILED, failed_at=at, error_code="forgotten", error=reason)
     )
     await session.execute(
         update(Job)
         .execution_options(synchronize_session=False)
         .where(Job.id.in_(job_ids))
-        .values(detections=None, origin=None, user_ref=None, purged_at=at, next_delivery_at=None)
+        .values(detections=None, purged_at=at, **ANONYMOUS)
     )
+
+
+async def forget_user(session: AsyncSession, platform: str, user_id: str) -> int:
+    """Delete a person's images and results now, their own settings, and everything in their job rows that names
+    them; the bare rows stay for the stats. Return how many jobs were theirs."""
+    user_ref = f"{platform}:{user_id}"
+    job_ids = list((await session.execute(select(Job.id).where(Job.user_ref == user_ref))).scalars())
+    await forget_jobs(session, job_ids, reason="deleted at the sender's request")
+    own = [chats.person_scope(user_id)]
+    if platform == "telegram" and user_id.isdigit():  # a Telegram private chat is the person's own
+        own.append(user_id)
+    await chats.forget_settings(session, platform, own)
     return len(job_ids)
 
 
-async def purge_blobs(session: AsyncSession, *, older_than: float, limit: int = 500) -> int:
-    """Delete stored images older than the retention cut-off (a batch); the job rows stay."""
+async def expire(session: AsyncSession, *, older_than: float, limit: int = 500) -> int:
+    """Retention: finished jobs received before the cut-off lose their images and everything that names their
+    sender (a batch); the anonymous rows stay for the stats. A job still waiting for a worker keeps its photo,
+    however long it waits."""
     job_ids = list(
         (
-            await session.execute(select(Blob.job_id).where(Blob.created_at < older_than).distinct().limit(limit))
+            await session.execute(
+                select(Job.id)
+                .where(Job.received_at < older_than, Job.purged_at.is_(None), Job.status.not_in(ACTIVE))
+                .limit(limit)
+            )
         ).scalars()
     )
     if not job_ids:
         return 0
-    await session.execute(delete(Blob).where(Blob.job_id.in_(job_ids), Blob.created_at < older_than))
+    await session.execute(delete(Blob).where(Blob.job_id.in_(job_ids)))
     await session.execute(
-        update(Job).execution_options(synchronize_session=False).where(Job.id.in_(job_ids)).values(purged_at=now())
+        update(Job)
+        .execution_options(synchronize_session=False)
+        .where(Job.id.in_(job_ids))
+        .values(purged_at=now(), **ANONYMOUS)
     )
     return len(job_ids)

@@ -6,21 +6,21 @@ behind (``unpublished``), and anything the broker refused for a while.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.common import now
+from db.common import now, rowcount
 from db.models import Blob, Job, JobStatus
 
 
 async def publishable(
-    session: AsyncSession, *, limit: int, older_than: float, fair_share: int
+    session: AsyncSession, *, limit: int, older_than: float, fair_share: Callable[[str], int]
 ) -> tuple[list[Job], bool]:
     """Jobs to publish now, oldest first: left unconfirmed before ``older_than`` (a crash, an outage), or held
-    for fairness while their sender had ``fair_share`` photos queued, and now allowed. The flag says whether
-    held jobs remain.
+    for fairness while their sender had ``fair_share(user_ref)`` photos queued, and now allowed. The flag says
+    whether held jobs remain.
     """
     rows = await session.execute(
         select(Job)
@@ -42,7 +42,7 @@ async def publishable(
     still_held = False
     for job in candidates:
         if job.held and job.user_ref:
-            if queued.get(job.user_ref, 0) >= fair_share:
+            if queued.get(job.user_ref, 0) >= fair_share(job.user_ref):
                 still_held = True
                 continue
             queued[job.user_ref] = queued.get(job.user_ref, 0) + 1
@@ -76,3 +76,15 @@ async def withdraw(session: AsyncSession, job_ids: Sequence[str]) -> set[str]:
     if removed:
         await session.execute(delete(Blob).where(Blob.job_id.in_(removed)))
     return removed
+
+
+async def refresh_links(session: AsyncSession, *, queued_before: float) -> int:
+    """Queued jobs that have waited since before ``queued_before`` go back to the outbox with a new link
+    generation, so that the relay publishes them again with fresh worker links (the old ones stop working)."""
+    rows = await session.execute(
+        update(Job)
+        .execution_options(synchronize_session=False)
+        .where(Job.status == JobStatus.QUEUED, Job.queued_at < queued_before)
+        .values(status=JobStatus.RECEIVED, link_gen=Job.link_gen + 1, held=False, queued_at=None)
+    )
+    return rowcount(rows)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import rollup
 from db.common import CHAT_PLATFORMS, Outcome, delivery_time, label_counts, now, rowcount
-from db.models import ACTIVE, FINISHED, Blob, Job, JobStatus, WorkerSeen
+from db.models import ACTIVE, FINISHED, WAITING, Blob, Job, JobStatus, WorkerSeen
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +45,33 @@ class Finished:
 _FINISHED_COLUMNS = (Job.id, Job.status, Job.platform, Job.received_at, Job.processing_at)
 
 
-async def start_attempt(session: AsyncSession, job_id: str, *, worker: str, max_attempts: int) -> Outcome:
-    """A worker fetched the input: count the attempt, or give up on a job that keeps failing."""
+async def start_attempt(
+    session: AsyncSession,
+    job_id: str,
+    *,
+    worker: str,
+    max_attempts: int,
+    link_gen: int = 0,
+    delivery: int | None = None,
+) -> Outcome:
+    """A worker fetched the input: count the attempt, or give up on a job that keeps failing.
+
+    An attempt is one delivery of the job's message: a repeated fetch within the same delivery (``delivery``, the
+    broker's count, no higher than the attempts counted) serves the photo again without counting
+    (``REPEATED``), so a link cannot be used to wear a job out. Links of an earlier generation (before a requeue)
+    find nothing left to do (``GONE``).
+    """
     at = now()
     started = await session.execute(
         update(Job)
         .execution_options(synchronize_session=False)
-        .where(Job.id == job_id, Job.status.in_(ACTIVE), Job.purged_at.is_(None), Job.attempts < max_attempts)
+        .where(
+            Job.id == job_id,
+            Job.link_gen == link_gen,
+            Job.status.in_(WAITING),
+            Job.purged_at.is_(None),
+            Job.attempts < max_attempts,
+        )
         .values(
             status=JobStatus.PROCESSING,
             attempts=Job.attempts + 1,
@@ -65,8 +85,18 @@ async def start_attempt(session: AsyncSession, job_id: str, *, worker: str, max_
     job = await session.get(Job, job_id)
     if job is None:
         return Outcome.NOT_FOUND
-    if job.status in FINISHED or job.purged_at is not None:
+    if job.status in FINISHED or job.purged_at is not None or job.link_gen != link_gen:
         return Outcome.GONE
+    if job.status == JobStatus.PROCESSING and (delivery is None or delivery <= job.attempts):
+        return Outcome.REPEATED  # the same delivery asks again (a retried request): the same attempt
+    if job.attempts < max_attempts:  # delivered again after its worker died: another attempt
+        await session.execute(
+            update(Job)
+            .execution_options(synchronize_session=False)
+            .where(Job.id == job_id, Job.status == JobStatus.PROCESSING)
+            .values(attempts=Job.attempts + 1, processing_at=at, worker=worker)
+        )
+        return Outcome.APPLIED
     if job.error_code == "timeout" and job.error:
         await mark_dead(session, job_id, reason=f"{job.error}, {job.attempts} times", code="timeout")
     else:
@@ -80,6 +110,7 @@ async def complete(
     session: AsyncSession,
     job_id: str,
     *,
+    link_gen: int | None = None,
     detections: list[dict[str, Any]],
     model: str,
     worker: str,
@@ -100,7 +131,7 @@ async def complete(
         error_code=None,
         next_delivery_at=delivery_time(at),
     )
-    finished = await _move_on(session, job_id, values, at)
+    finished = await _move_on(session, job_id, values, at, link_gen=link_gen)
     if finished is None:
         return await _why_not(session, job_id), None
     blob = {"job_id": job_id, "kind": "result", "content_type": content_type, "data": image, "size": len(image),
@@ -116,7 +147,13 @@ async def complete(
 
 
 async def fail(
-    session: AsyncSession, job_id: str, *, code: str, message: str, worker: str | None = None
+    session: AsyncSession,
+    job_id: str,
+    *,
+    code: str,
+    message: str,
+    worker: str | None = None,
+    link_gen: int | None = None,
 ) -> tuple[Outcome, Finished | None]:
     """A final error (bad input, a model that cannot run it): the person is told why."""
     at = now()
@@ -129,20 +166,22 @@ async def fail(
     }
     if worker:
         values["worker"] = worker
-    finished = await _move_on(session, job_id, values, at)
+    finished = await _move_on(session, job_id, values, at, link_gen=link_gen)
     if finished is None:
         return await _why_not(session, job_id), None
     await rollup.count_event(session, at, finished.platform, "failed")
     return Outcome.APPLIED, finished
 
 
-async def note_failure(session: AsyncSession, job_id: str, *, code: str, message: str) -> Outcome:
+async def note_failure(
+    session: AsyncSession, job_id: str, *, code: str, message: str, link_gen: int | None = None
+) -> Outcome:
     """One attempt failed (it timed out) and the job goes back to the queue: remember why, for its last word."""
+    guard = [Job.id == job_id, Job.status.in_(ACTIVE)]
+    if link_gen is not None:
+        guard.append(Job.link_gen == link_gen)
     result = await session.execute(
-        update(Job)
-        .execution_options(synchronize_session=False)
-        .where(Job.id == job_id, Job.status.in_(ACTIVE))
-        .values(error_code=code, error=message)
+        update(Job).execution_options(synchronize_session=False).where(*guard).values(error_code=code, error=message)
     )
     return Outcome.APPLIED if rowcount(result) else await _why_not(session, job_id)
 
@@ -175,12 +214,18 @@ async def saw_worker(session: AsyncSession, name: str, model: str | None = None)
             pass  # another request added it a moment ago
 
 
-async def _move_on(session: AsyncSession, job_id: str, values: dict[str, Any], at: float) -> Finished | None:
-    """The guarded UPDATE: only a job that still waits for a worker moves to a final state."""
+async def _move_on(
+    session: AsyncSession, job_id: str, values: dict[str, Any], at: float, *, link_gen: int | None = None
+) -> Finished | None:
+    """The guarded UPDATE: only a job that still waits for a worker moves to a final state (and, for a worker's
+    result, only through the links of its current generation: a result from before a requeue changes nothing)."""
+    guard = [Job.id == job_id, Job.status.in_(ACTIVE)]
+    if link_gen is not None:
+        guard.append(Job.link_gen == link_gen)
     rows = await session.execute(
         update(Job)
         .execution_options(synchronize_session=False)
-        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .where(*guard)
         .values(values)
         .returning(*_FINISHED_COLUMNS)
     )

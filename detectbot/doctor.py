@@ -130,9 +130,11 @@ async def _gateway() -> str:
     from queue_gateway.public.settings import GatewayClientSettings
 
     settings = GatewayClientSettings()
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    headers = {"Authorization": f"Bearer {key}"} if key else {}  # an admin key gets the details
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         try:
-            async with http.get(f"{settings.gateway_url.rstrip('/')}/readyz") as response:
+            async with http.get(f"{settings.gateway_url.rstrip('/')}/readyz", headers=headers) as response:
                 body = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise Problem(
@@ -141,7 +143,8 @@ async def _gateway() -> str:
             ) from None
     if response.status != 200:
         failing = ", ".join(f"{k}: {v}" for k, v in (body.get("checks") or {}).items() if v != "ok")
-        raise Problem(f"the gateway at {settings.gateway_url} is not ready ({failing})")
+        detail = failing or "its /readyz names the cause to an admin key (DETECTBOT_API_KEY)"
+        raise Problem(f"the gateway at {settings.gateway_url} is not ready ({detail})")
     return f"{settings.gateway_url} is ready"
 
 
@@ -157,7 +160,7 @@ async def _keys() -> str | None:
         return None
     notes = []
     if roles:
-        counts = {role: sum(1 for r, _ in roles if r == role) for role in Role}
+        counts = {role: sum(1 for entry in roles if entry.role == role) for role in Role}
         notes.append(", ".join(f"{n} {role.name.lower()}" for role, n in counts.items() if n) + " key(s)")
     if client.api_key is not None:
         notes.append(await _key_role(client.gateway_url, client.api_key.get_secret_value()))

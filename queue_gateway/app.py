@@ -23,6 +23,7 @@ from queue_gateway.appkeys import (
     database_key,
     intake_key,
     link_key,
+    longpolls_key,
     metrics_key,
     pace_key,
     retention_key,
@@ -32,11 +33,12 @@ from queue_gateway.appkeys import (
     supervisor_key,
     wakeups_key,
 )
-from queue_gateway.auth import ApiKeys
+from queue_gateway.auth import ApiKeys, ClientAddresses
 from queue_gateway.database import Database, is_outage
 from queue_gateway.dead_letters import DeadLetterConsumer
 from queue_gateway.errors import error_middleware, tracing_middleware
-from queue_gateway.intake import Intake, Limits
+from queue_gateway.intake import Intake, Limits, Rates
+from queue_gateway.longpoll import LongPolls
 from queue_gateway.metrics import GatewayMetrics
 from queue_gateway.notify.base import Notifier
 from queue_gateway.notify.loop import DeliveryLoop, Pacer
@@ -66,13 +68,17 @@ class StartupError(CannotStart):
 
 def create_app(settings: GatewaySettings) -> web.Application:
     """Build the gateway: HTTP routes, database, broker link, intake, relay, dead letters, delivery."""
-    signer = Signer(settings.signing_key())
+    if settings.listens_beyond_this_machine() and (weak := settings.weak_secrets()):
+        raise StartupError(f"refusing to serve on {settings.host}, reachable from other machines: {weak[0]}")
+    signing_key = settings.signing_key()
+    signer = Signer(signing_key)
     web_tokens = web_page.web_tokens(settings, signer)  # browser tokens, only when the web page is open to anyone
     try:
-        api_keys = ApiKeys(settings.api_keys, web_tokens=web_tokens)
+        addresses = ClientAddresses(settings.trusted_proxies)
+        api_keys = ApiKeys(settings.api_keys, web_tokens=web_tokens, addresses=addresses)
     except ValueError as exc:
         raise StartupError(str(exc)) from None
-    redact.install(secret_values(settings))
+    redact.install([*secret_values(settings), signing_key.decode(errors="replace")])
     app = web.Application(
         middlewares=[tracing_middleware, error_middleware], client_max_size=settings.max_upload_bytes + 1024 * 1024
     )
@@ -123,7 +129,18 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     try:
         await prepare_database(engine, settings)
         app[database_key] = Database(session_factory(engine), retry_s=settings.database_retry_s)
-        yield
+        polls = LongPolls(
+            app[database_key],
+            app[wakeups_key],
+            max_waiting=settings.max_waiting_polls,
+            per_client=settings.max_waiting_polls_per_client,
+        )
+        app[longpolls_key] = polls
+        app[supervisor_key].spawn("long-polls", polls.run)
+        try:
+            yield
+        finally:
+            await app[supervisor_key].stop("long-polls")
     finally:
         await engine.dispose()
 
@@ -160,17 +177,25 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
     wakeups = app[wakeups_key]
     link = BrokerLink(settings.amqp_url, settings.topology())
     publisher = Publisher(
-        link, app[signer_key], url_ttl_s=settings.signed_url_ttl_s, timeout_s=settings.publish_timeout_s
+        link, app[signer_key], url_ttl_s=settings.worker_link_ttl_s, timeout_s=settings.publish_timeout_s
     )
     limits = Limits(
-        max_in_line=settings.max_inflight_per_user,
-        per_minute=settings.max_per_minute_per_user,
-        per_day=settings.daily_quota_per_user,
-        fair_share=settings.fair_share_per_user,
+        person=Rates(
+            max_in_line=settings.max_inflight_per_user,
+            per_minute=settings.max_per_minute_per_user,
+            per_day=settings.daily_quota_per_user,
+            fair_share=settings.fair_share_per_user,
+        ),
+        key=Rates(
+            max_in_line=settings.max_inflight_per_key,
+            per_minute=settings.max_per_minute_per_key,
+            per_day=settings.daily_quota_per_key,
+            fair_share=settings.fair_share_per_key,
+        ),
     )
     relay = OutboxRelay(
         database, publisher, interval_s=settings.relay_interval_s, grace_s=settings.relay_grace_s,
-        fair_share=limits.fair_share,
+        fair_share=limits.fair_share, link_ttl_s=settings.worker_link_ttl_s,
     )  # fmt: skip
     app[link_key] = link
     app[intake_key] = Intake(

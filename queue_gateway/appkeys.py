@@ -7,6 +7,7 @@ from aiohttp import web
 from queue_gateway.auth import ApiKeys
 from queue_gateway.database import Database
 from queue_gateway.intake import Intake
+from queue_gateway.longpoll import LongPolls
 from queue_gateway.metrics import GatewayMetrics
 from queue_gateway.pace import Pace
 from queue_gateway.public.supervise import Supervisor
@@ -23,6 +24,7 @@ signer_key = web.AppKey("signer", Signer)
 api_keys_key = web.AppKey("api_keys", ApiKeys)
 link_key = web.AppKey("broker_link", BrokerLink)
 intake_key = web.AppKey("intake", Intake)
+longpolls_key = web.AppKey("longpolls", LongPolls)
 wakeups_key = web.AppKey("wakeups", Wakeups)
 retention_key = web.AppKey("retention", Retention)
 metrics_key = web.AppKey("metrics", GatewayMetrics)

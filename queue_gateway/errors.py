@@ -6,10 +6,12 @@ Handlers raise them; only :func:`error_middleware` turns them into responses::
 
     GatewayError                  never raised itself
     ├── BadRequest         400    a malformed request: a bad field, body, header or query parameter
+    │   └── Unstorable     400    the database refused to store this request's fields (others in its batch were)
     ├── BadImage           4xx    the upload is not a photo we take (empty 400, too large 413, not an image 415 …)
     ├── Unauthorized       401    no API key, an unknown one, or a signed link past its expiry
     ├── Forbidden          403    the key's role may not do this, or a forged or altered signed link
     ├── JobNotFound        404    no such job, or not one this key may see
+    ├── RequestTimeout     408    the body did not arrive in time (a slow or stalled client)
     ├── NotReady           409    the job has no result yet
     ├── NotRequeueable     409    only dead or failed jobs can run again
     ├── TooLate            409    the photo is already being processed: it can no longer be cancelled
@@ -64,6 +66,17 @@ class BadRequest(GatewayError):
         return error_response(self.status, self.detail_code or str(self.code), self.message)
 
 
+class Unstorable(BadRequest):
+    """The database refused to store what this request holds (and only this request: the others in its batch
+    were stored)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This request holds something that cannot be stored (check its fields for unusual characters).",
+            code="unstorable",
+        )
+
+
 class BadImage(GatewayError):
     """An upload we will not take; its code says why (``empty``, ``too_large``, ``not_an_image`` …)."""
 
@@ -96,6 +109,14 @@ class Forbidden(GatewayError):
 class NotYours(Forbidden):
     code = ErrorCode.NOT_YOURS
     message = "Only the person who sent the photo can cancel it."
+
+
+class RequestTimeout(GatewayError):
+    """The request's body did not arrive within ``upload_timeout_s`` (a slow or stalled client)."""
+
+    status = 408
+    code = ErrorCode.TIMEOUT
+    message = "The upload took too long to arrive. Please try again."
 
 
 class JobNotFound(GatewayError):

@@ -7,7 +7,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from queue_gateway.appkeys import database_key, link_key, metrics_key, supervisor_key
+from queue_gateway.appkeys import api_keys_key, database_key, link_key, metrics_key, supervisor_key
+from queue_gateway.auth import ApiKeys, Role
+from queue_gateway.errors import GatewayError
 
 routes = web.RouteTableDef()
 
@@ -19,7 +21,8 @@ async def healthz(_request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """503 while the database or the broker is unreachable, or a background task is down; the body says which."""
+    """503 while the database or the broker is unreachable, or a background task is down; with an admin key the
+    body says which (to anyone else, only whether it is ready: error details are for the people who run it)."""
     checks: dict[str, str] = {}
 
     async def ping(session: AsyncSession) -> None:
@@ -34,9 +37,20 @@ async def readyz(request: web.Request) -> web.Response:
     for task, problem in request.app[supervisor_key].problems().items():
         checks[f"task {task}"] = f"error: {problem}"
     ready = all(v == "ok" for v in checks.values())
-    return web.json_response(
-        {"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503
-    )
+    body: dict[str, object] = {"status": "ready" if ready else "not ready"}
+    if _is_admin(request):
+        body["checks"] = checks
+    return web.json_response(body, status=200 if ready else 503)
+
+
+def _is_admin(request: web.Request) -> bool:
+    if not ApiKeys.presented(request):
+        return False
+    try:
+        request.app[api_keys_key].caller(request, at_least=Role.ADMIN)
+    except GatewayError:
+        return False
+    return True
 
 
 @routes.get("/metrics")

@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,7 +24,7 @@ from db import chats, jobs, operations, outbox
 from db.common import Outcome, now
 from db.models import WAITING, Job
 from queue_gateway.database import Database
-from queue_gateway.errors import GatewayError, TooManyInLine, Unavailable
+from queue_gateway.errors import GatewayError, TooManyInLine, Unavailable, Unstorable
 from queue_gateway.public import texts
 from queue_gateway.public.contract import DetectParams, ErrorCode
 from queue_gateway.publisher import BrokerUnavailable, Publisher, QueueFull
@@ -35,13 +36,50 @@ PUBLISHING = 4  # stored batches waiting for their publisher confirms while the 
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
-    """What one person (a chat user, a browser) may have in line and send."""
+class Rates:
+    """What one sender may have in line and send."""
 
     max_in_line: int = 3  # submissions (a photo, or an album) in line or in progress
-    per_minute: int = 30  # photos received in the last minute
+    per_minute: int = 30  # photos received (or refused) in the last minute
     per_day: int = 0  # photos received today (UTC); 0: no daily quota
-    fair_share: int = 2  # photos of one person in the broker's queue at a time; the rest are held
+    fair_share: int = 2  # photos of one sender in the broker's queue at a time; the rest are held
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The rates of each kind of sender, named by its ``user_ref``: a person (``telegram:42``, a chat's stand-in
+    sender ``telegram:-100…``, a web visitor ``web:@…``) or an HTTP client key (``key:<fingerprint>``)."""
+
+    person: Rates = Rates()
+    key: Rates = Rates(max_in_line=500, per_minute=600, fair_share=8)
+
+    def of(self, user_ref: str) -> Rates:
+        return self.key if user_ref.startswith("key:") else self.person
+
+    def fair_share(self, user_ref: str) -> int:
+        return self.of(user_ref).fair_share
+
+
+class Refusals:
+    """Uploads refused before they reached the database (not a photo, too slow to decode, …) per sender and
+    minute, so that they count against the sender's per-minute limit too (fixed windows; memory stays bounded)."""
+
+    def __init__(self) -> None:
+        self._minute = 0
+        self._counts: dict[str, int] = {}
+
+    def add(self, user_ref: str, at: float) -> None:
+        self._roll(at)
+        self._counts[user_ref] = self._counts.get(user_ref, 0) + 1
+
+    def count(self, user_ref: str, at: float) -> int:
+        self._roll(at)
+        return self._counts.get(user_ref, 0)
+
+    def _roll(self, at: float) -> None:
+        minute = int(at // 60)
+        if minute != self._minute:
+            self._minute, self._counts = minute, {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +117,7 @@ class Intake:
         busy_retry_after_s: int,
         result_cache: bool = True,
         limits: Limits | None = None,
+        refusals: Refusals | None = None,
         on_changed: Callable[[str], None] = lambda job_id: None,
         on_unpublished: Callable[[], None] = lambda: None,
         on_held: Callable[[], None] = lambda: None,
@@ -87,7 +126,8 @@ class Intake:
         self._publisher = publisher
         self._busy_retry_after_s = busy_retry_after_s
         self._result_cache = result_cache
-        self._limits = limits or Limits()
+        self.limits = limits or Limits()
+        self.refusals = refusals or Refusals()
         self._on_changed = on_changed
         self._on_unpublished = on_unpublished
         self._on_held = on_held
@@ -134,7 +174,7 @@ class Intake:
     async def _store_batch(self, batch: list[_Pending]) -> _Stored | None:
         """Write the batch; answer at once the requests that need no publishing (refused, repeats, cache hits)."""
         try:
-            stored = await self._db.write(lambda session: self._store(session, batch))
+            stored, unstorable = await self._write(batch)
         except Exception as exc:  # the database stayed away: every request of the batch hears about it
             error = exc if isinstance(exc, GatewayError) else Unavailable(retry_after=5)
             if not isinstance(exc, GatewayError):
@@ -144,11 +184,36 @@ class Intake:
             return None
         for pending in batch:
             job_id = pending.new.id
-            if job_id in stored.refused:
+            if job_id in unstorable:
+                _fail(pending, Unstorable())
+            elif job_id in stored.refused:
                 _fail(pending, stored.refused[job_id])
             elif job_id in stored.answered:
                 _answer(pending, stored.answered[job_id])
         return stored
+
+    async def _write(self, batch: list[_Pending]) -> tuple[_Stored, set[str]]:
+        """The batch's transaction. When the database refuses it for what a request holds (not an outage: those
+        raise ``Unavailable``), the halves are written apart until the one request at fault is found; only it
+        is refused. Each try is a whole transaction, so a refused one leaves nothing behind."""
+        try:
+            return await self._db.write(lambda session: self._store(session, batch)), set()
+        except GatewayError:
+            raise
+        except Exception as exc:
+            if len(batch) == 1:
+                log.warning("job %s: the database refused its row (%s)", batch[0].new.id, type(exc).__name__)
+                return _Stored([], {}, {}, 0), {batch[0].new.id}
+        half = len(batch) // 2
+        first, bad_first = await self._write(batch[:half])
+        second, bad_second = await self._write(batch[half:])
+        merged = _Stored(
+            first.written + second.written,
+            first.answered | second.answered,
+            first.refused | second.refused,
+            first.ahead if first.written or not second.written else second.ahead,
+        )
+        return merged, bad_first | bad_second
 
     async def _store(self, session: AsyncSession, batch: list[_Pending]) -> _Stored:
         """The batch's one transaction: limits, repeats, the cache, then the rows. Safe to run again."""
@@ -185,18 +250,21 @@ class Intake:
         self, session: AsyncSession, batch: Sequence[_Pending], at: float
     ) -> dict[str, GatewayError]:
         """Each person's limits: submissions in line, photos a minute, photos a day. Refused requests store nothing."""
-        limits = self._limits
         users = sorted({p.new.user_ref for p in batch if p.new.user_ref})
         if not users:
             return {}
         in_line = await jobs.in_line_per_user(session, users)
         last_minute = await jobs.received_since(session, users, at - 60)
-        today = await jobs.received_since(session, users, at - at % 86400) if limits.per_day else {}
+        for sender in users:
+            last_minute[sender] = last_minute.get(sender, 0) + self.refusals.count(sender, at)
+        daily = [sender for sender in users if self.limits.of(sender).per_day]
+        today = await jobs.received_since(session, daily, at - at % 86400) if daily else {}
         refused: dict[str, GatewayError] = {}
         for pending in batch:
             new, user = pending.new, pending.new.user_ref
             if not user:
                 continue
+            limits = self.limits.of(user)
             line = in_line[user]
             joins_album = new.group_key is not None and new.group_key in line.groups
             if not joins_album and line.submissions >= limits.max_in_line:
@@ -236,7 +304,11 @@ class Intake:
         found = await jobs.cached_results(session, sorted({p.new.image_sha256 for p in batch}))
         hits = []
         for pending in batch:
-            source = next((j for j in found.get(pending.new.image_sha256, []) if j.params == pending.new.params), None)
+            source = next(
+                (j for j in found.get(pending.new.image_sha256, []) if j.params == pending.new.params
+                 and _same_sender(j, pending.new)),
+                None,
+            )  # fmt: skip
             if source is not None and await jobs.add_cached_job(session, pending.new, source):
                 log.info("job %s answered from the result of job %s", pending.new.id, source.id)
                 hits.append((pending, Accepted(pending.new.id, "done", 0, cache_hit=True)))
@@ -323,14 +395,16 @@ class Intake:
 
 
 async def _apply_chat_settings(session: AsyncSession, batch: Sequence[_Pending]) -> None:
-    """A chat's /settings become the job's parameters (what the caller set itself wins); the person's language
-    too, so that the worker draws the labels in it."""
-    keyed = [(p, _chat_of(p.new)) for p in batch]
-    found = await chats.settings_of(session, sorted({chat for _, chat in keyed if chat}))
-    for pending, chat in keyed:
-        if chat is None:
+    """The chat's /settings, then the sender's own (which win), become the job's parameters (what the caller set
+    itself wins over both); the person's language too, so that the worker draws the labels in it."""
+    keyed = [(p, _scopes_of(p.new)) for p in batch]
+    found = await chats.settings_of(session, sorted({scope for _, scopes in keyed for scope in scopes}))
+    for pending, scopes in keyed:
+        if not scopes:
             continue
-        chosen = found.get(chat, {})
+        chosen: dict[str, Any] = {}
+        for scope in scopes:  # the chat's first, then the person's own
+            chosen.update(found.get(scope, {}))
         params = pending.new.params
         for name in ("conf", "classes", "output"):
             if name in chosen and params.get(name) is None:
@@ -343,14 +417,28 @@ async def _apply_chat_settings(session: AsyncSession, batch: Sequence[_Pending])
             params.pop("language", None)
 
 
-def _chat_of(new: jobs.NewJob) -> tuple[str, str] | None:
+def _scopes_of(new: jobs.NewJob) -> list[tuple[str, str]]:
+    """The settings that apply to a chat job: its chat's, then its sender's own (``user:<id>``)."""
+    if new.platform not in ("telegram", "discord"):
+        return []
     origin = new.origin or {}
     chat = origin.get("chat_id") if new.platform == "telegram" else origin.get("channel_id")
-    return (new.platform, str(chat)) if chat and new.platform in ("telegram", "discord") else None
+    scopes = [(new.platform, str(chat))] if chat else []
+    if origin.get("user_id"):
+        scopes.append((new.platform, chats.person_scope(str(origin["user_id"]))))
+    return scopes
 
 
 async def _position(session: AsyncSession, job: Job) -> int:
     return await jobs.queue_position(session, job) if job.status in WAITING else 0
+
+
+def _same_sender(earlier: Job, new: jobs.NewJob) -> bool:
+    """The cache answers a sender only from their own earlier photos: a hit must never tell a stranger that
+    someone else sent the same photo."""
+    if new.user_ref is not None:
+        return earlier.user_ref == new.user_ref
+    return earlier.user_ref is None and earlier.owner == new.owner
 
 
 def _answer(pending: _Pending, accepted: Accepted) -> None:

@@ -37,12 +37,16 @@ def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]
 
 
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
-SIGNED = [{"name": n, "in": "query", "required": True, "schema": {"type": "string"}} for n in ("exp", "sig")]
+SIGNED = [{"name": n, "in": "query", "required": True, "schema": {"type": "string"}} for n in ("gen", "exp", "sig")]
 ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]  # a bot or an admin key
-CHAT = [
-    {"name": "platform", "in": "path", "required": True, "schema": {"type": "string", "enum": ["telegram", "discord"]}},
-    {"name": "chat_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}},
-]
+PLATFORM = {
+    "name": "platform",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "enum": ["telegram", "discord"]},
+}
+CHAT = [PLATFORM, {"name": "chat_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}]
+PERSON = [PLATFORM, {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}]
 JSON_OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}}
 HTML = {"200": {"description": "HTML", "content": {"text/html": {}}}, "404": {"description": "The page is off"}}
 
@@ -103,7 +107,13 @@ def document() -> dict[str, Any]:
                     },
                 ],
                 security=[{"bearer": []}, {"signed": []}],
-            )
+            ),
+            "delete": _op(
+                "Delete a job's photo, result and everything that names its sender (its submitter, a bot for its "
+                "platform, or an admin); a job still in line is withdrawn",
+                {"200": {"description": "Deleted", **JSON_OBJECT}, "404": _error("No such job (or not yours)")},
+                parameters=[JOB_ID],
+            ),
         },
         "/v1/jobs/{job_id}/result": {
             "get": _op(
@@ -150,6 +160,21 @@ def document() -> dict[str, Any]:
                 "Change a chat's /settings; null resets a field (bot key)",
                 {"200": {"description": "The settings", **_json("ChatSettingsBody")}, "400": _error("Bad value")},
                 parameters=CHAT,
+                requestBody=_json("ChatSettingsBody"),
+                security=ADMIN,
+            ),
+        },
+        "/v1/people/{platform}/{user_id}/settings": {
+            "get": _op(
+                "A person's own /settings, which win over a chat's (bot key)",
+                {"200": {"description": "The settings", **_json("ChatSettingsBody")}},
+                parameters=PERSON,
+                security=ADMIN,
+            ),
+            "patch": _op(
+                "Change a person's own /settings; null resets a field (bot key)",
+                {"200": {"description": "The settings", **_json("ChatSettingsBody")}, "400": _error("Bad value")},
+                parameters=PERSON,
                 requestBody=_json("ChatSettingsBody"),
                 security=ADMIN,
             ),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 
@@ -123,6 +124,11 @@ class BrokerLink:
             await self.connection.close()
 
 
+def worker_link(signer: Signer, action: Action, *, job_id: str, link_gen: int, ttl_s: int) -> str:
+    """``gen=…&exp=…&sig=…``: the query of a worker link, signed over the job id and its link generation."""
+    return f"gen={link_gen}&" + signer.query(action, f"{job_id}.{link_gen}", ttl_s)
+
+
 class Publisher:
     """Builds the job message (signed URLs, never bytes) and publishes it with a confirm."""
 
@@ -132,22 +138,25 @@ class Publisher:
         self._url_ttl_s = url_ttl_s
         self._timeout_s = timeout_s
 
-    def message_for(self, job_id: str, params: DetectParams) -> JobMessage:
-        input_q = self._signer.query(Action.INPUT, job_id, self._url_ttl_s)
-        result_q = self._signer.query(Action.RESULT, job_id, self._url_ttl_s)
+    def message_for(self, job_id: str, params: DetectParams, *, link_gen: int = 0) -> JobMessage:
+        """The job's message: its worker links are bound to the job, its link generation (a requeue makes the old
+        ones useless) and an expiry."""
+        link = functools.partial(worker_link, self._signer, job_id=job_id, link_gen=link_gen, ttl_s=self._url_ttl_s)
         return JobMessage(
             job_id=job_id,
-            input_url=f"/v1/worker/jobs/{job_id}/input?{input_q}",
-            result_url=f"/v1/worker/jobs/{job_id}/result?{result_q}",
+            input_url=f"/v1/worker/jobs/{job_id}/input?{link(Action.INPUT)}",
+            result_url=f"/v1/worker/jobs/{job_id}/result?{link(Action.RESULT)}",
             params=params,
         )
 
-    async def publish(self, job_id: str, params: DetectParams, *, traceparent: str | None = None) -> None:
+    async def publish(
+        self, job_id: str, params: DetectParams, *, link_gen: int = 0, traceparent: str | None = None
+    ) -> None:
         """Return once the broker confirmed the message; raise QueueFull or BrokerUnavailable otherwise."""
         declared = self._link.declared
         if declared is None or not self._link.is_ready:
             raise BrokerUnavailable("not connected to the broker")
-        message = job_message(self.message_for(job_id, params), traceparent=traceparent)
+        message = job_message(self.message_for(job_id, params, link_gen=link_gen), traceparent=traceparent)
         try:
             await declared.exchange.publish(message, routing_key=self._link.topology.queue, timeout=self._timeout_s)
         except DeliveryError as exc:  # basic.nack: x-max-length with reject-publish

@@ -4,12 +4,17 @@ That is whatever a crash or a broker outage left in ``received`` (after a grace 
 batcher that is publishing it right now), and the photos held back for fairness once their sender's earlier
 ones have moved on. It runs every ``interval_s``, and at once when woken: the broker came back, a publish
 failed, a job moved on.
+
+A job that has waited in the queue for half its worker links' lifetime (no worker ran for a long time) is
+published again with links of a new generation; the old message's links then find nothing left to do, and a
+worker drops it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,17 +28,27 @@ from queue_gateway.publisher import BrokerUnavailable, Publisher, QueueFull
 log = logging.getLogger(__name__)
 
 BATCH = 100
+REFRESH_EVERY_S = 60.0
 
 
 class OutboxRelay:
     def __init__(
-        self, database: Database, publisher: Publisher, *, interval_s: float, grace_s: float, fair_share: int = 2
+        self,
+        database: Database,
+        publisher: Publisher,
+        *,
+        interval_s: float,
+        grace_s: float,
+        fair_share: Callable[[str], int] = lambda _user: 2,
+        link_ttl_s: float = 24 * 3600,
     ) -> None:
         self._db = database
         self._publisher = publisher
         self._interval_s = interval_s
         self._grace_s = grace_s
         self._fair_share = fair_share
+        self._link_ttl_s = link_ttl_s
+        self._next_refresh = 0.0
         self._wake = asyncio.Event()
         self._urgent = False
         self._holding = False
@@ -69,18 +84,26 @@ class OutboxRelay:
     async def relay_once(self, *, grace_s: float | None = None) -> int:
         """Publish what is due; return how many were confirmed."""
         grace = self._grace_s if grace_s is None else grace_s
+        if now() >= self._next_refresh:  # at most once a minute: jobs whose worker links are getting old
+            self._next_refresh = now() + REFRESH_EVERY_S
+            cutoff = now() - self._link_ttl_s / 2
+            refreshed = await self._db.write(lambda session: outbox.refresh_links(session, queued_before=cutoff))
+            if refreshed:
+                log.info("%d job(s) waited long in the queue: published again with new worker links", refreshed)
 
-        async def due(session: AsyncSession) -> tuple[list[tuple[str, DetectParams, str | None]], bool]:
+        async def due(session: AsyncSession) -> tuple[list[tuple[str, int, DetectParams, str | None]], bool]:
             found, holding = await outbox.publishable(
                 session, limit=BATCH, older_than=now() - grace, fair_share=self._fair_share
             )
-            return [(job.id, DetectParams.model_validate(job.params), job.traceparent) for job in found], holding
+            return [
+                (job.id, job.link_gen, DetectParams.model_validate(job.params), job.traceparent) for job in found
+            ], holding
 
         publishable, self._holding = await self._db.read(due, retry_s=0)
         confirmed: list[str] = []
-        for job_id, params, traceparent in publishable:
+        for job_id, link_gen, params, traceparent in publishable:
             try:
-                await self._publisher.publish(job_id, params, traceparent=traceparent)
+                await self._publisher.publish(job_id, params, link_gen=link_gen, traceparent=traceparent)
             except (QueueFull, BrokerUnavailable) as exc:
                 log.warning("job %s still unpublished: %s", job_id, exc)
                 break

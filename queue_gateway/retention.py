@@ -1,4 +1,5 @@
-"""Retention: stored photos and results older than ``retention_days`` are deleted; job rows stay for stats."""
+"""Retention: the photos and results of jobs older than ``retention_days`` are deleted, and so is everything in
+their rows that names a person or a chat; the anonymous rows stay for the stats."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class Retention:
         cutoff = now() - self._keep_s
         total = 0
         while True:
-            purged = await self._db.write(lambda session: operations.purge_blobs(session, older_than=cutoff))
+            purged = await self._db.write(lambda session: operations.expire(session, older_than=cutoff))
             total += purged
             if not purged:
                 break

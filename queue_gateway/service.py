@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+from typing import Any
 
 from aiohttp import web
 
@@ -16,6 +17,13 @@ from queue_gateway.settings import GatewaySettings
 log = logging.getLogger(__name__)
 
 
+def server_options(settings: GatewaySettings) -> dict[str, Any]:
+    """How the HTTP server treats connections: an idle one (or one still sending its headers) is closed after
+    ``keepalive_timeout_s`` (aiohttp's default keeps it an hour); a body must arrive within ``upload_timeout_s``
+    (the handlers' own bound)."""
+    return {"keepalive_timeout": settings.keepalive_timeout_s, "shutdown_timeout": 10}
+
+
 class GatewayService:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
@@ -24,7 +32,7 @@ class GatewayService:
 
     async def start(self) -> None:
         settings = self.settings
-        self._runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=10)
+        self._runner = web.AppRunner(create_app(settings), access_log=None, **server_options(settings))
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.host, settings.port)
         try:

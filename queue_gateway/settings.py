@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import socket
 from pathlib import Path
@@ -11,9 +12,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from db.engine import sqlite_url
+from queue_gateway.auth import parse_keys
 from queue_gateway.public.settings import DiscordConnection, QueueSettings, TelegramConnection
 
 MiB = 1024 * 1024
+MIN_KEY_CHARS = 16  # an API key a gateway reachable from other machines accepts
+MIN_SECRET_BYTES = 32  # the signing secret of such a gateway
+KNOWN_WEAK = frozenset({"change-me", "changeme", "secret", "password", "test", "admin", "example", "key", "token"})
 
 
 def _split(value: object) -> object:
@@ -36,7 +41,8 @@ class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
     max_upload_bytes: int = 20 * MiB  # Telegram's getFile limit; bigger photos are rare and slow
     max_pixels: int = 25_000_000  # 25 MP: a 6000x4000 camera photo; beyond that is a decompression bomb
     busy_retry_after_s: int = 30
-    signed_url_ttl_s: int = 7 * 24 * 3600
+    worker_link_ttl_s: int = Field(default=24 * 3600, ge=60)  # a job's worker links; a requeue makes new ones
+    view_link_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)  # a job's status and result links, from submission
     publish_timeout_s: float = 10.0
     relay_interval_s: float = 2.0  # how often the outbox relay looks for jobs a crash left unpublished
     relay_grace_s: float = 5.0  # how old an outbox entry must be before the relay takes it over
@@ -46,10 +52,22 @@ class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
     result_cache: bool = True  # the same photo with the same parameters again: reuse the stored result
     database_retry_s: float = 20.0  # how long a request keeps retrying a database that went away, then 503
 
+    # a person: a chat user, a chat's stand-in sender (anonymous admins, a channel), a web visitor (by address)
     max_inflight_per_user: int = Field(default=3, ge=1)  # photos (an album counts once) in line per person
-    max_per_minute_per_user: int = Field(default=30, ge=1)  # photos a person may send a minute
+    max_per_minute_per_user: int = Field(default=30, ge=1)  # photos a person may send a minute (refused ones too)
     daily_quota_per_user: int = Field(default=0, ge=0)  # photos a person may send a day (UTC); 0: no quota
     fair_share_per_user: int = Field(default=2, ge=1)  # a person's photos in the broker's queue; the rest wait
+    # an HTTP client key (a program that may serve many people of its own)
+    max_inflight_per_key: int = Field(default=500, ge=1)
+    max_per_minute_per_key: int = Field(default=600, ge=1)
+    daily_quota_per_key: int = Field(default=0, ge=0)
+    fair_share_per_key: int = Field(default=8, ge=1)
+    # reverse proxies whose X-Forwarded-For is believed (CIDRs); otherwise every visitor behind one shares its address
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_waiting_polls: int = Field(default=1000, ge=1)  # GET /v1/jobs/{id}?wait=… held open at once, in all
+    max_waiting_polls_per_client: int = Field(default=10, ge=1)  # … and per key, browser or address
+    keepalive_timeout_s: float = Field(default=15.0, gt=0)  # an idle connection is closed after this
+    upload_timeout_s: float = Field(default=60.0, gt=0)  # a request body must arrive within this (slow clients)
 
     delivery_concurrency: int = 8  # chats served at once; one chat is always served in order
     delivery_max_attempts: int = 12  # then the chat is given up on (the result stays available over HTTP)
@@ -61,16 +79,48 @@ class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
     web_session_ttl_s: int = Field(default=24 * 3600, ge=60)  # how long a browser token of the open page lasts
     web_sessions_per_minute: int = Field(default=20, ge=1)  # browser tokens one address may take a minute
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an address or a network (e.g. 10.0.0.0/8)") from None
+        return value
 
     @model_validator(mode="after")
     def _defaults(self) -> GatewaySettings:
         if not self.database_url:
             self.database_url = sqlite_url(self.data_dir)
         return self
+
+    def listens_beyond_this_machine(self) -> bool:
+        """Whether the gateway binds to an address other machines can reach (not loopback only)."""
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host not in ("localhost", "ip6-localhost")
+
+    def weak_secrets(self) -> list[str]:
+        """What a gateway reachable from other machines must not run with: one sentence each, naming the variable."""
+        found = []
+        for entry in parse_keys(self.api_keys):
+            if len(entry.key) < MIN_KEY_CHARS or entry.key.lower() in KNOWN_WEAK or "change" in entry.key.lower():
+                found.append(
+                    f"a {entry.role.name.lower()} key in DETECTBOT_API_KEYS is short or a known example "
+                    f"(use at least {MIN_KEY_CHARS} random characters: openssl rand -hex 16)"
+                )
+        if self.signing_secret is not None and len(self.signing_secret.get_secret_value()) < MIN_SECRET_BYTES:
+            found.append(
+                f"DETECTBOT_SIGNING_SECRET is shorter than {MIN_SECRET_BYTES} characters (openssl rand -hex 32)"
+            )
+        return found
 
     def signing_key(self) -> bytes:
         """The HMAC key; generated once into the data directory when none is configured."""

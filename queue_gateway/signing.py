@@ -15,6 +15,7 @@ class Action(StrEnum):
     RESULT = "result"  # a worker uploads the result
     VIEW = "view"  # the submitter reads status and the annotated image
     WEB_SESSION = "web-session"  # a browser of the open web page, as a client of its own
+    WEB_VISITOR = "web-visitor"  # the digest of a visitor's address (their limits), never the address itself
 
 
 class SignatureError(Exception):

@@ -20,7 +20,7 @@ from queue_gateway.appkeys import (
     signer_key,
     wakeups_key,
 )
-from queue_gateway.errors import BadRequest, Forbidden, JobGone, JobNotFound, LinkExpired, Unauthorized
+from queue_gateway.errors import BadRequest, Forbidden, JobGone, JobNotFound, Unauthorized
 from queue_gateway.images import sniff
 from queue_gateway.public.contract import ResultMeta
 from queue_gateway.signing import Action, SignatureError
@@ -34,38 +34,52 @@ MAX_RESULT_BYTES = 12 * 1024 * 1024  # the worker keeps results under 9 MB
 META_CAP = 1024 * 1024  # detections JSON: 300 boxes are ~40 KB
 
 
-def _verify(request: web.Request, action: Action) -> str:
+def _verify(request: web.Request, action: Action) -> tuple[str, int]:
+    """The job and the link generation a worker link is signed for (a requeue starts a new generation)."""
     job_id = request.match_info["job_id"]
+    gen = request.query.get("gen", "")
+    if not (gen.isascii() and gen.isdigit() and len(gen) <= 9):
+        raise Unauthorized("This link needs its generation, expiry and signature (gen, exp and sig).")
     try:
-        request.app[signer_key].verify(action, job_id, request.query.get("exp"), request.query.get("sig"))
+        request.app[signer_key].verify(action, f"{job_id}.{gen}", request.query.get("exp"), request.query.get("sig"))
     except SignatureError as exc:
-        if exc.expired:
-            raise LinkExpired() from None
+        if exc.expired:  # a job waiting this long was published again with new links: drop this message
+            raise JobGone("This link has expired; the job was sent again with new links.") from None
         if "missing" in str(exc):
             raise Unauthorized("This link needs its signature (exp and sig).") from None
         raise Forbidden(f"Not allowed: {exc}.") from None
-    return job_id
+    return job_id, int(gen)
+
+
+def _delivery(request: web.Request) -> int | None:
+    """The broker's delivery number of the worker's message (1 for the first), when the worker says it."""
+    raw = request.headers.get("X-Detectbot-Delivery", "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else None
 
 
 @routes.get("/v1/worker/jobs/{job_id}/input")
 async def fetch_input(request: web.Request) -> web.Response:
     """Hand the input image to a worker and count the attempt; 410 when there is nothing left to do."""
-    job_id = _verify(request, Action.INPUT)
+    job_id, link_gen = _verify(request, Action.INPUT)
     worker = request.headers.get("X-Detectbot-Worker", "unknown")[:120]
+    delivery = _delivery(request)
     limit = request.app[settings_key].delivery_limit
     seen = request.app[sightings_key].due(worker)
 
     async def start(session: AsyncSession) -> tuple[Outcome, bytes | None, str]:
         if seen:
             await transitions.saw_worker(session, worker)
-        outcome = await transitions.start_attempt(session, job_id, worker=worker, max_attempts=limit)
-        blob = await jobs.get_blob(session, job_id, "input") if outcome is Outcome.APPLIED else None
+        outcome = await transitions.start_attempt(
+            session, job_id, worker=worker, max_attempts=limit, link_gen=link_gen, delivery=delivery
+        )
+        fetching = outcome in (Outcome.APPLIED, Outcome.REPEATED)
+        blob = await jobs.get_blob(session, job_id, "input") if fetching else None
         return outcome, (bytes(blob.data) if blob else None), (blob.content_type if blob else "")
 
     outcome, data, content_type = await request.app[database_key].write(start)
     if outcome is Outcome.NOT_FOUND:
         raise JobNotFound()
-    if outcome is not Outcome.APPLIED:
+    if outcome not in (Outcome.APPLIED, Outcome.REPEATED):
         request.app[wakeups_key].job_changed(job_id, deliverable=outcome is Outcome.EXHAUSTED)
     if outcome is Outcome.EXHAUSTED:
         log.warning("job %s dead: %d attempts", job_id, limit)
@@ -73,15 +87,16 @@ async def fetch_input(request: web.Request) -> web.Response:
         raise JobGone("This job failed too many times.")
     if outcome is Outcome.GONE or data is None:
         raise JobGone("This job is finished, cancelled or deleted: there is nothing left to do.")
-    request.app[wakeups_key].job_changed(job_id)  # it left the line: positions move
-    log.info("job %s processing on %s", job_id, worker)
+    if outcome is Outcome.APPLIED:
+        request.app[wakeups_key].job_changed(job_id)  # it left the line: positions move
+        log.info("job %s processing on %s", job_id, worker)
     return web.Response(body=data, content_type=content_type)
 
 
 @routes.post("/v1/worker/jobs/{job_id}/result")
 async def post_result(request: web.Request) -> web.Response:
     """Record a worker's result; the first one wins, repeats answer 200 and change nothing."""
-    job_id = _verify(request, Action.RESULT)
+    job_id, link_gen = _verify(request, Action.RESULT)
     meta, image = await _read_result(request)
     if meta.ok and (image is None or sniff(image) != "JPEG"):
         raise BadRequest("A successful result needs the annotated JPEG as 'image'.", code="no_image")
@@ -92,11 +107,15 @@ async def post_result(request: web.Request) -> web.Response:
             await transitions.saw_worker(session, meta.worker, meta.model)
         if not meta.ok and not meta.final:
             note = meta.error or "this attempt failed"
-            return await transitions.note_failure(session, job_id, code=meta.error_code or "failed", message=note), None
+            outcome = await transitions.note_failure(
+                session, job_id, code=meta.error_code or "failed", message=note, link_gen=link_gen
+            )
+            return outcome, None
         if meta.ok:
             return await transitions.complete(
                 session,
                 job_id,
+                link_gen=link_gen,
                 detections=[d.model_dump() for d in meta.detections],
                 model=meta.model,
                 worker=meta.worker,
@@ -104,7 +123,12 @@ async def post_result(request: web.Request) -> web.Response:
                 image=image or b"",
             )
         return await transitions.fail(
-            session, job_id, code=meta.error_code or "failed", message=meta.error or "unknown error", worker=meta.worker
+            session,
+            job_id,
+            code=meta.error_code or "failed",
+            message=meta.error or "unknown error",
+            worker=meta.worker,
+            link_gen=link_gen,
         )
 
     outcome, finished = await request.app[database_key].write(record)

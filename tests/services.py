@@ -24,6 +24,7 @@ from pydantic import SecretStr
 
 from queue_gateway.app import create_app
 from queue_gateway.appkeys import database_key, link_key
+from queue_gateway.service import server_options
 from queue_gateway.settings import GatewaySettings
 from tests.conftest import eventually
 from worker.consumer import Worker
@@ -164,7 +165,7 @@ async def start_gateway(
     async def start(*, database_url: str | None = None, port: int = 0, **overrides: Any) -> GatewayHandle:
         settings = gateway_settings(tmp_path, database_url or sqlite_url, queue_name, **overrides)
         server = TestServer(create_app(settings), host="127.0.0.1", port=port)
-        await server.start_server()
+        await server.start_server(**server_options(settings))
         handle = GatewayHandle(server, settings)
         started.append(handle)
         link = handle.app[link_key]
@@ -321,7 +322,8 @@ async def submit_photo(
     params: dict[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     form = aiohttp.FormData()
-    form.add_field("image", data, filename=filename, content_type="application/octet-stream")
+    body = io.BytesIO(data) if len(data) > 1 << 20 else data  # aiohttp warns of raw bytes over 1 MiB
+    form.add_field("image", body, filename=filename, content_type="application/octet-stream")
     if params is not None:
         form.add_field("params", json.dumps(params), content_type="application/json")
     async with http.post(f"{gateway.url}/v1/jobs", data=form, headers={**gateway.headers(), **(headers or {})}) as r:

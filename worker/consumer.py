@@ -233,7 +233,7 @@ class Worker:
         gateway = self._gateway
         assert gateway is not None
         try:
-            data = await gateway.fetch_input(job.input_url)
+            data = await gateway.fetch_input(job.input_url, delivery=_delivery_number(message))
         except Gone:
             log.info("job %s: nothing left to do (finished, cancelled or deleted)", job.job_id)
             await _settle(message, "ack")

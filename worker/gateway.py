@@ -38,9 +38,13 @@ class GatewayLink:
     def url(self, signed: str) -> str:
         return urljoin(self._base, signed.lstrip("/")) if not signed.startswith("http") else signed
 
-    async def fetch_input(self, signed_url: str) -> bytes:
+    async def fetch_input(self, signed_url: str, *, delivery: int = 1) -> bytes:
+        """The job's photo; ``delivery`` is the broker's delivery number of the message (a retried fetch of the
+        same delivery is not another attempt)."""
+        headers = self._headers | {"X-Detectbot-Delivery": str(delivery)}
+
         async def attempt() -> bytes:
-            async with self._session.get(self.url(signed_url), headers=self._headers | tracing.headers()) as response:
+            async with self._session.get(self.url(signed_url), headers=headers | tracing.headers()) as response:
                 await _raise_for(response)
                 return await response.read()
 

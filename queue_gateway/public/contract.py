@@ -9,12 +9,30 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, field_validator
 
 SCHEMA_VERSION = 1
 
+
+def _printable(value: str) -> str:
+    """Text a database stores as it is: no control characters, no NUL, no lone surrogates (undecodable bytes)."""
+    if not value.isprintable():
+        raise ValueError("must be printable text (no control characters)")
+    return value
+
+
+def _scrubbed(value: str) -> str:
+    """A worker's own words (a model name, an error), kept storable: NULs dropped, undecodable bytes replaced."""
+    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
 Platform = Literal["http", "telegram", "discord", "web"]
-Label = Annotated[str, Field(min_length=1, max_length=60)]
+Text = Annotated[str, AfterValidator(_printable)]
+Scrubbed = Annotated[str, AfterValidator(_scrubbed)]
+Label = Annotated[Text, Field(min_length=1, max_length=60)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9@:_.-]+$")]
+"""A platform's id of a user, chat, channel or message (Telegram: integers; Discord: snowflakes; "@original")."""
+LanguageTag = Annotated[str, StringConstraints(max_length=16, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")]
 OutputKind = Literal["photo", "photo+json", "document"]
 
 
@@ -27,7 +45,7 @@ class DetectParams(BaseModel):
     iou: float | None = Field(default=None, gt=0.0, le=1.0)
     max_det: int | None = Field(default=None, ge=1, le=1000)
     classes: list[Label] | None = Field(default=None, max_length=80)  # keep only these labels
-    language: str | None = Field(default=None, max_length=16)  # labels on the image in this language
+    language: LanguageTag | None = None  # labels on the image in this language
     output: OutputKind | None = None  # how a chat gets the result (workers ignore it)
 
 
@@ -43,7 +61,7 @@ class JobMessage(BaseModel):
 
 class DetectionOut(BaseModel):
     class_id: int
-    label: str
+    label: Annotated[Scrubbed, Field(max_length=100)]
     confidence: float
     box: list[float] = Field(min_length=4, max_length=4)
 
@@ -53,12 +71,12 @@ class ResultMeta(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
     ok: bool
-    worker: str = Field(max_length=120)
-    model: str = Field(default="", max_length=120)
+    worker: Annotated[Scrubbed, Field(max_length=120)]
+    model: Annotated[Scrubbed, Field(max_length=120)] = ""
     detections: list[DetectionOut] = []
     inference_ms: float = 0.0
-    error_code: str | None = Field(default=None, max_length=32)
-    error: str | None = Field(default=None, max_length=2000)
+    error_code: Annotated[Scrubbed, Field(max_length=32)] | None = None
+    error: Annotated[Scrubbed, Field(max_length=2000)] | None = None
     final: bool = True  # False: only this attempt failed (a timeout); the job goes back to the queue
 
 
@@ -67,11 +85,11 @@ class _OriginBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str | None = None
-    language: str | None = Field(default=None, max_length=16)
-    message_id: str | None = None  # the person's message the answer replies to
-    status_message_id: str | None = None  # our "queued" message, edited as the job moves on
-    group_key: str | None = Field(default=None, max_length=120)
+    user_id: Id | None = None  # the sender; for a stand-in sender (an anonymous admin, a channel), that chat
+    language: LanguageTag | None = None
+    message_id: Id | None = None  # the person's message the answer replies to
+    status_message_id: Id | None = None  # our "queued" message, edited as the job moves on
+    group_key: Annotated[str, StringConstraints(max_length=120, pattern=r"^[A-Za-z0-9@:_.-]+$")] | None = None
     group_size: int = Field(default=1, ge=1, le=10)
     group_index: int = Field(default=0, ge=0, le=9)
 
@@ -93,7 +111,7 @@ class TelegramOrigin(_OriginBase):
     """A Telegram chat: ``chat_id``; ``message_id`` is the photo."""
 
     platform: Literal["telegram"] = "telegram"
-    chat_id: str
+    chat_id: Id
 
     @property
     def chat_ref(self) -> str:
@@ -104,10 +122,10 @@ class DiscordOrigin(_OriginBase):
     """A Discord interaction: its application, token (15 minutes) and channel."""
 
     platform: Literal["discord"] = "discord"
-    application_id: str | None = None
-    interaction_token: str | None = Field(default=None, max_length=500)
-    interaction_created_at: float | None = None
-    channel_id: str | None = None
+    application_id: Id | None = None
+    interaction_token: Annotated[str, StringConstraints(max_length=500, pattern=r"^[A-Za-z0-9_.=-]+$")] | None = None
+    interaction_created_at: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    channel_id: Id | None = None
 
     @property
     def chat_ref(self) -> str:
@@ -131,9 +149,7 @@ class ChatSettingsBody(BaseModel):
     conf: float | None = Field(default=None, ge=0.05, le=0.95)
     classes: list[Label] | None = Field(default=None, max_length=80)
     output: OutputKind | None = None
-    language: str | None = Field(
-        default=None, min_length=2, max_length=16, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"
-    )
+    language: LanguageTag | None = None
 
 
 class SubmitResponse(BaseModel):
@@ -162,6 +178,7 @@ class ErrorCode(StrEnum):
     """The stable ``error`` codes of the gateway's answers; the bots turn each into a sentence for the person."""
 
     BAD_REQUEST = "bad_request"
+    TIMEOUT = "timeout"  # the request's body did not arrive in time
     UNAUTHORIZED = "unauthorized"
     EXPIRED = "expired"
     FORBIDDEN = "forbidden"
@@ -173,6 +190,7 @@ class ErrorCode(StrEnum):
     GONE = "gone"
     TOO_MANY_IN_LINE = "too_many_in_line"
     RATE_LIMITED = "rate_limited"
+    TOO_MANY_WAITING = "too_many_waiting"  # too many long-polls held open at once
     QUOTA = "quota"
     BUSY = "busy"
     UNAVAILABLE = "unavailable"
@@ -184,6 +202,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_FORMAT = "unsupported_format"
     TOO_MANY_PIXELS = "too_many_pixels"
     CORRUPT = "corrupt"
+    TOO_COMPLEX = "too_complex"  # built to be slow to decode: too many scans, segments or chunks
 
 
 class ErrorBody(BaseModel):

@@ -54,10 +54,10 @@ class RedactingRecordFactory:
         # logged file path into a URL with the token in it), and a handler that formats later would leak it
         record.msg, record.args = self.redactor.redact(message), None
         if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            if self.redactor.redact(str(exc)) != str(exc):
-                record.exc_text = self.redactor.redact(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
+            # the whole traceback, chained causes included ("During handling of the above exception…"): a token in
+            # any of them, or in a frame's source line, is masked too
+            record.exc_text = self.redactor.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
         return record
 
 

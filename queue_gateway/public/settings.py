@@ -91,11 +91,14 @@ def _secret_like(field: str) -> bool:
 
 
 def secret_values(settings: BaseSettings) -> list[str]:
-    """The plain values of every secret a settings object holds (``SecretStr`` fields, alone or in lists)."""
+    """The plain values of every secret a settings object holds (``SecretStr`` fields, alone or in lists), and the
+    bare key of each ``role:KEY`` entry, which is what a request presents."""
     found: list[str] = []
     for name in type(settings).model_fields:
         value = getattr(settings, name)
         for item in value if isinstance(value, list | tuple) else [value]:
             if isinstance(item, SecretStr):
-                found.append(item.get_secret_value())
+                secret = item.get_secret_value()
+                found.append(secret)
+                found.append(secret.partition(":")[2].strip())
     return [secret for secret in found if secret]

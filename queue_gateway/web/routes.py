@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from queue_gateway.appkeys import settings_key
+from queue_gateway.appkeys import api_keys_key, settings_key
 from queue_gateway.auth import WebTokens
 from queue_gateway.errors import TooManyInLine
 from queue_gateway.public import texts
@@ -176,7 +176,8 @@ async def new_session(request: web.Request) -> web.Response:
     tokens = request.app.get(tokens_key)
     if tokens is None:
         raise web.HTTPNotFound()
-    wait = request.app[session_limit_key].take(request.remote or "", time.time())
+    address = request.app[api_keys_key].addresses.of(request)  # behind a trusted proxy: the visitor's own
+    wait = request.app[session_limit_key].take(address, time.time())
     if wait:
         raise TooManyInLine(
             "That is a lot of new sessions from one address. Please wait a minute.",

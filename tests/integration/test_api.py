@@ -110,11 +110,15 @@ async def test_bad_params_are_refused(gateway: GatewayHandle, http: aiohttp.Clie
     assert await count_rows(gateway) == (0, 0, 0)
 
 
-def signed(gateway: GatewayHandle, action: Action, job_id: str, *, expires: int | None = None) -> str:
+def signed(gateway: GatewayHandle, action: Action, job_id: str, *, expires: int | None = None, gen: int = 0) -> str:
+    """A signed link as the gateway hands it out: a worker link is signed for the job's link generation too."""
     signer = Signer(SIGNING_SECRET.encode())
     expires = expires or int(time.time()) + 600
     path = {Action.INPUT: "worker/jobs/{id}/input", Action.RESULT: "worker/jobs/{id}/result", Action.VIEW: "jobs/{id}"}
-    return f"{gateway.url}/v1/{path[action].format(id=job_id)}?exp={expires}&sig={signer.sign(action, job_id, expires)}"
+    url = f"{gateway.url}/v1/{path[action].format(id=job_id)}?"
+    if action is Action.VIEW:
+        return url + f"exp={expires}&sig={signer.sign(action, job_id, expires)}"
+    return url + f"gen={gen}&exp={expires}&sig={signer.sign(action, f'{job_id}.{gen}', expires)}"
 
 
 async def test_signed_urls_reject_forgery_alteration_and_expiry(
@@ -128,8 +132,21 @@ async def test_signed_urls_reject_forgery_alteration_and_expiry(
     other_job = good.replace(job_id, second["job_id"])  # a valid signature, moved to another job
     later = good.replace("exp=", "exp=9")  # expiry pushed into the future by hand
     expired = signed(gateway, Action.INPUT, job_id, expires=int(time.time()) - 5)
-    wrong_action = signed(gateway, Action.VIEW, job_id).replace(f"/v1/jobs/{job_id}", f"/v1/worker/jobs/{job_id}/input")
-    for url, status in [(forged, 403), (other_job, 403), (later, 403), (expired, 401), (wrong_action, 403)]:
+    wrong_action = (
+        signed(gateway, Action.VIEW, job_id)
+        .replace(f"/v1/jobs/{job_id}", f"/v1/worker/jobs/{job_id}/input")
+        .replace("?", "?gen=0&")
+    )
+    stale = signed(gateway, Action.INPUT, job_id, gen=1)  # a generation the job does not have (yet)
+    # an expired worker link finds nothing left to do: a job that waits that long is sent again with new links
+    for url, status in [
+        (forged, 403),
+        (other_job, 403),
+        (later, 403),
+        (expired, 410),
+        (wrong_action, 403),
+        (stale, 410),
+    ]:
         async with http.get(url) as response:
             assert response.status == status, url
     unsigned = good.split("?")[0]
@@ -189,13 +206,16 @@ async def test_health_and_readiness(start_gateway: StartGateway, http: aiohttp.C
     gateway = await start_gateway()
     async with http.get(f"{gateway.url}/healthz") as response:
         assert response.status == 200
-    async with http.get(f"{gateway.url}/readyz") as response:
+    async with http.get(f"{gateway.url}/readyz", headers=gateway.headers(admin=True)) as response:
         assert response.status == 200
         assert (await response.json())["checks"] == {"database": "ok", "broker": "ok"}
     cut_off = await start_gateway(amqp_url="amqp://guest:guest@127.0.0.1:1/")
-    async with http.get(f"{cut_off.url}/readyz") as response:
+    async with http.get(f"{cut_off.url}/readyz", headers=cut_off.headers(admin=True)) as response:
         assert response.status == 503
         assert (await response.json())["checks"]["broker"].startswith("error")
+    for headers in ({}, cut_off.headers(), cut_off.headers(role="bot")):  # the details are for admins only
+        async with http.get(f"{cut_off.url}/readyz", headers=headers) as response:
+            assert (response.status, await response.json()) == (503, {"status": "not ready"})
 
 
 async def test_openapi_documents_every_route(gateway: GatewayHandle, http: aiohttp.ClientSession) -> None:
@@ -218,7 +238,7 @@ async def test_openapi_documents_every_route(gateway: GatewayHandle, http: aioht
 async def test_concurrent_submissions_are_group_committed_correctly(
     start_gateway: StartGateway, database_url: str, http: aiohttp.ClientSession
 ) -> None:
-    gateway = await start_gateway(database_url=database_url)
+    gateway = await start_gateway(database_url=database_url, fair_share_per_key=40)  # not about fairness here
     answers = await asyncio.gather(*(submit_photo(http, gateway, jpeg(64, 64)) for _ in range(40)))
     assert [status for status, _ in answers] == [202] * 40
     assert sorted(body["position"] for _, body in answers) == list(range(1, 41))  # one place in line each

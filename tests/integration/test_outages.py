@@ -253,7 +253,7 @@ async def test_delivery_in_flight_when_postgres_dies_is_recorded_and_not_sent_ag
 
 async def gateway_sees_the_database_down(http: aiohttp.ClientSession, gateway: GatewayHandle) -> None:
     async def down() -> bool:
-        async with http.get(f"{gateway.url}/readyz") as response:
+        async with http.get(f"{gateway.url}/readyz", headers=gateway.headers(admin=True)) as response:
             body = await response.json()
         return response.status == 503 and str(body["checks"]["database"]).startswith("error")
 
@@ -270,7 +270,7 @@ async def test_readyz_follows_postgres_down_and_back_up(
     gateway = await start_gateway(database_url=pg.url)
 
     async def readiness() -> tuple[int, dict[str, Any]]:
-        async with http.get(f"{gateway.url}/readyz") as response:
+        async with http.get(f"{gateway.url}/readyz", headers=gateway.headers(admin=True)) as response:
             return response.status, await response.json()
 
     assert (await readiness())[0] == 200

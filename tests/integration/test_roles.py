@@ -65,9 +65,11 @@ async def test_a_client_reads_only_its_own_jobs(gateway: GatewayHandle, http: ai
     assert status == 404
     status, body = await call(http, "GET", f"{gateway.url}/v1/jobs/{job}", CLIENT_KEY)
     assert status == 200 and body["job_id"] == job
-    for key in (API_KEY, ADMIN_KEY):  # bots and admins see every job
-        status, _ = await call(http, "GET", f"{gateway.url}/v1/jobs/{job}", key)
-        assert status == 200
+    status, _ = await call(http, "GET", f"{gateway.url}/v1/jobs/{job}", ADMIN_KEY)  # an admin sees every job
+    assert status == 200
+    for path in (f"/v1/jobs/{job}", f"/v1/jobs/{job}/result"):  # a bot key only its own platform's chat jobs
+        status, body = await call(http, "GET", f"{gateway.url}{path}", API_KEY)
+        assert (status, body["error"]) == (404, "not_found"), path
     # the signed link handed out at submission works without any key
     async with http.get(mine["status_url"]) as response:
         assert response.status == 200
@@ -102,13 +104,18 @@ async def test_a_bot_key_may_do_what_its_bot_needs(gateway: GatewayHandle, http:
         ("POST", f"/v1/jobs/{job}/requeue", None, 409),  # allowed, but the job is not dead
         ("PATCH", "/v1/chats/telegram/4242/settings", {"conf": 0.5}, 200),
         ("GET", "/v1/chats/telegram/4242/settings", None, 200),
-        ("POST", "/v1/forget", {"platform": "telegram", "user_id": "4242"}, 200),
     ]
     for method, path, payload, expected in checks:
         status, _ = await call(http, method, f"{gateway.url}{path}", API_KEY, json=payload)
         assert status == expected, (method, path)
     status, body = await call(http, "GET", f"{gateway.url}/v1/chats/telegram/4242/settings", API_KEY)
     assert body == {"conf": 0.5}
+    status, _ = await call(
+        http, "POST", f"{gateway.url}/v1/forget", API_KEY, json={"platform": "telegram", "user_id": "4242"}
+    )
+    assert status == 200
+    status, body = await call(http, "GET", f"{gateway.url}/v1/chats/telegram/4242/settings", API_KEY)
+    assert body == {}  # a private chat is its person's: /forget leaves nothing of theirs
 
 
 async def test_only_the_sender_may_cancel_a_chat_photo(gateway: GatewayHandle, http: aiohttp.ClientSession) -> None:

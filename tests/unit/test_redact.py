@@ -34,3 +34,32 @@ def test_mutable_arguments_are_frozen_at_log_time(caplog: pytest.LogCaptureFixtu
     payload["file_path"] = f"https://api.telegram.org/file/bot{TOKEN}/photos/file_1.jpg"  # changed afterwards
     assert TOKEN not in caplog.records[0].getMessage()
     assert "photos/file_1.jpg" in caplog.records[0].getMessage()
+
+
+def test_a_secret_in_a_chained_cause_is_masked_too(caplog: pytest.LogCaptureFixture) -> None:
+    redact.install([])
+    with caplog.at_level(logging.ERROR):
+        try:
+            try:
+                raise ConnectionError(f"POST https://api.telegram.org/bot{TOKEN}/sendPhoto failed")
+            except ConnectionError as cause:
+                raise RuntimeError("delivery failed") from cause  # the top message names no secret
+        except RuntimeError:
+            logging.getLogger("tests.redact").exception("giving up")
+    text = caplog.records[-1].exc_text or ""
+    assert "delivery failed" in text and "direct cause" in text
+    assert TOKEN not in text and redact.MASK in text
+
+
+def test_the_bare_key_of_a_role_entry_is_a_secret_too(caplog: pytest.LogCaptureFixture) -> None:
+    from pydantic import SecretStr
+
+    from queue_gateway.public.settings import secret_values
+    from queue_gateway.settings import GatewaySettings
+
+    settings = GatewaySettings(api_keys=[SecretStr("telegram:tg-bot-key-0123456789"), SecretStr("plain-client-key-42")])
+    redact.install(secret_values(settings))
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("tests.redact").info("Authorization: Bearer tg-bot-key-0123456789 and plain-client-key-42")
+    message = caplog.records[-1].getMessage()
+    assert "tg-bot-key-0123456789" not in message and "plain-client-key-42" not in message
