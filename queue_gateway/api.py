@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 from typing import Any, TypeVar
@@ -42,7 +43,7 @@ from queue_gateway.errors import (
 )
 from queue_gateway.images import ImageInfo, validate
 from queue_gateway.job_json import job_json
-from queue_gateway.public import tracing
+from queue_gateway.public import texts, tracing
 from queue_gateway.public.contract import (
     DetectParams,
     DiscordOrigin,
@@ -257,6 +258,14 @@ async def delete_job(request: web.Request) -> web.Response:
     request.app[wakeups_key].job_changed(job_id)
     log.info("job %s deleted by its sender", job_id)
     return web.json_response({"job_id": job_id, "status": "deleted", "was": job.status})
+
+
+@routes.get("/v1/privacy")
+async def privacy(request: web.Request) -> web.Response:
+    """What is kept about a person and for how long (``?lang=ru``), as the bots' /privacy and the page say it."""
+    days = max(1, math.ceil(request.app[settings_key].retention_days))
+    lang = texts.language(request.query.get("lang"))
+    return web.json_response({"retention_days": days, "text": texts.ntext("privacy", days, lang), "language": lang})
 
 
 async def _load(request: web.Request, job_id: str, caller: Caller | None) -> tuple[Job, int]:

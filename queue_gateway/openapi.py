@@ -316,6 +316,14 @@ def document() -> dict[str, Any]:
                 security=[],
             )
         },
+        "/v1/privacy": {
+            "get": _op(
+                "What is kept about a person and for how long, in a language",
+                {"200": {"description": "{retention_days, text, language}", **JSON_OBJECT}},
+                parameters=[{"name": "lang", "in": "query", "schema": {"type": "string", "maxLength": 35}}],
+                security=[],
+            )
+        },
         "/healthz": {"get": _op("The process answers", {"200": JSON_OBJECT}, security=[])},
         "/readyz": {"get": _op("Database and broker reachable", {"200": JSON_OBJECT, "503": JSON_OBJECT}, security=[])},
         "/metrics": {"get": _op("Prometheus exposition", {"200": {"description": "text"}}, security=[])},

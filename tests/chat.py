@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import discord
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
@@ -65,6 +66,8 @@ FIXED = "py:tests.detectors:fixed"
 TELEGRAM_PERSON = 5_000  # person n is user (and private chat) 5000 + n
 DISCORD_PERSON = 1_190_000_000_000_010_000  # person n is this + n, in channel DISCORD_CHANNEL + n
 DISCORD_CHANNEL = 1_190_000_000_000_020_000
+DISCORD_GROUP_CHANNEL = 1_190_000_000_000_030_000  # group g is this + g, a channel everyone shares
+TELEGRAM_GROUP = -1_002_000_000_000  # group g is the supergroup this - g
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,11 @@ class ChatDriver(abc.ABC):
     @abc.abstractmethod
     def person(self, n: int, *, language: str | None = None) -> Person:
         """Person ``n`` (any small number) in a chat of their own; ``language`` is their app's language."""
+
+    @abc.abstractmethod
+    def member(self, n: int, group: int, *, admin: bool = False, language: str | None = None) -> Person:
+        """Person ``n`` in the shared group ``group`` (a Telegram supergroup; a Discord guild channel), one of its
+        admins or a plain member."""
 
     @abc.abstractmethod
     async def send_photo(self, person: Person, data: bytes, *, filename: str = "photo.jpg") -> Sent:
@@ -246,22 +254,35 @@ class TelegramChat(ChatDriver):
         self.stack = stack
         self.fake: FakeTelegram = stack.fake
         self._queries: dict[str, int] = {}  # callback query id -> chat, for the answers to button presses
+        self._admins: dict[int, list[int]] = {}  # group chat -> its admins
 
     def person(self, n: int, *, language: str | None = None) -> Person:
         user = TELEGRAM_PERSON + n
         self.fake.set_language(user, language or "en")
         return Person(user, user, language)
 
+    def member(self, n: int, group: int, *, admin: bool = False, language: str | None = None) -> Person:
+        user, chat = TELEGRAM_PERSON + n, TELEGRAM_GROUP - group
+        self.fake.set_language(user, language or "en")
+        admins = self._admins.setdefault(chat, [])
+        if admin and user not in admins:
+            admins.append(user)
+            self.fake.set_admins(chat, *admins)
+        return Person(user, chat, language)
+
     async def send_photo(self, person: Person, data: bytes, *, filename: str = "photo.jpg") -> Sent:
-        update = self.fake.send_photo_update(person.chat, data=data, user_id=person.user)
+        caption = None if person.chat > 0 else "/detect"  # in a group, a photo is the bot's when addressed to it
+        update = self.fake.send_photo_update(person.chat, data=data, user_id=person.user, caption=caption)
         return Sent(person, update["message"])
 
     async def send_file(
         self, person: Person, data: bytes, *, filename: str, mime_type: str, size: int | None = None
     ) -> Sent:
+        caption = None if person.chat > 0 else "/detect"
         update = self.fake.send_document_update(
-            person.chat, data=data, file_name=filename, mime_type=mime_type, file_size=size, user_id=person.user
-        )
+            person.chat, data=data, file_name=filename, mime_type=mime_type, file_size=size, user_id=person.user,
+            caption=caption,
+        )  # fmt: skip
         return Sent(person, update["message"])
 
     async def command(self, person: Person, name: str, **options: str) -> Answer:
@@ -428,6 +449,13 @@ class DiscordChat(ChatDriver):
 
     def person(self, n: int, *, language: str | None = None) -> Person:
         return Person(DISCORD_PERSON + n, DISCORD_CHANNEL + n, language)
+
+    def member(self, n: int, group: int, *, admin: bool = False, language: str | None = None) -> Person:
+        user = DISCORD_PERSON + n
+        everyone = discord.Permissions(view_channel=True, send_messages=True, use_application_commands=True)
+        allowed = discord.Permissions(everyone.value | discord.Permissions(manage_channels=True).value)
+        self.fake.member_permissions[user] = (allowed if admin else everyone).value
+        return Person(user, DISCORD_GROUP_CHANNEL + group, language)
 
     async def send_photo(self, person: Person, data: bytes, *, filename: str = "photo.jpg") -> Sent:
         content_type = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"

@@ -12,7 +12,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bots.discord.commands import t
+from bots.discord.commands import scope_of, t
 from bots.shared.admin import format_dead
 from bots.shared.services import BotServices
 from queue_gateway.public import texts
@@ -68,6 +68,7 @@ class AdminCommands:
         """/forget: delete this person's photos and results now."""
         await interaction.response.defer(thinking=True, ephemeral=True)
         text = await self.admin.forget("discord", interaction.user.id, await self._lang(interaction))
+        self.chats.forget_cached(scope_of(interaction))
         await interaction.followup.send(text, ephemeral=True)
 
     async def _allowed(self, interaction: Interaction) -> bool:
@@ -78,4 +79,4 @@ class AdminCommands:
         return False
 
     async def _lang(self, interaction: Interaction) -> str | None:
-        return await self.chats.language("discord", str(interaction.channel_id), str(interaction.locale))
+        return await self.chats.language(scope_of(interaction), str(interaction.locale))

@@ -139,6 +139,7 @@ class DetectCommands:
         tree.add_command(
             app_commands.Command(name="settings", description=t("cmd_settings"), callback=self.settings_command)
         )
+        tree.add_command(app_commands.Command(name="privacy", description=t("cmd_privacy"), callback=self.privacy))
         tree.error(self.on_error)
 
     @app_commands.describe(image=t("cmd_detect_image"))
@@ -173,8 +174,9 @@ class DetectCommands:
         output: str | None = None,
         language: str | None = None,
     ) -> None:
-        """/settings [conf] [classes] [output] [language]: show or change this channel's settings."""
-        channel = str(interaction.channel_id)
+        """/settings [conf] [classes] [output] [language]: show or change the settings that apply here (a
+        channel's: only members who may manage the server or the channel change them; in a DM, your own)."""
+        scope = scope_of(interaction)
         lang = await self._lang(interaction)
         try:
             changes = chat_settings.parse_options(
@@ -184,9 +186,19 @@ class DetectCommands:
             await interaction.response.send_message(exc.text(lang), ephemeral=True)
             return
         chats = self.services.chats
-        found = await (chats.update("discord", channel, changes) if changes else chats.get("discord", channel))
+        if changes and not may_change(interaction):
+            found = await chats.get(scope)
+            text = "\n".join([texts.text("settings_admins_only", lang), chat_settings.describe(found, lang)])
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        found = await (chats.update(scope, changes) if changes else chats.get(scope))
         lang = await self._lang(interaction)
-        await interaction.response.send_message(chat_settings.describe(found, lang), ephemeral=True)
+        await interaction.response.send_message(chat_settings.describe(found, lang, own=scope.private), ephemeral=True)
+
+    async def privacy(self, interaction: Interaction) -> None:
+        """/privacy: what is kept about you, and for how long, shown only to the asker."""
+        lang = await self._lang(interaction)
+        await interaction.response.send_message(await self.services.admin.privacy(lang), ephemeral=True)
 
     async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError) -> None:
         """One error handler for every command: log it, and say what happened where the interaction lets us."""
@@ -296,7 +308,23 @@ class DetectCommands:
             return await response.read()
 
     async def _lang(self, interaction: Interaction) -> str | None:
-        return await self.services.chats.language("discord", str(interaction.channel_id), str(interaction.locale))
+        return await self.services.chats.language(scope_of(interaction), str(interaction.locale))
+
+
+def scope_of(interaction: Interaction) -> chat_settings.Scope:
+    """Where a command was run: a DM is private (/settings there are the person's own), a guild channel is not."""
+    return chat_settings.Scope(
+        "discord", str(interaction.channel_id), str(interaction.user.id), private=interaction.guild_id is None
+    )
+
+
+def may_change(interaction: Interaction) -> bool:
+    """Whether this member may change a channel's settings: in a DM always; in a guild, with Manage Server or
+    Manage Channels (Discord resolves the member's permissions in the channel for us)."""
+    if interaction.guild_id is None:
+        return True
+    permissions = interaction.permissions
+    return permissions.administrator or permissions.manage_guild or permissions.manage_channels
 
 
 class _Original:

@@ -56,6 +56,11 @@ class AdminService:
             return texts.for_error(exc.code, lang)
         return texts.text("requeued", lang, job=job_id[:8])
 
+    async def privacy(self, lang: str | None) -> str:
+        """What is kept about a person and for how long, as the gateway (which keeps it) says it."""
+        body = await self._client.get_json(f"/v1/privacy?lang={texts.language(lang)}")
+        return str(body["text"])
+
     async def forget(self, platform: str, user_id: int | str, lang: str | None) -> str:
         body = await self._client.post_json("/v1/forget", {"platform": platform, "user_id": str(user_id)})
         count = int(body.get("forgotten", 0))

@@ -1,8 +1,12 @@
-"""/settings, platform-neutral: what a chat chose (confidence, objects, result, language), and changing it.
+"""/settings, platform-neutral: what a chat or a person chose (confidence, objects, result, language), and
+changing it.
 
-The gateway stores the settings and applies them to each new photo of the chat (the worker filters by
-confidence and objects and draws the labels in the chat's language; delivery picks the result's form). A
-platform shows :func:`describe` and offers :data:`CHOICES` as buttons (Telegram) or options (Discord).
+Two scopes (:class:`Scope`): in a private chat (a Telegram private chat, a Discord DM) /settings are the person's
+own, and they apply to their photos in every chat; in a group or a guild channel they are the chat's, which
+anyone may see and only the chat's admins may change (the platform handler checks that: Telegram's
+``getChatMember``, Discord's *Manage Server* / *Manage Channels*). The gateway stores both and applies the chat's,
+then the person's own (which win), to each new photo. A platform shows :func:`describe` and offers
+:data:`CHOICES` as buttons (Telegram) or options (Discord).
 """
 
 from __future__ import annotations
@@ -64,41 +68,79 @@ class SettingsError(ValueError):
         return texts.text(f"cmd_settings_{self.kind}" if self.kind in ("conf", "output") else "settings_usage", lang)
 
 
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where /settings was asked: the platform, the chat, who asked (a stand-in sender: its chat), and whether
+    the chat is private (there, the settings are the person's own)."""
+
+    platform: str
+    chat_id: str
+    user_id: str | None
+    private: bool
+
+    @property
+    def chat_path(self) -> str:
+        return f"/v1/chats/{self.platform}/{self.chat_id}/settings"
+
+    @property
+    def person_path(self) -> str | None:
+        return f"/v1/people/{self.platform}/{self.user_id}/settings" if self.user_id else None
+
+    @property
+    def path(self) -> str:
+        """The settings /settings shows and changes here: the person's own in a private chat, else the chat's."""
+        return (self.person_path if self.private else None) or self.chat_path
+
+
 class ChatSettingsService:
     def __init__(self, client: GatewayClient, *, cache_size: int = 2048) -> None:
         self._client = client
         self._languages: OrderedDict[str, str | None] = OrderedDict()
         self._cache_size = cache_size
 
-    async def get(self, platform: str, chat_id: str) -> dict[str, Any]:
-        found: dict[str, Any] = await self._client.get_json(f"/v1/chats/{platform}/{chat_id}/settings")
-        self._remember(platform, chat_id, found.get("language"))
+    async def get(self, scope: Scope) -> dict[str, Any]:
+        """The settings /settings shows in this chat."""
+        return await self._read(scope.path)
+
+    async def update(self, scope: Scope, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change the settings of this chat (the caller has checked it may), or the person's own in a private chat."""
+        found: dict[str, Any] = await self._client.patch_json(scope.path, changes)
+        self._remember(scope.path, found.get("language"))
         return found
 
-    async def update(self, platform: str, chat_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        found: dict[str, Any] = await self._client.patch_json(f"/v1/chats/{platform}/{chat_id}/settings", changes)
-        self._remember(platform, chat_id, found.get("language"))
-        return found
-
-    async def apply(self, platform: str, chat_id: str, action: str) -> dict[str, Any]:
+    async def apply(self, scope: Scope, action: str) -> dict[str, Any]:
         """A button's ``field:value``."""
-        return await self.update(platform, chat_id, parse_action(action))
+        return await self.update(scope, parse_action(action))
 
-    async def language(self, platform: str, chat_id: str, platform_language: str | None) -> str | None:
-        """The chat's chosen language, else the person's platform language (one lookup per chat, then cached)."""
-        key = f"{platform}:{chat_id}"
-        if key not in self._languages:
-            try:
-                await self.get(platform, chat_id)
-            except Exception as exc:  # the gateway is away: speak the platform's language meanwhile
-                log.debug("chat settings of %s unavailable: %s", key, exc)
-                return platform_language
-        return self._languages.get(key) or platform_language
+    async def language(self, scope: Scope, platform_language: str | None) -> str | None:
+        """The person's own language, else the chat's, else their platform language (each looked up once, then
+        cached)."""
+        for path in (scope.person_path, None if scope.private else scope.chat_path):
+            if path is None:
+                continue
+            if path not in self._languages:
+                try:
+                    await self._read(path)
+                except Exception as exc:  # the gateway is away: speak the platform's language meanwhile
+                    log.debug("settings at %s unavailable: %s", path, exc)
+                    return platform_language
+            if chosen := self._languages.get(path):
+                return chosen
+        return platform_language
 
-    def _remember(self, platform: str, chat_id: str, language: str | None) -> None:
-        key = f"{platform}:{chat_id}"
-        self._languages[key] = language
-        self._languages.move_to_end(key)
+    async def _read(self, path: str) -> dict[str, Any]:
+        found: dict[str, Any] = await self._client.get_json(path)
+        self._remember(path, found.get("language"))
+        return found
+
+    def forget_cached(self, scope: Scope) -> None:
+        """After /forget: the person's own settings are gone at the gateway."""
+        if scope.person_path is not None:
+            self._languages.pop(scope.person_path, None)
+
+    def _remember(self, path: str, language: str | None) -> None:
+        self._languages[path] = language
+        self._languages.move_to_end(path)
         while len(self._languages) > self._cache_size:
             self._languages.popitem(last=False)
 
@@ -177,14 +219,14 @@ def parse_words(words: list[str], lang: str | None = None) -> dict[str, Any]:
     raise SettingsError("field", field)
 
 
-def describe(settings: dict[str, Any], lang: str | None) -> str:
-    """The chat's settings in a few lines, in its language."""
+def describe(settings: dict[str, Any], lang: str | None, *, own: bool = False) -> str:
+    """The chat's settings (``own``: the person's own) in a few lines, in their language."""
     classes = settings.get("classes")
     shown = (
         ", ".join(texts.label(name, lang) for name in classes) if classes else texts.text("settings_all_classes", lang)
     )
     lines = [
-        texts.text("settings_header", lang),
+        texts.text("settings_header_own" if own else "settings_header", lang),
         texts.text("settings_conf", lang, conf=settings.get("conf") or 0.25),
         texts.text("settings_classes", lang, classes=shown),
         texts.text("settings_output", lang, output=texts.text(f"output_{settings.get('output') or 'photo'}", lang)),

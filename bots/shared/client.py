@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -33,8 +34,8 @@ class GatewayClient:
         origin: Origin | None = None,
         idempotency_key: str | None = None,
     ) -> SubmitResponse:
-        form = aiohttp.FormData()
-        form.add_field("image", image, filename=filename, content_type="application/octet-stream")
+        form = aiohttp.FormData()  # a file object: aiohttp streams it in chunks instead of one write of it all
+        form.add_field("image", io.BytesIO(image), filename=filename, content_type="application/octet-stream")
         if params is not None:
             form.add_field("params", params.model_dump_json(exclude_none=True), content_type="application/json")
         if origin is not None:

@@ -24,7 +24,7 @@ from queue_gateway.public.settings import secret_values
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("detect", "settings", "help", "forget")
+COMMANDS = ("detect", "settings", "help", "forget", "privacy")
 
 
 def commands(lang: str | None) -> list[BotCommand]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
-from telegram.constants import ChatType
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
+from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
@@ -38,18 +38,25 @@ class Handlers:
         self._addressed_albums: set[str] = set()
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
-        app.add_handler(CommandHandler(["start", "help"], self.help))
-        app.add_handler(CommandHandler("detect", self.detect))
-        app.add_handler(CommandHandler("settings", self.settings_command))
-        app.add_handler(CommandHandler("forget", self.forget))
-        app.add_handler(CommandHandler("stats", self.stats))
-        app.add_handler(CommandHandler("dlq", self.dlq))
+        """Every handler takes new messages only: an edited caption or text never submits (or answers) again."""
+        new = filters.UpdateType.MESSAGE
+        for names, callback in (
+            (["start", "help"], self.help),
+            (["detect"], self.detect),
+            (["settings"], self.settings_command),
+            (["forget"], self.forget),
+            (["privacy"], self.privacy),
+            (["stats"], self.stats),
+            (["dlq"], self.dlq),
+        ):
+            app.add_handler(CommandHandler(names, callback, filters=new))
         app.add_handler(CallbackQueryHandler(self.requeue, pattern=r"^requeue:"))
         app.add_handler(CallbackQueryHandler(self.cancel, pattern=f"^{CANCEL_ACTION}"))
         app.add_handler(CallbackQueryHandler(self.settings_button, pattern=r"^set:"))
-        app.add_handler(MessageHandler(filters.PHOTO | filters.Document.IMAGE, self.photo))
-        app.add_handler(MessageHandler(filters.ChatType.PRIVATE & filters.COMMAND, self.unknown))
-        app.add_handler(MessageHandler(filters.ChatType.PRIVATE & ~filters.COMMAND, self.hint))
+        photos = (filters.PHOTO | filters.Document.IMAGE) & (new | filters.UpdateType.CHANNEL_POST)
+        app.add_handler(MessageHandler(photos, self.photo))
+        app.add_handler(MessageHandler(new & filters.ChatType.PRIVATE & filters.COMMAND, self.unknown))
+        app.add_handler(MessageHandler(new & filters.ChatType.PRIVATE & ~filters.COMMAND, self.hint))
         app.add_error_handler(self.error)
 
     async def help(self, update: Update, _context: Context) -> None:
@@ -68,38 +75,76 @@ class Handlers:
             await update.effective_message.reply_text(texts.text("not_allowed", await self._lang(update)))
 
     async def forget(self, update: Update, _context: Context) -> None:
-        """/forget: delete this person's photos and results now."""
-        message, user = update.effective_message, update.effective_user
-        if message and user:
-            await message.reply_text(await self.admin.forget("telegram", user.id, await self._lang(update)))
-
-    async def settings_command(self, update: Update, context: Context) -> None:
-        """/settings: show this chat's settings with buttons; ``/settings conf 60`` and friends change them."""
+        """/forget: delete this person's photos, results and own settings now (a stand-in sender: that chat's)."""
         message = update.effective_message
         if message is None:
             return
-        chat = str(message.chat_id)
+        scope = _scope(message)
+        if scope.user_id is not None:
+            text = await self.admin.forget("telegram", scope.user_id, await self._lang(update))
+            self.chats.forget_cached(scope)
+            await message.reply_text(text)
+
+    async def privacy(self, update: Update, _context: Context) -> None:
+        """/privacy: what is kept about a person, and for how long."""
+        if update.effective_message:
+            await update.effective_message.reply_text(await self.admin.privacy(await self._lang(update)))
+
+    async def settings_command(self, update: Update, context: Context) -> None:
+        """/settings: show the settings that apply here, with buttons; ``/settings conf 60`` and friends change
+        them (in a group, only its admins may)."""
+        message = update.effective_message
+        if message is None:
+            return
+        scope = _scope(message)
         lang = await self._lang(update)
         try:
             changes = chat_settings.parse_words(list(context.args or []), lang)
         except chat_settings.SettingsError as exc:
             await message.reply_text(exc.text(lang))
             return
-        found = await (self.chats.update("telegram", chat, changes) if changes else self.chats.get("telegram", chat))
+        if changes and not await self._may_change(scope, message.get_bot(), message=message):
+            found = await self.chats.get(scope)
+            await message.reply_text(
+                "\n".join([texts.text("settings_admins_only", lang), chat_settings.describe(found, lang)])
+            )
+            return
+        found = await (self.chats.update(scope, changes) if changes else self.chats.get(scope))
         lang = await self._lang(update)
-        await message.reply_text(chat_settings.describe(found, lang), reply_markup=_settings_keyboard(lang))
+        await message.reply_text(
+            chat_settings.describe(found, lang, own=scope.private), reply_markup=_settings_keyboard(lang)
+        )
 
     async def settings_button(self, update: Update, _context: Context) -> None:
-        """A /settings button: change one setting, and show the result in the same message."""
+        """A /settings button: change one setting (in a group: an admin only), and show the result in place."""
         query = update.callback_query
         if query is None or query.data is None or not isinstance(query.message, Message):
             return
-        chat = str(query.message.chat_id)
-        found = await self.chats.apply("telegram", chat, query.data.removeprefix("set:"))
+        chat = query.message.chat
+        scope = chat_settings.Scope("telegram", str(chat.id), str(query.from_user.id), chat.type == ChatType.PRIVATE)
+        lang = await self._lang(update)
+        if not await self._may_change(scope, query.get_bot()):
+            await query.answer(texts.text("settings_admins_only", lang)[:200], show_alert=True)
+            return
+        found = await self.chats.apply(scope, query.data.removeprefix("set:"))
         lang = await self._lang(update)
         await query.answer(texts.text("settings_saved", lang))
         with contextlib.suppress(BadRequest):  # the same settings again: "message is not modified"
-            await query.message.edit_text(chat_settings.describe(found, lang), reply_markup=_settings_keyboard(lang))
+            await query.message.edit_text(
+                chat_settings.describe(found, lang, own=scope.private), reply_markup=_settings_keyboard(lang)
+            )
+
+    async def _may_change(self, scope: chat_settings.Scope, bot: Bot, *, message: Message | None = None) -> bool:
+        """A private chat's settings are its person's; a group's may be changed by its admins only (an anonymous
+        admin writes as the group itself)."""
+        if scope.private:
+            return True
+        if message is not None and message.sender_chat is not None:
+            return message.sender_chat.id == message.chat_id  # the group's anonymous admin, or a channel's post
+        if scope.user_id is None:
+            return False
+        member = await bot.get_chat_member(int(scope.chat_id), int(scope.user_id))
+        return member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
 
     async def stats(self, update: Update, context: Context) -> None:
         """/stats (admins): the last 24 h as text and a chart."""
@@ -145,7 +190,7 @@ class Handlers:
         if query is None or query.data is None:
             return
         lang = await self._lang(update)
-        job_id = query.data.removeprefix(CANCEL_ACTION)
+        job_id = query.data.removeprefix(CANCEL_ACTION)  # only its sender may: the gateway checks
         text = await self.detect_service.cancel([job_id], lang, user_id=query.from_user.id)
         await query.answer(text[:200])
 
@@ -162,16 +207,17 @@ class Handlers:
             self.albums.add(update.update_id, message)
             return
         if addressed:
-            await self._process(update, [(update.update_id, message)], reply_to=message)
+            await self._process([(_key(message), message)], asked=message)
 
     async def detect(self, update: Update, _context: Context) -> None:
-        """/detect as a reply to a photo: process that photo, answering the photo."""
+        """/detect as a reply to a photo: process that photo, answering the command (its own request: the key is
+        the command message's, so each /detect is one job, and a repeated update none)."""
         message = update.effective_message
         if message is None:
             return
         target = message.reply_to_message
         if target is not None and _has_image(target):
-            await self._process(update, [(update.update_id, target)], reply_to=message)
+            await self._process([(_key(message), target)], asked=message)
         elif not _has_image(message):  # a captioned photo reaches photo() instead
             await message.reply_text(texts.text("group_hint", await self._lang(update)))
 
@@ -199,23 +245,29 @@ class Handlers:
         if first.chat.type != ChatType.PRIVATE and group not in self._addressed_albums:
             return
         self._addressed_albums.discard(group)
-        await self._process(None, items, reply_to=first)
+        await self._process([(_key(message), message) for _, message in items], asked=first)
 
-    async def _process(self, update: Update | None, items: list[tuple[int, Message]], *, reply_to: Message) -> None:
-        """Download, submit (waiting out a brief outage), answer "queued" with Cancel, name that answer."""
-        first = items[0][1]
-        user = (update.effective_user if update else None) or first.from_user
-        lang = await self.chats.language("telegram", str(first.chat_id), user.language_code if user else None)
+    async def _process(self, items: list[tuple[str, Message]], *, asked: Message) -> None:
+        """Download, submit (waiting out a brief outage), answer "queued" with Cancel, name that answer.
+
+        ``items`` are the photos with their idempotency keys; ``asked`` is the message that asked (the photo
+        itself, or a /detect reply), which the answers reply to and whose sender the photos count against: a
+        person, or for a stand-in sender (an anonymous admin, a post sent as a channel) that chat.
+        """
+        first, reply_to = items[0][1], asked
+        scope = _scope(asked)
+        platform_lang = _platform_language(asked)
+        lang = await self.chats.language(scope, platform_lang)
         origin = TelegramOrigin(
             chat_id=str(first.chat_id),
             message_id=str(first.message_id),
-            user_id=str(user.id) if user else None,
-            language=user.language_code if user else None,
+            user_id=scope.user_id,
+            language=platform_lang,
         )
         photos: list[Photo] = []
         problems: list[str] = []
-        for update_id, message in items:
-            photo = await self._download(message, f"telegram:{update_id}", lang)
+        for key, message in items:
+            photo = await self._download(message, key, lang)
             if isinstance(photo, str):
                 problems.append(photo)
             else:
@@ -268,13 +320,19 @@ class Handlers:
         return Photo(data=data, filename=name, idempotency_key=key, message_id=str(message.message_id))
 
     async def _lang(self, update: Update) -> str | None:
-        """The chat's chosen language, else the person's Telegram language."""
-        user, chat = update.effective_user, update.effective_chat
-        platform_lang = user.language_code if user else None
-        if chat is None:
-            return platform_lang
+        """The person's chosen language, else the chat's, else the person's Telegram language."""
+        message = update.effective_message
+        if update.callback_query is not None and isinstance(update.callback_query.message, Message):
+            chat = update.callback_query.message.chat
+            user = update.callback_query.from_user
+            scope = chat_settings.Scope("telegram", str(chat.id), str(user.id), chat.type == ChatType.PRIVATE)
+            platform_lang = user.language_code
+        elif message is not None:
+            scope, platform_lang = _scope(message), _platform_language(message)
+        else:
+            return update.effective_user.language_code if update.effective_user else None
         try:
-            return await self.chats.language("telegram", str(chat.id), platform_lang)
+            return await self.chats.language(scope, platform_lang)
         except (GatewayDown, GatewayRefused):
             return platform_lang
 
@@ -291,6 +349,39 @@ class Handlers:
             if entity.type == MessageEntity.MENTION and value[1:].lower() == self.username.lower():
                 return True
         return False
+
+
+STAND_INS = frozenset({1087968824, 136817688, 777000})
+"""The users Telegram puts in ``from`` for someone who is not there as a person: an anonymous group admin
+(GroupAnonymousBot), a post sent as a channel (Channel_Bot), a channel's automatic forward (777000)."""
+
+
+def _sender(message: Message) -> str | None:
+    """Whom a message counts as: its person, or for a stand-in sender the chat it was sent as (``sender_chat``):
+    a group's anonymous admins are that group, a post sent as a channel is that channel."""
+    if message.sender_chat is not None:
+        return str(message.sender_chat.id)
+    user = message.from_user
+    if user is None or user.id in STAND_INS:
+        return str(message.chat_id)  # a stand-in without a sender_chat: the chat itself
+    return str(user.id)
+
+
+def _scope(message: Message) -> chat_settings.Scope:
+    return chat_settings.Scope(
+        "telegram", str(message.chat_id), _sender(message), message.chat.type == ChatType.PRIVATE
+    )
+
+
+def _platform_language(message: Message) -> str | None:
+    user = message.from_user
+    return user.language_code if user is not None and user.id not in STAND_INS and message.sender_chat is None else None
+
+
+def _key(message: Message) -> str:
+    """A message's idempotency key: its chat and id, which Telegram never reuses (unlike an update's id, which
+    may start over after a week without updates) and an edit keeps."""
+    return f"telegram:{message.chat_id}:{message.message_id}"
 
 
 def cancel_markup(job_id: str, lang: str | None) -> InlineKeyboardMarkup:

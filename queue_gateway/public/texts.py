@@ -94,6 +94,9 @@ MESSAGES: dict[str, str] = {
     "image_unsupported": N_("That kind of image is not supported. Please send a JPEG, PNG or WebP photo."),
     "image_too_many_pixels": N_("That image has too many pixels. Please send a smaller photo."),
     "image_corrupt": N_("That image is damaged or incomplete. Please send it again or try another."),
+    "image_too_complex": N_(
+        "That image is built to be very slow to decode. Please send an ordinary photo (JPEG, PNG or WebP)."
+    ),
     "not_found": N_("I can't find that photo any more."),
     "refused_key": N_("The gateway refused this bot's key. Give the bot a bot key (DETECTBOT_API_KEYS=bot:…)."),
     # admins
@@ -117,6 +120,11 @@ MESSAGES: dict[str, str] = {
     "not_requeueable": N_("Only dead or failed jobs can be requeued."),
     # /settings
     "settings_header": N_("Settings for this chat:"),
+    "settings_header_own": N_("Your settings (they apply to your photos in every chat):"),
+    "settings_admins_only": N_(
+        "Only this chat's admins can change its settings. Your own settings, in a private chat with me, "
+        "apply to your photos everywhere."
+    ),
     "settings_conf": N_("Confidence: at least {conf:.0%}"),
     "settings_classes": N_("Objects: {classes}"),
     "settings_all_classes": N_("all"),
@@ -145,6 +153,7 @@ MESSAGES: dict[str, str] = {
     "cmd_help": N_("What this bot does"),
     "cmd_settings": N_("Confidence, objects, result and language for this chat"),
     "cmd_forget": N_("Delete my photos and results now"),
+    "cmd_privacy": N_("What is kept about me, and for how long"),
     "cmd_stats": N_("Admins: the last 24 hours"),
     "cmd_dlq": N_("Admins: dead jobs, and requeue one"),
     "cmd_dlq_requeue": N_("The id (or its first 8 characters) of a dead job to run again"),
@@ -250,6 +259,14 @@ PLURALS: dict[str, tuple[str, str]] = {
         "Deleted {count} photo of yours and its result.", "Deleted {count} photos of yours and their results."
     ),
     "dlq_header": NN_("{count} dead job, newest first:", "{count} dead jobs, newest first:"),
+    "privacy": NN_(
+        "What I keep: each photo you send and its result, for {count} day, with the chat and message they belong "
+        "to; then they are deleted, and only counts without names stay for the statistics. Your own /settings stay "
+        "until you change them. /forget deletes all of it now.",
+        "What I keep: each photo you send and its result, for {count} days, with the chat and message they belong "
+        "to; then they are deleted, and only counts without names stay for the statistics. Your own /settings stay "
+        "until you change them. /forget deletes all of it now.",
+    ),
     "eta_seconds": NN_("{count} s", "{count} s"),
     "eta_minutes": NN_("{count} min", "{count} min"),
 }
@@ -446,6 +463,7 @@ _ERROR_MESSAGES = {
     "unsupported_format": "image_unsupported",
     "too_many_pixels": "image_too_many_pixels",
     "corrupt": "image_corrupt",
+    "too_complex": "image_too_complex",
     "bad_image": "bad_image",
     "not_found": "not_found",
     "gone": "not_found",

@@ -337,6 +337,7 @@ class FakeDiscord:
         self.bot_user_id = application_id if bot_user_id is None else bot_user_id
         self.default_guild_id = default_guild_id
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.member_permissions: dict[int, int] = {}  # user id -> their permission bits in the guild (default: all)
         self.recorder: Recorder[Call] = Recorder(str)
         self.gateway_frames: list[GatewayFrame] = []
         self._port = 0
@@ -700,7 +701,7 @@ class FakeDiscord:
             "pending": False,
             "nick": None,
             "avatar": None,
-            "permissions": ALL_PERMISSIONS,
+            "permissions": str(self.member_permissions.get(user_id, int(ALL_PERMISSIONS))),
         }
         return {
             "guild_id": str(guild_id),

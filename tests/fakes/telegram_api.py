@@ -70,6 +70,13 @@ _DEFAULT_DESCRIPTIONS = {
     500: "Internal Server Error",
     502: "Bad Gateway",
 }
+ANONYMOUS_ADMIN = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
+CHANNEL_BOT = {"id": 136817688, "is_bot": True, "first_name": "Channel", "username": "Channel_Bot"}
+_ADMIN_RIGHTS = (
+    "is_anonymous", "can_manage_chat", "can_delete_messages", "can_manage_video_chats", "can_restrict_members",
+    "can_promote_members", "can_change_info", "can_invite_users", "can_post_stories", "can_edit_stories",
+    "can_delete_stories",
+)  # fmt: skip
 _COMMAND_RE = re.compile(r"(?<![\w/])/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?")
 _MENTION_RE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{3,32}")
 _BOT_COMMAND_RE = re.compile(r"[a-z0-9_]{1,32}")
@@ -184,6 +191,8 @@ class FakeTelegram:
         self._commands: dict[str, list[JSONDict]] = {}
         self._failures: dict[str, list[ApiError]] = {}
         self._languages: dict[int, str] = {}  # user id -> the IETF language tag their app sends
+        self._admins: dict[int, set[int]] = {}  # chat id -> its administrators
+        self._owners: dict[int, int] = {}  # chat id -> the administrator who created it
         self._methods: dict[str, Callable[[Call], Any]] = {
             "getMe": lambda _call: self.bot_user,
             "logOut": lambda _call: True,
@@ -206,6 +215,7 @@ class FakeTelegram:
             "getMyCommands": self._get_my_commands,
             "deleteMyCommands": self._delete_my_commands,
             "answerCallbackQuery": self._answer_callback_query,
+            "getChatMember": self._get_chat_member,
         }
         # Telegram matches method names case-insensitively.
         self._method_names = {name.lower(): name for name in self._methods}
@@ -294,6 +304,12 @@ class FakeTelegram:
     def drop_hold(self, hold: Hold[Call]) -> None:
         """Forget a hold that has not caught a call (yet); a caught one is released instead."""
         self.recorder.drop_hold(hold)
+
+    def set_admins(self, chat_id: int, *user_ids: int) -> None:
+        """These users administer the group (the first one owns it); everyone else in it is a plain member."""
+        self._admins[chat_id] = set(user_ids)
+        if user_ids:
+            self._owners[chat_id] = user_ids[0]
 
     def set_language(self, user_id: int, language_code: str) -> None:
         """From now on this user's updates carry ``from.language_code`` (the app's language; "en" otherwise)."""
@@ -440,6 +456,36 @@ class FakeTelegram:
         video = _file_fields(stored) | {"width": 640, "height": 360, "duration": 3, "mime_type": "video/mp4"}
         content: JSONDict = {"video": video, **_caption_fields(caption)}
         return self._user_message(chat_id, content, user_id, chat_type, None, None, None)
+
+    def send_as_anonymous_admin(self, chat_id: int, *, text: str | None = None, data: bytes | None = None) -> JSONDict:
+        """A group's anonymous admin writes (a text, or a photo): ``from`` is GroupAnonymousBot, ``sender_chat`` the
+        group itself, as Telegram sends it."""
+        return self._stand_in_message(chat_id, ANONYMOUS_ADMIN, self._chat(chat_id), text=text, data=data)
+
+    def send_as_channel(
+        self, chat_id: int, channel_id: int, *, text: str | None = None, data: bytes | None = None
+    ) -> JSONDict:
+        """Someone posts into the group as a channel: ``from`` is Channel_Bot, ``sender_chat`` the channel."""
+        channel = {"id": channel_id, "type": "channel", "title": f"Channel {abs(channel_id)}"}
+        return self._stand_in_message(chat_id, CHANNEL_BOT, channel, text=text, data=data)
+
+    def edit_caption_update(self, message: JSONDict, caption: str) -> JSONDict:
+        """The sender edits a message's caption: an ``edited_message`` update with the same message id."""
+        edited = {**_without_reply(message), **_caption_fields(caption), "edit_date": int(time.time())}
+        return self.inject_raw({"edited_message": edited})
+
+    def _stand_in_message(
+        self, chat_id: int, stand_in: JSONDict, sender_chat: JSONDict, *, text: str | None, data: bytes | None
+    ) -> JSONDict:
+        self._chat(chat_id)
+        content: JSONDict = {"sender_chat": sender_chat}
+        if data is not None:
+            content |= {"photo": self._photo_sizes(data), **_caption_fields(text)}
+        else:
+            content |= {"text": text or ""}
+            if entities := _entities(text or ""):
+                content["entities"] = entities
+        return self.inject_raw({"message": self._new_message(chat_id, dict(stand_in), content, message_id=None)})
 
     def send_callback_query(self, chat_id: int, message_id: int, data: str, *, user_id: int | None = None) -> JSONDict:
         """A user pressing an inline button with callback ``data`` under a message the fake knows."""
@@ -771,6 +817,21 @@ class FakeTelegram:
     def _delete_my_commands(self, call: Call) -> bool:
         self._commands.pop(self._commands_key(call.params), None)
         return True
+
+    def _get_chat_member(self, call: Call) -> JSONDict:
+        chat_id, user_id = _chat_id(call.params), call.params.get("user_id")
+        if isinstance(user_id, bool) or not isinstance(user_id, int):
+            raise ApiError(400, "Bad Request: invalid user_id specified")
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            raise ApiError(400, "Bad Request: chat not found")
+        admins = self._admins.get(chat_id, set())
+        if chat["type"] == "private" or user_id not in admins:
+            return {"status": "member", "user": self._sender(user_id)}
+        if self._owners.get(chat_id) == user_id:
+            return {"status": "creator", "user": self._sender(user_id), "is_anonymous": False}
+        rights = dict.fromkeys(_ADMIN_RIGHTS, True)
+        return {"status": "administrator", "user": self._sender(user_id), "can_be_edited": False, **rights}
 
     def _answer_callback_query(self, call: Call) -> bool:
         query_id = str(call.params.get("callback_query_id", ""))

@@ -249,6 +249,7 @@ async def test_guild_scoped_sync_and_help(start_discord) -> None:
         "help",
         "settings",
         "forget",
+        "privacy",
         "stats",
         "dlq",
     }

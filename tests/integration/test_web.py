@@ -235,8 +235,9 @@ async def test_open_page_finds_people_on_the_bus(
     # the job is the browser's own: platform "web", its own user_ref, invisible to other clients
     [job_id] = await page_jobs(tab)
     job = await job_of(gateway, job_id)
-    assert job.platform == "web" and job.user_ref is not None and job.user_ref.startswith("web:")
-    assert job.owner == job.user_ref and job.params == {"conf": 0.25, "language": "en"}
+    assert job.platform == "web" and job.user_ref is not None and job.user_ref.startswith("web:@")  # its address
+    assert job.owner is not None and job.owner.startswith("web:") and job.owner != job.user_ref  # its token
+    assert job.params == {"conf": 0.25, "language": "en"}
     async with http.get(f"{gateway.url}/v1/jobs/{job_id}", headers=gateway.headers()) as response:
         assert response.status == 404  # another client's key
     assert tab.outside() == [], tab.outside()
@@ -414,7 +415,7 @@ async def test_key_mode_refuses_uploads_until_a_valid_key(
     assert await page.evaluate("() => localStorage.getItem('detectbot.apiKey')") == CLIENT_KEY
     for job_id in await page_jobs(tab):
         job = await job_of(gateway, job_id)
-        assert job.platform == "http" and job.user_ref is None  # an API key's client, as over plain HTTP
+        assert job.platform == "http" and job.user_ref == f"key:{job.owner}"  # an API key's client: its own limits
     assert tab.outside() == [], tab.outside()
 
 
