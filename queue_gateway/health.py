@@ -55,16 +55,23 @@ def _is_admin(request: web.Request) -> bool:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus exposition; the gauges are refreshed from the database and the broker on each scrape."""
+    """Prometheus exposition; the gauges are refreshed from the database and the broker on each scrape (it answers
+    while either is away: ``detectbot_database_up`` / ``detectbot_broker_up`` say so)."""
     registry = request.app[metrics_key]
 
     async def count(session: AsyncSession) -> dict[str, int]:
         rows = await session.execute(text("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
         return {str(status): int(n) for status, n in rows}
 
-    counts = await request.app[database_key].read(count, retry_s=0)
-    for status in ("received", "queued", "processing", "done", "delivered", "failed", "dead", "cancelled"):
-        registry.jobs.labels(status=status).set(counts.get(status, 0))
+    try:
+        counts = await request.app[database_key].read(count, retry_s=0)
+    except Exception:  # the scrape still answers, so an alert can tell "database away" from "gateway away"
+        registry.database_up.set(0)
+    else:
+        registry.database_up.set(1)
+        for status in ("received", "queued", "processing", "done", "delivered", "failed", "dead", "cancelled"):
+            registry.jobs.labels(status=status).set(counts.get(status, 0))
+    registry.broker_up.set(1 if request.app[link_key].is_ready else 0)
     queue = await request.app[link_key].queue_stats()
     if queue is not None:
         registry.queue_depth.set(queue[0])

@@ -44,6 +44,14 @@ class GatewayMetrics:
         self.jobs = Gauge("detectbot_jobs", "Jobs in the database by status", ["status"], registry=r)
         self.queue_depth = Gauge("detectbot_queue_depth", "Messages waiting in the job queue", registry=r)
         self.queue_consumers = Gauge("detectbot_queue_consumers", "Workers consuming the job queue", registry=r)
+        self.database_up = Gauge("detectbot_database_up", "1 if the database answered this scrape, else 0", registry=r)
+        self.broker_up = Gauge("detectbot_broker_up", "1 while the broker connection is ready, else 0", registry=r)
+        # every known label value from the start, so that rate() and increase() see the first event too
+        for status in ("done", "failed", "dead"):
+            self.jobs_finished.labels(status=status)
+        for platform in ("telegram", "discord"):
+            for outcome in ("delivered", "retry", "abandoned"):
+                self.deliveries.labels(platform=platform, outcome=outcome)
 
     def observe_finished(
         self, status: str, stages: dict[str, float | None], model: str | None, inference_ms: float | None

@@ -15,6 +15,7 @@ import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection, DeliveryMode
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishError
 
+from queue_gateway.public import tracing
 from queue_gateway.public.contract import DetectParams, JobMessage
 from queue_gateway.public.settings import safe_url
 from queue_gateway.public.topology import Declared, Topology, declare
@@ -158,7 +159,9 @@ class Publisher:
             raise BrokerUnavailable("not connected to the broker")
         message = job_message(self.message_for(job_id, params, link_gen=link_gen), traceparent=traceparent)
         try:
-            await declared.exchange.publish(message, routing_key=self._link.topology.queue, timeout=self._timeout_s)
+            # under the photo's trace, so that the AMQP instrumentation's publish span (tracing on) joins it
+            with tracing.span("gateway publish", parent=traceparent, job_id=job_id):
+                await declared.exchange.publish(message, routing_key=self._link.topology.queue, timeout=self._timeout_s)
         except DeliveryError as exc:  # basic.nack: x-max-length with reject-publish
             raise QueueFull(str(exc)) from exc
         except (PublishError, TimeoutError, *CONNECTION_EXCEPTIONS) as exc:

@@ -101,6 +101,10 @@ class Worker:
         connection = await self._connect()
         self.connection = connection
         self.problem = "starting: loading the model"
+        log.info(
+            "%d CPU(s) for this worker: %d inference slot(s) of %d thread(s)",
+            self.settings.cpus, self.settings.slots, self.settings.threads_per_slot(),
+        )  # fmt: skip
         try:
             await self.pool.start()
         except ModelUnavailable as exc:

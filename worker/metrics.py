@@ -21,6 +21,8 @@ class WorkerMetrics:
         )
         self.in_flight = Gauge("detectbot_worker_in_flight", "Jobs in hand", registry=r)
         self.model = Info("detectbot_worker_model", "The model this worker runs", registry=r)
+        for outcome in ("done", "failed", "timeout", "crashed"):  # from the start, so increase() sees the first
+            self.jobs.labels(outcome=outcome)
 
 
 def health_app(metrics: WorkerMetrics, ready: Callable[[], str | None]) -> web.Application:

@@ -6,9 +6,10 @@ import os
 import socket
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from queue_gateway.public.settings import GatewayAddress, QueueSettings
+from worker.cpus import cpu_budget
 
 AUTO_SLOTS = 4  # each slot holds its own copy of the model (~200 MB for the offline model)
 
@@ -26,6 +27,8 @@ class WorkerSettings(GatewayAddress, QueueSettings):
     iou: float = Field(default=0.45, gt=0.0, le=1.0)
     imgsz: int | None = None  # None: the model's own input size
     max_det: int = 300
+    # the CPUs this worker may use; 0: its CPU affinity capped by its cgroup's quota (a container's CPU limit)
+    cpus: int = Field(default=0, ge=0, le=1024)
     # inference processes; 0: one per CPU (at most AUTO_SLOTS), each with one thread. Measured on 2 cores:
     # two 1-thread processes take 37.6 photos/s, one 2-thread process 28.6 (benchmarks/bench_loop.py)
     slots: int = Field(default=0, ge=0, le=64)
@@ -41,15 +44,20 @@ class WorkerSettings(GatewayAddress, QueueSettings):
     http_host: str = "127.0.0.1"
     http_port: int | None = None  # serve /healthz, /readyz, /metrics here (0: any free port); None: off
 
+    @field_validator("cpus")
+    @classmethod
+    def _auto_cpus(cls, value: int) -> int:
+        return value or cpu_budget()
+
     @field_validator("slots")
     @classmethod
-    def _auto_slots(cls, value: int) -> int:
-        return value or min(os.cpu_count() or 1, AUTO_SLOTS)
+    def _auto_slots(cls, value: int, info: ValidationInfo) -> int:
+        return value or min(info.data.get("cpus") or cpu_budget(), AUTO_SLOTS)
 
     def threads_per_slot(self) -> int:
         if self.infer_threads:
             return self.infer_threads
-        return max(1, (os.cpu_count() or 1) // self.slots)
+        return max(1, self.cpus // self.slots)
 
     def prefetch_count(self) -> int:
         return self.prefetch or 2 * self.slots

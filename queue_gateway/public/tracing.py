@@ -50,6 +50,22 @@ def setup(service: str, mode: str, *, exporter: Any = None) -> None:
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     _state["provider"] = provider
+    _instrument_libraries()
+
+
+def _instrument_libraries() -> None:
+    """AMQP spans (publish, and each delivery a consumer takes) from OpenTelemetry's aio-pika instrumentation,
+    where it is installed (the tracing extra). It carries the context in the message headers, as we do.
+
+    SQLAlchemy's instrumentation is not used: its releases support SQLAlchemy below 2.1 only (it refuses to
+    instrument the 2.1 this project runs), so the database work shows inside the gateway's request spans."""
+    if importlib.util.find_spec("opentelemetry.instrumentation.aio_pika") is None:
+        return
+    from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
+
+    instrumentor = AioPikaInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()
 
 
 def enabled() -> bool:

@@ -4,6 +4,7 @@ to the delivery, seen with OpenTelemetry's in-memory exporter."""
 from __future__ import annotations
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from queue_gateway.public import tracing
 from tests.conftest import eventually
@@ -37,5 +38,9 @@ async def test_one_trace_follows_a_photo_from_the_bot_to_the_delivery(start_tele
         "gateway POST /v1/worker/jobs/{job_id}/result",
         "gateway deliver",
     } <= names, names
+    # the AMQP hop, from OpenTelemetry's aio-pika instrumentation (the tracing extra): publish and consume
+    kinds = {s.kind for s in spans if s.context.trace_id == trace_id}
+    assert {SpanKind.PRODUCER, SpanKind.CONSUMER} <= kinds, sorted((s.name, s.kind.name) for s in spans)
+    assert "gateway publish" in names
     job_spans = [s for s in spans if s.context.trace_id == trace_id and s.attributes and "job_id" in s.attributes]
     assert len({s.attributes["job_id"] for s in job_spans if s.attributes}) == 1

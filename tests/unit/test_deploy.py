@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import yaml
 from detectbot.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 SCHEMA = Path(__file__).resolve().parents[1] / "data" / "compose-spec.json"
 REQUIRED = {"DETECTBOT_BOT_KEY": "ci-bot-key", "DETECTBOT_SIGNING_SECRET": "ci-secret-0123456789abcdef0123456789"}
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\})")
@@ -110,6 +112,57 @@ def test_the_bots_present_a_bot_key_the_gateway_knows() -> None:
     gateway_keys = services["gateway"]["environment"]["DETECTBOT_API_KEYS"].split(",")
     for bot in ("telegram", "discord"):
         assert f"bot:{services[bot]['environment']['DETECTBOT_API_KEY']}" in gateway_keys
+
+
+def test_images_are_this_release_not_latest() -> None:
+    services = config(REQUIRED, profiles=("telegram", "discord"))["services"]
+    ours = {name: service["image"] for name, service in services.items() if service["image"].startswith("detectbot")}
+    assert set(ours) == {"migrate", "gateway", "worker", "telegram", "discord"}
+    for name, image in ours.items():
+        assert image in (f"detectbot:{VERSION}", f"detectbot-worker:{VERSION}"), (name, image)
+    for name, service in services.items():
+        assert ":" in service["image"] and not service["image"].endswith(":latest"), name
+    assert services["worker"]["build"]["dockerfile"] == "Dockerfile.worker"
+    assert services["migrate"]["build"] == "."  # builds detectbot:VERSION, which gateway and bots then run
+
+
+def test_published_ports_listen_on_loopback_only() -> None:
+    services = config(REQUIRED, profiles=("telegram", "discord"))["services"]
+    published = [(name, port) for name, service in services.items() for port in service.get("ports", [])]
+    assert ("gateway", "127.0.0.1:8080:8080") in published
+    for name, port in published:
+        assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def _seconds(duration: str) -> float:
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert match and duration, duration
+    return int(match.group(1) or 0) * 60 + int(match.group(2) or 0)
+
+
+def test_a_stopping_worker_has_time_to_finish_its_photos() -> None:
+    """On SIGTERM a worker finishes the jobs in hand: two per inference slot, each killed after JOB_TIMEOUT_S."""
+    from worker.settings import WorkerSettings
+
+    worker = config(REQUIRED)["services"]["worker"]
+    settings = WorkerSettings(cpus=2, job_timeout_s=float(worker["environment"]["DETECTBOT_JOB_TIMEOUT_S"]))
+    per_slot = settings.prefetch_count() // settings.slots
+    assert _seconds(worker["stop_grace_period"]) >= per_slot * settings.job_timeout_s + 20
+
+
+def test_dockerfiles_install_only_from_the_hashed_locks() -> None:
+    for dockerfile, lock in (("Dockerfile", "gateway.txt"), ("Dockerfile.worker", "worker.txt")):
+        text = (ROOT / dockerfile).read_text()
+        assert f"COPY requirements/{lock} /tmp/requirements.txt" in text, dockerfile
+        assert "pip install --require-hashes --no-deps -r /tmp/requirements.txt" in text, dockerfile
+        assert "pip install --require-hashes -r requirements/build.txt" in text, dockerfile
+        installs = [line for line in text.splitlines() if "pip install" in line]
+        for line in installs:  # every other install is our own wheel (no dependencies), or the opt-in torch build
+            assert ("--require-hashes" in line or "--no-deps /tmp/wheels" in line or "pytorch.org" in line
+                    or "[ultralytics]" in line), f"{dockerfile}: {line.strip()}"  # fmt: skip
+        assert re.search(r"^FROM python:3\.11-slim$", text, re.M), "the locks are made for Python 3.11"
+        assert re.search(r"^USER 10001$", text, re.M), "runs as the non-root user the Kubernetes pods expect"
+    assert "onnxruntime" not in (ROOT / "requirements" / "gateway.txt").read_text()
 
 
 def test_dockerfiles_run_the_cli() -> None:
