@@ -133,8 +133,8 @@ class _Value:
 class _Converter:
     """Walks the TensorFlow.js nodes in order and writes ONNX nodes into a ``GraphBuilder``."""
 
-    def __init__(self, model: TfjsModel, g: GraphBuilder) -> None:
-        self.model, self.g = model, g
+    def __init__(self, model: TfjsModel, g: GraphBuilder, inputs: Mapping[str, tuple[str, Perm]]) -> None:
+        self.model, self.g, self.inputs = model, g, inputs
         self.values: dict[str, _Value] = {}
         self.uses = Counter(_node_name(i) for node in model.nodes for i in node.get("input", []))
         self.consumers: dict[str, list[dict[str, Any]]] = {}
@@ -153,9 +153,8 @@ class _Converter:
 
     # --- plumbing
 
-    def run(self, inputs: Mapping[str, tuple[str, Perm]]) -> None:
-        """Convert every node; ``inputs`` maps each placeholder to an ONNX tensor and its permutation."""
-        self.inputs = inputs
+    def run(self) -> None:
+        """Convert every node, in the graph's order."""
         for node in self.model.nodes:
             handler = self.ops.get(node["op"])
             if handler is None:
@@ -407,6 +406,6 @@ def convert(
     ``inputs`` maps each placeholder to the ONNX tensor that feeds it and that tensor's permutation, e.g.
     ``{"input_1": ("images", (0, 1, 2, 3))}``.
     """
-    converter = _Converter(model, g)
-    converter.run({name: (tensor, tuple(perm)) for name, (tensor, perm) in inputs.items()})
+    converter = _Converter(model, g, {name: (tensor, tuple(perm)) for name, (tensor, perm) in inputs.items()})
+    converter.run()
     return {ref: converter.output(ref) for ref in outputs}
