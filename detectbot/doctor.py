@@ -121,8 +121,7 @@ async def _model() -> str:
             resolve_model, spec, data_dir=settings.data_dir, auto_export=False, allow_download=False
         )
     except ModelUnavailable as exc:
-        hint = "; run `detectbot model offline`" if spec == "offline-coco" else ""
-        raise Problem(f"{exc}{hint}") from None
+        raise Problem(str(exc)) from None  # an offline model's sentence says how to build it
     return f"{spec} ({resolved.backend}: {resolved.source})"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import itertools
 from pathlib import Path
@@ -13,10 +12,12 @@ from PIL import Image
 
 
 def ultralytics_asset(name: str) -> Path:
-    """``bus.jpg`` / ``zidane.jpg`` from the installed ultralytics package (found without importing it)."""
-    spec = importlib.util.find_spec("ultralytics")
-    assert spec is not None and spec.submodule_search_locations, "ultralytics (the worker extra) is not installed"
-    path = Path(next(iter(spec.submodule_search_locations))) / "assets" / name
+    """``bus.jpg`` / ``zidane.jpg`` from the installed ultralytics package (found without importing it), else from
+    its wheel, downloaded once into the tests' cache (``detectbot.samples``)."""
+    from detectbot.samples import sample_photos
+    from tests.conftest_models import cache_dir
+
+    (path,) = [p for p in sample_photos(cache_dir()) if p.name == name]
     assert path.is_file(), f"{path} is missing"
     return path
 

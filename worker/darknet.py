@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import subprocess
 import sys
 import tarfile
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import numpy.typing as npt
 
 from worker.errors import ModelUnavailable
 from worker.onnx_detector import read_onnx_metadata
+from worker.onnx_graph import GraphBuilder, save_atomic, set_metadata
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def build_offline_model(data_dir: Path, *, progress: Progress = _no_progress, sd
         files = _read_source_files(source)
         progress("converting…")
         model = convert_darknet(files["yolov3-tiny.cfg"], files["yolov3-tiny.weights"], files["coco.names"])
-        _save_atomic(model, target)
+        save_atomic(model, target, _self_check)
     progress(f"done: {target}")
     log.info("built offline model %s", target)
     return target
@@ -163,22 +163,6 @@ def _read_from_dir(folder: Path) -> dict[str, bytes]:
     return files
 
 
-def _save_atomic(model: Any, target: Path) -> None:
-    """Write the model beside ``target``, check it runs, then rename it into place."""
-    import onnx
-
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        onnx.save(model, tmp)
-        _self_check(tmp)
-        tmp.chmod(0o644)  # mkstemp makes it 0600
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _self_check(path: Path) -> None:
     """Run the converted graph once on a grey 416x320 image and check the output's shape."""
     import onnxruntime as ort
@@ -237,36 +221,6 @@ class _WeightReader:
 
 
 @dataclass
-class _Graph:
-    """Accumulates ONNX nodes and initializers."""
-
-    nodes: list[Any] = field(default_factory=list)
-    inits: list[Any] = field(default_factory=list)
-    count: int = 0
-
-    def name(self, prefix: str) -> str:
-        """A fresh tensor/node name."""
-        self.count += 1
-        return f"{prefix}_{self.count}"
-
-    def const(self, prefix: str, value: npt.NDArray[Any]) -> str:
-        """Add an initializer and return its name."""
-        from onnx import numpy_helper
-
-        name = self.name(prefix)
-        self.inits.append(numpy_helper.from_array(value, name))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], **attrs: Any) -> str:
-        """Add one single-output node and return its output name."""
-        from onnx import helper
-
-        out = self.name(op_type.lower())
-        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
-        return out
-
-
-@dataclass
 class _Layer:
     """A layer's output tensor, its channels and its stride (input pixels per cell)."""
 
@@ -275,7 +229,7 @@ class _Layer:
     stride: float
 
 
-def _conv(g: _Graph, x: _Layer, opts: dict[str, str], reader: _WeightReader) -> _Layer:
+def _conv(g: GraphBuilder, x: _Layer, opts: dict[str, str], reader: _WeightReader) -> _Layer:
     """Convolution (+ folded batch-norm) and its activation."""
     filters, size = int(opts["filters"]), int(opts.get("size", 1))
     stride = int(opts.get("stride", 1))
@@ -305,7 +259,7 @@ def _conv(g: _Graph, x: _Layer, opts: dict[str, str], reader: _WeightReader) -> 
     return _Layer(out, filters, x.stride * stride)
 
 
-def _maxpool(g: _Graph, x: _Layer, opts: dict[str, str]) -> _Layer:
+def _maxpool(g: GraphBuilder, x: _Layer, opts: dict[str, str]) -> _Layer:
     """Darknet max-pool: out = (n + padding - size) // stride + 1; padding (size-1) goes right/bottom."""
     size, stride = int(opts.get("size", opts.get("stride", 1))), int(opts.get("stride", 1))
     padding = int(opts.get("padding", size - 1))
@@ -321,7 +275,7 @@ def _maxpool(g: _Graph, x: _Layer, opts: dict[str, str]) -> _Layer:
     return _Layer(out, x.channels, x.stride * stride)
 
 
-def _upsample(g: _Graph, x: _Layer, opts: dict[str, str]) -> _Layer:
+def _upsample(g: GraphBuilder, x: _Layer, opts: dict[str, str]) -> _Layer:
     """Nearest-neighbour upsampling by an integer factor."""
     s = int(opts.get("stride", 2))
     scales = g.const("scales", np.array([1, 1, s, s], dtype=np.float32))
@@ -337,7 +291,7 @@ def _i64(*values: int) -> npt.NDArray[np.int64]:
     return np.array(values, dtype=np.int64)
 
 
-def _grid(g: _Graph, x: str) -> str:
+def _grid(g: GraphBuilder, x: str) -> str:
     """(1, 1, 2, h * w) cell offsets (x, y), row-major, for a feature map of any size."""
     shape = g.op("Shape", [x])
     h, w = (g.op("Slice", [shape, g.const("i", _i64(i)), g.const("i", _i64(i + 1))]) for i in (2, 3))
@@ -354,7 +308,7 @@ def _grid(g: _Graph, x: str) -> str:
     return g.op("Reshape", [stacked, g.const("i", _i64(1, 1, 2, -1))])
 
 
-def _yolo(g: _Graph, x: _Layer, opts: dict[str, str]) -> str:
+def _yolo(g: GraphBuilder, x: _Layer, opts: dict[str, str]) -> str:
     """Decode a YOLO head to (b, 4 + nc, h * w * na): cx, cy, w, h in pixels, sigmoid(obj) * sigmoid(cls)."""
     mask = [int(v) for v in opts["mask"].split(",")]
     flat = [float(v) for v in opts["anchors"].split(",")]
@@ -378,7 +332,7 @@ def _yolo(g: _Graph, x: _Layer, opts: dict[str, str]) -> str:
     return g.op("Reshape", [t, g.const("shape", _i64(0, 4 + nc, -1))])
 
 
-def _route(layers: list[_Layer], index: int, opts: dict[str, str], g: _Graph) -> _Layer:
+def _route(layers: list[_Layer], index: int, opts: dict[str, str], g: GraphBuilder) -> _Layer:
     """Concatenate earlier layers' outputs along channels."""
     if "groups" in opts:
         raise ModelUnavailable("Darknet route groups are not supported")
@@ -398,7 +352,7 @@ def convert_darknet(cfg: bytes, weights: bytes, names: bytes) -> Any:
         raise ModelUnavailable("the Darknet cfg does not start with [net]")
     imgsz = int(sections[0][1].get("width", IMGSZ))
     labels = [ln.strip() for ln in names.decode("utf-8").splitlines() if ln.strip()]
-    g = _Graph()
+    g = GraphBuilder()
     channels = int(sections[0][1].get("channels", 3))
     heads = _layers(g, sections[1:], _WeightReader(weights), channels, len(labels))
     g.nodes.append(helper.make_node("Concat", heads, ["output0"], name="output0", axis=2))
@@ -410,15 +364,13 @@ def convert_darknet(cfg: bytes, weights: bytes, names: bytes) -> Any:
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)], producer_name="detectbot")
     model.ir_version = 8
-    for key, value in _metadata(labels, imgsz).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_metadata(model, _metadata(labels, imgsz))
     checker.check_model(model)
     return model
 
 
 def _layers(
-    g: _Graph, sections: list[tuple[str, dict[str, str]]], reader: _WeightReader, channels: int, nc: int
+    g: GraphBuilder, sections: list[tuple[str, dict[str, str]]], reader: _WeightReader, channels: int, nc: int
 ) -> list[str]:
     """Add every layer to ``g``; return the decoded YOLO heads' outputs."""
     layers: list[_Layer] = []

@@ -36,7 +36,7 @@ class DetectorSpec:
 
     model: str
     data_dir: Path
-    conf: float = 0.25
+    conf: float | None = None  # None: the model's own threshold
     iou: float = 0.45
     imgsz: int | None = None
     max_det: int = 300

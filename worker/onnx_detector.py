@@ -1,4 +1,5 @@
-"""A lean detector on ONNX Runtime + numpy: ultralytics-style letterbox, class-aware NMS, no torch import."""
+"""A lean detector on ONNX Runtime + numpy: ultralytics-style letterbox, YOLO and GFL (NanoDet) heads, class-aware
+NMS, no torch import."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from worker.detections import Detection, RGBImage, detections_from
+from worker.model_specs import DEFAULT_CONF
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +78,9 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
 
 
 def letterbox(
-    image: RGBImage, new_shape: tuple[int, int], *, auto: bool, stride: int
+    image: RGBImage, new_shape: tuple[int, int], *, auto: bool, stride: int, pad_value: int = _PAD_VALUE
 ) -> tuple[RGBImage, tuple[float, float], tuple[int, int]]:
-    """Resize keeping the aspect ratio and pad with 114, as ultralytics' ``LetterBox`` (centered)."""
+    """Resize keeping the aspect ratio and pad (grey 114), as ultralytics' ``LetterBox`` (centered)."""
     h, w = image.shape[:2]
     r = min(new_shape[0] / h, new_shape[1] / w)
     new_unpad = (max(round(w * r), 1), max(round(h * r), 1))
@@ -89,7 +91,7 @@ def letterbox(
     left, right = round(dw / 2 - 0.1), round(dw / 2 + 0.1)
     if (w, h) != new_unpad:
         image = _resize(image, new_unpad)
-    out = np.full((new_unpad[1] + top + bottom, new_unpad[0] + left + right, 3), _PAD_VALUE, dtype=np.uint8)
+    out = np.full((new_unpad[1] + top + bottom, new_unpad[0] + left + right, 3), pad_value, dtype=np.uint8)
     out[top : top + new_unpad[1], left : left + new_unpad[0]] = image
     return out, (new_unpad[0] / w, new_unpad[1] / h), (left, top)
 
@@ -142,9 +144,53 @@ def postprocess(
         xywh, scores, classes = xywh[top], scores[top], classes[top]
     half = xywh[:, 2:] / 2
     boxes = np.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], axis=1)
+    return class_nms(boxes, scores, classes, iou=iou, max_det=max_det)
+
+
+def class_nms(
+    boxes: Floats, scores: Floats, classes: npt.NDArray[np.intp], *, iou: float, max_det: int
+) -> tuple[Floats, Floats, npt.NDArray[np.intp]]:
+    """Class-aware NMS (boxes of different classes never suppress each other); the kept ones, best first."""
     offsets = (classes.astype(np.float32) * np.float32(_MAX_WH))[:, None]
     kept = nms(boxes + offsets, scores, iou)[:max_det]
     return boxes[kept], scores[kept], classes[kept]
+
+
+def gfl_priors(imgsz: tuple[int, int], strides: Sequence[int]) -> Floats:
+    """(N, 3) cell centres (x, y) in input pixels and each cell's stride, stride by stride, row-major.
+
+    NanoDet's GFL head (v0.x) measures its distances from the centre of each cell, ``(i + 0.5) * stride``.
+    """
+    parts = []
+    for stride in strides:
+        h, w = math.ceil(imgsz[0] / stride), math.ceil(imgsz[1] / stride)
+        ys, xs = np.divmod(np.arange(h * w, dtype=np.float32), np.float32(w))
+        parts.append(np.stack([(xs + 0.5) * stride, (ys + 0.5) * stride, np.full_like(xs, stride)], axis=1))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def decode_gfl(
+    scores: Floats, distributions: Floats, priors: Floats, *, conf: float, iou: float, max_det: int
+) -> tuple[Floats, Floats, npt.NDArray[np.intp]]:
+    """One image's GFL outputs -> (xyxy boxes in input pixels, scores, class ids).
+
+    ``scores`` (N, nc) are sigmoid class scores; ``distributions`` (N, 4 * bins) the logits of each edge's
+    distance from the cell centre, in strides: the distance is the softmax's expectation over 0 .. bins - 1.
+    Each cell keeps its best class; only cells above ``conf`` are decoded.
+    """
+    best = scores.argmax(1)
+    best_conf = np.take_along_axis(scores, best[:, None], 1)[:, 0]
+    keep = np.flatnonzero(best_conf > conf)
+    if keep.size > _MAX_NMS:
+        keep = keep[np.argsort(-best_conf[keep], kind="stable")[:_MAX_NMS]]
+    bins = distributions.shape[1] // 4
+    logits = distributions[keep].reshape(-1, 4, bins)
+    weights = np.exp(logits - logits.max(axis=2, keepdims=True))
+    distance = (weights @ np.arange(bins, dtype=np.float32)) / weights.sum(axis=2)  # (k, 4) in strides
+    distance *= priors[keep, 2:3]
+    centre = priors[keep, :2]
+    boxes = np.concatenate([centre - distance[:, :2], centre + distance[:, 2:]], axis=1).astype(np.float32)
+    return class_nms(boxes, best_conf[keep], best[keep].astype(np.intp), iou=iou, max_det=max_det)
 
 
 def scale_boxes(boxes: Floats, gain: tuple[float, float], pad: tuple[int, int], shape: tuple[int, int]) -> Floats:
@@ -167,13 +213,13 @@ def _literal(meta: Mapping[str, str], key: str) -> Any:
 
 
 class OnnxDetector:
-    """A YOLO detector on ONNX Runtime: ultralytics exports (dynamic or fixed) and our Darknet conversion."""
+    """A detector on ONNX Runtime: ultralytics exports (dynamic or fixed), our Darknet and NanoDet conversions."""
 
     def __init__(
         self,
         path: Path,
         *,
-        conf: float = 0.25,
+        conf: float | None = None,
         iou: float = 0.45,
         threads: int,
         max_det: int = 300,
@@ -190,9 +236,11 @@ class OnnxDetector:
         # ORT's worker threads spin-wait between runs by default: ~40 % more CPU for the same speed here
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session: Any = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self._conf, self._iou, self._max_det = conf, iou, max_det
         self._name = name or path.stem
         meta = dict(self._session.get_modelmeta().custom_metadata_map)
+        # None: the threshold the model's makers recommend, where its metadata says one (NanoDet: 0.35)
+        self._conf = conf if conf is not None else float(meta.get("conf", DEFAULT_CONF))
+        self._iou, self._max_det = iou, max_det
         inp = self._session.get_inputs()[0]
         self._input_name = inp.name
         self._fp16 = "float16" in inp.type
@@ -205,6 +253,8 @@ class OnnxDetector:
         self._end2end = bool(_literal(meta, "end2end")) or bool(args.get("nms"))
         self._names = self._pick_names(meta)
         self._fixed_batch = batch if isinstance(batch, int) and batch > 1 else None  # exported with batch=N
+        self._pad_value = int(meta.get("letterbox_pad", _PAD_VALUE))  # NanoDet was trained on black borders
+        self._priors = gfl_priors(self._imgsz, _literal(meta, "strides")) if meta.get("head") == "GFL" else None
         task = meta.get("task", "detect")
         if task not in {"detect", "segment", "pose"}:
             raise ValueError(f"{path.name} is a {task} model, not a detector")
@@ -245,6 +295,11 @@ class OnnxDetector:
         return self._names
 
     @property
+    def conf(self) -> float:
+        """The confidence threshold in use."""
+        return self._conf
+
+    @property
     def imgsz(self) -> tuple[int, int]:
         """Inference size (h, w): the letterbox target."""
         return self._imgsz
@@ -264,32 +319,40 @@ class OnnxDetector:
             step = self._fixed_batch or 1
             return [dets for i in range(0, len(images), step) for dets in self.predict_batch(images[i : i + step])]
         auto = self._dynamic and len({im.shape for im in images}) == 1
-        boxed = [letterbox(im, self._imgsz, auto=auto, stride=self._stride) for im in images]
+        boxed = [letterbox(im, self._imgsz, auto=auto, stride=self._stride, pad_value=self._pad_value) for im in images]
         blob = np.stack([b[0] for b in boxed]).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
         if self._fixed_batch and len(images) < self._fixed_batch:  # a static batch: pad with empty images
             blob = np.concatenate([blob, np.zeros((self._fixed_batch - len(images), *blob.shape[1:]), blob.dtype)])
-        (out,) = self._run(blob.astype(np.float16) if self._fp16 else blob)
+        outputs = self._run(blob.astype(np.float16) if self._fp16 else blob)
         return [
-            self._detections(np.asarray(pred, dtype=np.float32), gain, pad, im.shape[:2])
-            for pred, (_, gain, pad), im in zip(out[: len(images)], boxed, images, strict=True)
+            self._detections([np.asarray(out[i], dtype=np.float32) for out in outputs], gain, pad, im.shape[:2])
+            for i, ((_, gain, pad), im) in enumerate(zip(boxed, images, strict=True))
         ]
 
     def _run(self, blob: Floats | npt.NDArray[np.float16]) -> list[Any]:
-        """One ONNX Runtime run; the first output."""
+        """One ONNX Runtime run: every output for a GFL head (scores, distributions), else the first."""
         if self._session is None:
             raise RuntimeError(f"detector {self._name} is closed")
-        return [self._session.run(None, {self._input_name: blob})[0]]
+        outputs: list[Any] = self._session.run(None, {self._input_name: blob})
+        return outputs if self._priors is not None else outputs[:1]
 
     def _detections(
-        self, pred: Floats, gain: tuple[float, float], pad: tuple[int, int], shape: tuple[int, ...]
+        self, outputs: list[Floats], gain: tuple[float, float], pad: tuple[int, int], shape: tuple[int, ...]
     ) -> list[Detection]:
-        """Postprocess one image's output into Detections in original-image pixels."""
-        nc = len(self._names) if not self._end2end and 4 + len(self._names) <= pred.shape[0] else None
-        boxes, scores, classes = postprocess(
-            pred, conf=self._conf, iou=self._iou, max_det=self._max_det, end2end=self._end2end, nc=nc
-        )
+        """Postprocess one image's outputs into Detections in original-image pixels."""
+        if self._priors is not None:
+            scores, distributions = outputs
+            boxes, confs, classes = decode_gfl(
+                scores, distributions, self._priors, conf=self._conf, iou=self._iou, max_det=self._max_det
+            )
+        else:
+            pred = outputs[0]
+            nc = len(self._names) if not self._end2end and 4 + len(self._names) <= pred.shape[0] else None
+            boxes, confs, classes = postprocess(
+                pred, conf=self._conf, iou=self._iou, max_det=self._max_det, end2end=self._end2end, nc=nc
+            )
         boxes = scale_boxes(boxes, gain, pad, (shape[0], shape[1]))
-        return detections_from(boxes, scores, classes, self._names)
+        return detections_from(boxes, confs, classes, self._names)
 
     def close(self) -> None:
         """Release the ONNX Runtime session."""

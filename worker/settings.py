@@ -23,7 +23,7 @@ class WorkerSettings(GatewayAddress, QueueSettings):
     broker_retry_s: float = 30.0  # at start: how long to retry a broker that does not answer, then exit
 
     model: str = ""  # empty: yolo11n.pt when it can be had, else the offline COCO model
-    conf: float = Field(default=0.25, ge=0.0, le=1.0)
+    conf: float | None = Field(default=None, ge=0.0, le=1.0)  # None: the model's own (0.35 NanoDet, else 0.25)
     iou: float = Field(default=0.45, gt=0.0, le=1.0)
     imgsz: int | None = None  # None: the model's own input size
     max_det: int = 300

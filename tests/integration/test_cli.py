@@ -115,6 +115,6 @@ async def test_worker_with_a_model_it_cannot_get_says_what_to_set(gateway: Gatew
     lines = [line for line in err.splitlines() if line.startswith("detectbot worker:")]
     assert lines == [
         "detectbot worker: the model is not available: model 'yolo11n.pt' is not on this machine and cannot be "
-        "downloaded (offline); set DETECTBOT_MODEL=offline-coco or a local .pt/.onnx path"
+        "downloaded (offline); set DETECTBOT_MODEL=offline-nanodet or a local .pt/.onnx path"
     ], err
     assert "Traceback" not in err

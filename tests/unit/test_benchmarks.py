@@ -74,3 +74,24 @@ def test_cpu_seconds_reads_this_process() -> None:
     second = cpu_seconds(os.getpid())
     assert first is not None and second is not None and second >= first
     assert cpu_seconds(2**22 + 12345) is None
+
+
+def test_the_labelled_set_scores_greedily_by_class_with_ignore_regions() -> None:
+    from benchmarks.labelled import Sample, average_precision, match, precision_recall
+
+    sample = Sample("s", np.zeros((10, 10, 3), np.uint8), [("person", (0, 0, 100, 100)), ("tie", (40, 40, 50, 90))],
+                    ignore=[("person", (200, 0, 300, 100))])  # fmt: skip
+    found = [
+        ("person", 0.5, (0, 0, 100, 100)),  # the person, but a better one comes first
+        ("person", 0.9, (5, 5, 100, 100)),
+        ("dog", 0.8, (0, 0, 100, 100)),  # right place, wrong class
+        ("person", 0.7, (200, 0, 290, 100)),  # on an ignore region
+        ("tie", 0.3, (40, 40, 50, 60)),  # IoU 0.4: too loose
+    ]
+    outcomes = match(sample, found)
+    assert outcomes == [(0.9, "person", "tp"), (0.8, "dog", "fp"), (0.7, "person", "ignored"),
+                        (0.5, "person", "fp"), (0.3, "tie", "fp")]  # fmt: skip
+    assert precision_recall(outcomes, 2, 0.6) == {"conf": 0.6, "tp": 1, "fp": 1, "fn": 1, "precision": 0.5,
+                                                  "recall": 0.5}  # fmt: skip
+    assert average_precision(outcomes, 2) == 0.5  # one of two found, first in line
+    assert average_precision([(0.9, "a", "tp"), (0.8, "a", "fp"), (0.7, "a", "tp")], 2) == 0.5 + 0.5 * 2 / 3
