@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests import tools
 
 
 def promtool() -> str:
-    """The promtool binary; a clear failure (never a skip) where it is not installed."""
-    path = os.environ.get("DETECTBOT_PROMTOOL") or shutil.which("promtool")
-    if not path:
-        pytest.fail("promtool is needed: apt-get install -y prometheus (or DETECTBOT_PROMTOOL=/path/to/promtool)")
-    return path
+    """The promtool binary: found, or installed once for the machine (``tests.tools``); never a skip."""
+    return tools.promtool()
 
 
 def run(*args: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,13 +22,13 @@ from sqlalchemy import select
 from db.models import Job
 from detectbot.samples import sample_photos
 from queue_gateway.public import texts
+from tests import tools
 from tests.conftest_models import cache_dir
 from tests.images import jpeg, png, poison_png
 from tests.services import ADMIN_KEY, CLIENT_KEY, GatewayHandle, submit_photo, wait_finished
 
 StartGateway = Callable[..., Awaitable[GatewayHandle]]
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -49,27 +47,10 @@ FIXED = "py:tests.detectors:fixed"
 # --- the browser --------------------------------------------------------------------------------------------
 
 
-def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run(["apt-get", *args], env=env, capture_output=True, text=True, timeout=1200, check=False)
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Debian's Chromium; installed with apt-get when missing (never ``playwright install``: it cannot work here)."""
-    if not Path(CHROMIUM).exists():
-        if shutil.which("apt-get") is None:
-            pytest.fail(f"{CHROMIUM} is missing and there is no apt-get: install Debian's 'chromium' package")
-        installed = _apt_get("install", "-y", "-q", "chromium")
-        if installed.returncode != 0:  # a fresh machine may have no package lists yet
-            _apt_get("update", "-q")
-            installed = _apt_get("install", "-y", "-q", "chromium")
-        if installed.returncode != 0 or not Path(CHROMIUM).exists():
-            pytest.fail(
-                f"could not install Debian's chromium ({CHROMIUM}) for the browser tests: "
-                f"apt-get install -y chromium exited {installed.returncode}: {installed.stderr.strip()[-800:]}"
-            )
-    return CHROMIUM
+    """Debian's Chromium, installed once for the machine when missing (``tests.tools``)."""
+    return tools.chromium()
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ release.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -26,6 +24,7 @@ from bots.discord.settings import DiscordSettings
 from bots.telegram.settings import TelegramSettings
 from detectbot.cli import build_parser
 from queue_gateway.settings import GatewaySettings
+from tests import tools
 from tests.kustomize import Unsupported, containers, find, pod_spec, render
 from tests.unit.test_deploy import REQUIRED, config
 from worker.settings import WorkerSettings
@@ -308,14 +307,9 @@ def test_images_are_this_release(base, production) -> None:
 
 
 def checkov() -> str:
-    """checkov runs from its own virtualenv (it pins packages older than our dev tools'): DETECTBOT_CHECKOV or PATH."""
-    path = os.environ.get("DETECTBOT_CHECKOV") or shutil.which("checkov")
-    if not path:
-        pytest.fail(
-            "checkov is needed: python3 -m venv .venv-checkov && .venv-checkov/bin/pip install 'checkov==3.3.30', "
-            "then DETECTBOT_CHECKOV=.venv-checkov/bin/checkov (see deploy/kubernetes/README.md)"
-        )
-    return path
+    """checkov from a virtualenv of its own (it pins packages older than our dev tools'): found, or installed once
+    for the machine (``tests.tools``)."""
+    return tools.checkov()
 
 
 def test_checkov_finds_nothing_in_what_production_applies(tmp_path: Path) -> None:
