@@ -22,7 +22,11 @@ from detectbot.cli import build_parser
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 SCHEMA = Path(__file__).resolve().parents[1] / "data" / "compose-spec.json"
-REQUIRED = {"DETECTBOT_BOT_KEY": "ci-bot-key", "DETECTBOT_SIGNING_SECRET": "ci-secret-0123456789abcdef0123456789"}
+REQUIRED = {
+    "DETECTBOT_TELEGRAM_BOT_KEY": "ci-telegram-bot-key-0123456789",
+    "DETECTBOT_DISCORD_BOT_KEY": "ci-discord-bot-key-0123456789",
+    "DETECTBOT_SIGNING_SECRET": "ci-secret-0123456789abcdef0123456789",
+}
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\})")
 
 
@@ -76,7 +80,7 @@ def test_compose_file_is_valid() -> None:
 
 
 def test_compose_refuses_to_start_without_secrets() -> None:
-    with pytest.raises(MissingVariable, match="set DETECTBOT_BOT_KEY"):
+    with pytest.raises(MissingVariable, match="set DETECTBOT_SIGNING_SECRET"):
         config({})
 
 
@@ -107,11 +111,13 @@ def test_services_run_the_cli_and_wait_for_healthy_dependencies() -> None:
 
 
 def test_the_bots_present_a_bot_key_the_gateway_knows() -> None:
-    """Following the README's Deploy steps, /stats works: the bots' key is one of the gateway's bot keys."""
+    """Following the README's Deploy steps, /stats works: each bot's key is the gateway's key for its platform
+    (and for that platform only: a leaked bot key does not reach the other platform's chats)."""
     services = config(REQUIRED, profiles=("telegram", "discord"))["services"]
     gateway_keys = services["gateway"]["environment"]["DETECTBOT_API_KEYS"].split(",")
     for bot in ("telegram", "discord"):
-        assert f"bot:{services[bot]['environment']['DETECTBOT_API_KEY']}" in gateway_keys
+        key = services[bot]["environment"]["DETECTBOT_API_KEY"]
+        assert key and f"{bot}:{key}" in gateway_keys and f"bot:{key}" not in gateway_keys
 
 
 def test_images_are_this_release_not_latest() -> None:
