@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import ModuleType
 
-from queue_gateway.public.entry import add_log_level, configure_logging, load_settings, run_main
+from queue_gateway.runtime.entry import add_log_level, configure_logging, load_settings, run_main
 from worker.model_specs import OFFLINE_SPEC, OFFLINE_SPECS
 
 
@@ -148,7 +148,7 @@ def _demo(args: argparse.Namespace) -> int:
         import asyncio
 
         from detectbot.demo import run_demo
-        from queue_gateway.public.settings import DetectbotSettings
+        from queue_gateway.runtime.config import DetectbotSettings
 
         configure_logging(load_settings(DetectbotSettings, args), quiet=True)
         return asyncio.run(run_demo(args.photos, args.output.absolute()))
@@ -161,7 +161,7 @@ def _doctor(args: argparse.Namespace) -> int:
         import asyncio
 
         from detectbot.doctor import run_doctor
-        from queue_gateway.public.settings import DetectbotSettings
+        from queue_gateway.runtime.config import DetectbotSettings
 
         configure_logging(load_settings(DetectbotSettings, args), quiet=True)
         code: int = asyncio.run(run_doctor())

@@ -14,8 +14,9 @@ from pydantic import SecretStr
 from detectbot.samples import SamplesUnavailable, sample_photos
 from detectbot.submit import Options, Reporter, submit
 from queue_gateway.app import create_app
-from queue_gateway.public.errors import CannotStart
-from queue_gateway.public.settings import GatewayClientSettings, safe_url
+from queue_gateway.public.settings import GatewayClientSettings
+from queue_gateway.runtime.config import safe_url
+from queue_gateway.runtime.errors import CannotStart
 from queue_gateway.settings import GatewaySettings
 from worker.consumer import Worker
 from worker.model_loader import choose_model

@@ -15,8 +15,8 @@ import aio_pika
 import aiohttp
 from pydantic import ValidationError
 
-from queue_gateway.public.errors import CannotStart
-from queue_gateway.public.settings import safe_url, settings_problem
+from queue_gateway.runtime.config import safe_url, settings_problem
+from queue_gateway.runtime.errors import CannotStart
 
 Check = Callable[[], Awaitable[str | None]]
 

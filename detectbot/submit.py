@@ -11,8 +11,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from bots.shared.client import GatewayClient
-from bots.shared.errors import GatewayDown, GatewayRefused
+from queue_gateway.public.client import GatewayClient, GatewayDown, GatewayRefused
 from queue_gateway.public.contract import DetectParams
 from queue_gateway.public.settings import GatewayClientSettings
 

@@ -43,7 +43,7 @@ from queue_gateway.errors import (
 )
 from queue_gateway.images import ImageInfo, validate
 from queue_gateway.job_json import job_json
-from queue_gateway.public import texts, tracing
+from queue_gateway.public import texts
 from queue_gateway.public.contract import (
     DetectParams,
     DiscordOrigin,
@@ -52,6 +52,7 @@ from queue_gateway.public.contract import (
     TelegramOrigin,
     parse_origin,
 )
+from queue_gateway.runtime import tracing
 from queue_gateway.signing import Action, SignatureError
 from queue_gateway.uploads import is_multipart, read_body, read_form
 

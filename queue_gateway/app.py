@@ -2,7 +2,7 @@
 
 Resources open and close in pairs (aiohttp's ``cleanup_ctx``): the database, then the broker with intake, the
 outbox relay and the dead-letter consumer, then delivery to chats with retention. Every background task runs
-under one :class:`~queue_gateway.public.supervise.Supervisor`, which restarts a task that crashes and tells
+under one :class:`~queue_gateway.runtime.supervise.Supervisor`, which restarts a task that crashes and tells
 ``/readyz`` about it meanwhile.
 """
 
@@ -44,13 +44,13 @@ from queue_gateway.notify.base import Notifier
 from queue_gateway.notify.loop import DeliveryLoop, Pacer
 from queue_gateway.notify.progress import ProgressUpdater
 from queue_gateway.pace import Pace
-from queue_gateway.public import process, redact
-from queue_gateway.public.errors import CannotStart
-from queue_gateway.public.settings import secret_values
-from queue_gateway.public.supervise import Supervisor
 from queue_gateway.publisher import BrokerLink, Publisher
 from queue_gateway.relay import OutboxRelay
 from queue_gateway.retention import Retention
+from queue_gateway.runtime import process, redact
+from queue_gateway.runtime.config import secret_values
+from queue_gateway.runtime.errors import CannotStart
+from queue_gateway.runtime.supervise import Supervisor
 from queue_gateway.settings import GatewaySettings
 from queue_gateway.signing import Signer
 from queue_gateway.wakeups import Wakeups

@@ -10,9 +10,9 @@ from queue_gateway.intake import Intake
 from queue_gateway.longpoll import LongPolls
 from queue_gateway.metrics import GatewayMetrics
 from queue_gateway.pace import Pace
-from queue_gateway.public.supervise import Supervisor
 from queue_gateway.publisher import BrokerLink
 from queue_gateway.retention import Retention
+from queue_gateway.runtime.supervise import Supervisor
 from queue_gateway.settings import GatewaySettings
 from queue_gateway.signing import Signer
 from queue_gateway.wakeups import Wakeups

@@ -28,8 +28,8 @@ from typing import ClassVar
 
 from aiohttp import web
 
-from queue_gateway.public import tracing
 from queue_gateway.public.contract import ErrorBody, ErrorCode
+from queue_gateway.runtime import tracing
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
 from aiohttp import web
 from pydantic import ValidationError
 
-from queue_gateway.public import tracing
 from queue_gateway.public.contract import JobMessage, ResultMeta
-from queue_gateway.public.logs import job_context
-from queue_gateway.public.settings import safe_url
 from queue_gateway.public.topology import declare
+from queue_gateway.runtime import tracing
+from queue_gateway.runtime.config import safe_url
+from queue_gateway.runtime.logs import job_context
 from worker.errors import (
     BadImage,
     BrokerUnreachable,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from queue_gateway.public.entry import add_log_level, load_settings, parse, run_main, serve, start_process
+from queue_gateway.runtime.entry import add_log_level, load_settings, parse, run_main, serve, start_process
 
 DESCRIPTION = "Run a detection worker (consumes the job queue)."
 

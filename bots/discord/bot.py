@@ -4,7 +4,7 @@ runner). As in discord.py's ``advanced_startup`` example, resources come in thro
 async set-up (command sync) happens in ``setup_hook``.
 
 discord.py reads its REST base and its websocket URL from class attributes, so they are process-global: they are
-set once per process by :func:`queue_gateway.public.process.use_discord`.
+set once per process by :func:`queue_gateway.runtime.process.use_discord`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from bots.discord.commands import CancelButton, CatalogueTranslator, DetectComma
 from bots.discord.settings import DiscordSettings
 from bots.shared.metrics import HealthServer
 from bots.shared.services import BotServices
-from queue_gateway.public import process, redact
-from queue_gateway.public.errors import CannotStart
-from queue_gateway.public.settings import secret_values
+from queue_gateway.runtime import process, redact
+from queue_gateway.runtime.config import secret_values
+from queue_gateway.runtime.errors import CannotStart
 
 log = logging.getLogger(__name__)
 

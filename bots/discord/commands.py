@@ -25,10 +25,10 @@ from discord import app_commands
 from bots.discord.settings import DiscordSettings
 from bots.shared import chat_settings
 from bots.shared.detect import Photo, Reply
-from bots.shared.errors import BotError, GatewayRefused
 from bots.shared.inbox import Inbox
 from bots.shared.services import BotServices
 from queue_gateway.public import texts
+from queue_gateway.public.client import GatewayClientError, GatewayRefused
 from queue_gateway.public.contract import DiscordOrigin, cancel_action
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ class DetectCommands:
             sorry = texts.for_error(cause.code, lang, retry_after=cause.retry_after, limit=cause.limit)
         else:
             sorry = texts.text("unavailable", lang)
-        if isinstance(cause, BotError):
+        if isinstance(cause, GatewayClientError):
             log.warning("command %s (interaction %s) failed: %s", name, interaction.id, cause)
         else:
             log.error("command %s (interaction %s) failed: %r", name, interaction.id, cause, exc_info=cause)

@@ -1,7 +1,7 @@
 """Admin commands, platform-neutral: stats text + chart, the dead-letter list, requeue, and "forget me".
 
 Admins are the numeric user ids in ``DETECTBOT_ADMIN_IDS``; everyone else gets the ordinary reply to an
-unknown command, so nothing is revealed. Gateway errors are raised (``bots.shared.errors``) for the bot's one
+unknown command, so nothing is revealed. Gateway errors are raised (``queue_gateway.public.client``) for the bot's one
 error handler to put into words.
 """
 
@@ -11,10 +11,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from bots.shared.client import GatewayClient
-from bots.shared.errors import GatewayRefused
 from bots.shared.settings import BotSettings
 from queue_gateway.public import texts
+from queue_gateway.public.client import GatewayClient, GatewayRefused
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from bots.shared.client import GatewayClient
 from queue_gateway.public import texts
+from queue_gateway.public.client import GatewayClient
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
-from bots.shared.client import GatewayClient, Origin
-from bots.shared.errors import GatewayDown, GatewayRefused
 from bots.shared.settings import BotSettings
-from queue_gateway.public import texts, tracing
+from queue_gateway.public import texts
+from queue_gateway.public.client import GatewayClient, GatewayDown, GatewayRefused, Origin
+from queue_gateway.runtime import tracing
 
 log = logging.getLogger(__name__)
 

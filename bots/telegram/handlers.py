@@ -13,12 +13,12 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 from bots.shared import chat_settings
 from bots.shared.admin import format_dead
 from bots.shared.detect import Photo, Reply
-from bots.shared.errors import BotError, GatewayDown, GatewayRefused
 from bots.shared.services import BotServices
 from bots.telegram.albums import AlbumCollector
 from bots.telegram.poller import Ledger
 from bots.telegram.settings import TelegramSettings
 from queue_gateway.public import texts
+from queue_gateway.public.client import GatewayClientError, GatewayDown, GatewayRefused
 from queue_gateway.public.contract import CANCEL_ACTION, TelegramOrigin, cancel_action
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ class Handlers:
     async def error(self, update: object, context: Context) -> None:
         """One error handler: log it, and tell the person what happened, in their language."""
         error = context.error
-        if isinstance(error, BotError):
+        if isinstance(error, GatewayClientError):
             log.warning("update failed: %s", error)
         else:
             log.error("update failed: %s", error, exc_info=error)

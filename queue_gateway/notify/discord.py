@@ -6,7 +6,7 @@ gone (401 code 50027, 404), it goes to the channel as a bot message that replies
 context menu's target) or mentions them.
 
 discord.py sends every REST call (webhooks included) to the process-global ``discord.http.Route.BASE``, set once
-per process by ``queue_gateway.public.process.use_discord`` from ``DETECTBOT_DISCORD_API_URL``.
+per process by ``queue_gateway.runtime.process.use_discord`` from ``DETECTBOT_DISCORD_API_URL``.
 """
 
 from __future__ import annotations

@@ -27,9 +27,9 @@ from queue_gateway.database import Database
 from queue_gateway.metrics import GatewayMetrics
 from queue_gateway.notify.base import ChatClock, Delivery, Item, Notifier, RetryLater, Undeliverable
 from queue_gateway.notify.words import caption, status_text
-from queue_gateway.public import tracing
 from queue_gateway.public.contract import parse_origin
-from queue_gateway.public.supervise import Backoff, woken
+from queue_gateway.runtime import tracing
+from queue_gateway.runtime.supervise import Backoff, woken
 from queue_gateway.wakeups import Wakeups
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from queue_gateway.notify.base import Notifier, RetryLater, StatusUpdate, Undeli
 from queue_gateway.pace import Pace
 from queue_gateway.public import texts
 from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin, parse_origin
-from queue_gateway.public.supervise import woken
+from queue_gateway.runtime.supervise import woken
 from queue_gateway.wakeups import Wakeups
 
 log = logging.getLogger(__name__)

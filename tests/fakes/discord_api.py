@@ -48,7 +48,7 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
-from queue_gateway.public import process
+from queue_gateway.runtime import process
 from tests.fakes.recorder import Hold, Recorder
 
 with warnings.catch_warnings():

@@ -1,4 +1,11 @@
-"""An HTTP client for the gateway's public API, used by the bots and the ``detectbot submit`` CLI."""
+"""An HTTP client for the gateway's public API, used by the bots and the ``detectbot submit`` CLI, and its errors::
+
+    GatewayClientError       never raised itself
+    ├── GatewayRefused       the gateway answered 4xx: this request will not work as it is (``code`` says why)
+    └── GatewayDown          the gateway could not be reached, or answered 5xx: try again later
+
+A bot's handler lets them reach its one error handler, which answers the person in their language.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,36 @@ from typing import Any
 
 import aiohttp
 
-from bots.shared.errors import GatewayDown, GatewayRefused
-from queue_gateway.public import tracing
 from queue_gateway.public.contract import DetectParams, DiscordOrigin, SubmitResponse, TelegramOrigin
+from queue_gateway.runtime import tracing
 
 Origin = TelegramOrigin | DiscordOrigin
+
+
+class GatewayClientError(Exception):
+    """Anything that stops a call to the gateway from doing what was asked."""
+
+
+class GatewayRefused(GatewayClientError):
+    """The gateway answered with an error; ``code`` is stable, ``message`` is the gateway's English sentence."""
+
+    def __init__(
+        self, status: int, code: str, message: str, retry_after: int | None = None, limit: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+        self.limit = limit
+
+
+class GatewayDown(GatewayClientError):
+    """The gateway could not be reached, or it is briefly unable to answer (5xx)."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class GatewayClient:
