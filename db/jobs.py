@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -237,6 +237,17 @@ async def statuses(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, s
         return {}
     rows = await session.execute(select(Job.id, Job.status).where(Job.id.in_(job_ids)))
     return {str(job_id): str(status) for job_id, status in rows}
+
+
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    """How many jobs are in each status (the metrics' gauges)."""
+    rows = await session.execute(select(Job.status, func.count()).group_by(Job.status))
+    return {str(status): int(n) for status, n in rows}
+
+
+async def ping(session: AsyncSession) -> None:
+    """One round trip: the database answers (readiness)."""
+    await session.execute(select(literal(1)))
 
 
 async def get_jobs(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, Job]:

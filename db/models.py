@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -31,6 +31,10 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+def _values(kind: type[StrEnum]) -> list[str]:
+    return [member.value for member in kind]
+
+
 WAITING = (JobStatus.RECEIVED, JobStatus.QUEUED)
 """A job in one of these states waits in line (``received``: stored, not yet confirmed by the broker)."""
 ACTIVE = (*WAITING, JobStatus.PROCESSING)
@@ -43,7 +47,9 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[JobStatus] = mapped_column(
+        Enum(JobStatus, native_enum=False, length=16, values_callable=_values, create_constraint=False)
+    )  # a VARCHAR(16) as before: the values are the enum's
     platform: Mapped[str] = mapped_column(String(16))
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     owner: Mapped[str | None] = mapped_column(String(40))  # the fingerprint of the API key that submitted it

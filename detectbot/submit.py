@@ -100,19 +100,19 @@ async def _one(client: GatewayClient, photo: Path, options: Options, reporter: R
         )
     saved = await _save(client, job, photo, options.output) if job["status"] in ("done", "delivered") else None
     if saved:
-        reporter.progress(f"{name}: {job.get('caption', '')} → {saved}")
+        reporter.progress(f"{name}: {job.get('caption') or ''} → {saved}")
     if options.details:
-        for detection in job.get("detections", []):
+        for detection in job.get("detections") or []:
             box = ", ".join(f"{v:.0f}" for v in detection["box"])
             reporter.progress(f"    {detection['label']:<14} {detection['confidence']:.2f}  [{box}]")
     elif job["status"] in ("failed", "dead"):
-        reporter.progress(f"{name}: {job['status']}: {job.get('error', {}).get('message', 'no reason given')}")
+        reporter.progress(f"{name}: {job['status']}: {(job.get('error') or {}).get('message') or 'no reason given'}")
     reporter.result(
         {
             "file": str(photo),
             "job_id": job["job_id"],
             "status": job["status"],
-            "detections": job.get("detections", []),
+            "detections": job.get("detections") or [],
             "caption": job.get("caption"),
             "timings": job.get("timings", {}),
             "error": job.get("error"),
@@ -129,8 +129,9 @@ async def _follow(
     deadline = loop.time() + timeout_s
     last = ""
     while True:
-        job = await client.job(job_id, wait=min(WAIT_STEP_S, max(0.0, deadline - loop.time())))
-        state = _describe(job["status"], job.get("position", 0))
+        view = await client.job(job_id, wait=min(WAIT_STEP_S, max(0.0, deadline - loop.time())))
+        job = view.model_dump(mode="json")
+        state = _describe(job["status"], job["position"])
         if state != last and job["status"] not in FINISHED:
             reporter.progress(f"{name}: {state}")
         last = state

@@ -21,6 +21,7 @@ from queue_gateway import admin_api, api, health, openapi, worker_api
 from queue_gateway.appkeys import (
     api_keys_key,
     database_key,
+    endpoints_key,
     intake_key,
     link_key,
     longpolls_key,
@@ -90,9 +91,12 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[pace_key] = Pace()
     app[sightings_key] = Sightings()
     app[supervisor_key] = Supervisor()
-    for module in (api, worker_api, health, admin_api, openapi):
-        app.add_routes(module.routes)
-    web_page.setup(app, web_tokens)  # /, /admin, /static/…, /v1/web/session, /v1/texts
+    web_page.setup(app, web_tokens)  # what /, /admin, /static/…, /v1/web/session and /v1/texts serve
+    tables = (api.endpoints, admin_api.endpoints, worker_api.endpoints, web_page.endpoints, health.endpoints,
+              openapi.endpoints)  # fmt: skip
+    app[endpoints_key] = [endpoint for table in tables for endpoint in table.all]
+    for table in tables:
+        table.add_to(app)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_broker)
     app.cleanup_ctx.append(_delivery)
@@ -250,8 +254,9 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
     retention = Retention(app[database_key], days=settings.retention_days, every_s=settings.retention_check_s)
     app[retention_key] = retention
     progress = ProgressUpdater(
-        app[database_key], notifiers, app[wakeups_key], app[pace_key], chat_interval_s=settings.chat_min_interval_s
+        app[database_key], notifiers, app[pace_key], chat_interval_s=settings.chat_min_interval_s
     )
+    app[wakeups_key].listeners.append(progress.job_changed)
     names = ("delivery", "delivery-leases", "retention", "pace", "progress")
     supervisor.spawn("progress", progress.run)
     supervisor.spawn("delivery", loop.run)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from queue_gateway.auth import ApiKeys
 from queue_gateway.database import Database
+from queue_gateway.endpoints import Endpoint
 from queue_gateway.intake import Intake
 from queue_gateway.longpoll import LongPolls
 from queue_gateway.metrics import GatewayMetrics
@@ -31,3 +32,4 @@ metrics_key = web.AppKey("metrics", GatewayMetrics)
 pace_key = web.AppKey("pace", Pace)
 sightings_key = web.AppKey("sightings", Sightings)
 supervisor_key = web.AppKey("supervisor", Supervisor)
+endpoints_key = web.AppKey("endpoints", list[Endpoint])  # every route with what it takes and answers (OpenAPI)

@@ -120,8 +120,7 @@ class DetectService:
         """Tell the gateway which message says "queued", so it can keep it up to date and end it with "Done"."""
         for job_id in job_ids:
             try:
-                path = f"/v1/jobs/{job_id}/status-message"
-                await self.retrying(lambda path=path: self.client.post_json(path, {"message_id": message_id}))  # type: ignore[misc]
+                await self.retrying(lambda job_id=job_id: self.client.name_status_message(job_id, message_id))  # type: ignore[misc]
             except (GatewayRefused, GatewayDown) as exc:
                 log.warning("job %s: could not name the status message: %s", job_id, exc)
 
@@ -130,7 +129,7 @@ class DetectService:
         cancelled = 0
         for job_id in job_ids:
             try:
-                await self.client.post_json(f"/v1/jobs/{job_id}/cancel", {"user_id": str(user_id)})
+                await self.client.cancel(job_id, user_id=str(user_id))
                 cancelled += 1
             except GatewayRefused as exc:
                 if exc.code != "too_late":

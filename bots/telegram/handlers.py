@@ -11,7 +11,6 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bots.shared import chat_settings
-from bots.shared.admin import format_dead
 from bots.shared.detect import Photo, Reply
 from bots.shared.services import BotServices
 from bots.telegram.albums import AlbumCollector
@@ -164,12 +163,10 @@ class Handlers:
             await self.unknown(update, context)
             return
         lang = await self._lang(update)
-        jobs = await self.admin.dead_jobs()
-        buttons = [
-            [_button(texts.text("requeue_button", lang, job=job.job_id[:8]), f"requeue:{job.job_id}")] for job in jobs
-        ]
+        dead = await self.admin.dead_jobs(lang)
+        buttons = [[_button(texts.text("requeue_button", lang, job=job[:8]), f"requeue:{job}")] for job in dead.job_ids]
         markup = InlineKeyboardMarkup(buttons) if buttons else None
-        await message.reply_text(format_dead(jobs, lang), reply_markup=markup)
+        await message.reply_text(dead.text, reply_markup=markup)
 
     async def requeue(self, update: Update, _context: Context) -> None:
         """A requeue button under /dlq (admins only)."""

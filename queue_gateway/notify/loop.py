@@ -26,11 +26,12 @@ from db.models import ACTIVE, Job, JobStatus
 from queue_gateway.database import Database
 from queue_gateway.metrics import GatewayMetrics
 from queue_gateway.notify.base import ChatClock, Delivery, Item, Notifier, RetryLater, Undeliverable
-from queue_gateway.notify.words import caption, status_text
 from queue_gateway.public.contract import parse_origin
 from queue_gateway.runtime import tracing
 from queue_gateway.runtime.supervise import Backoff, woken
+from queue_gateway.typed_job import TypedJob
 from queue_gateway.wakeups import Wakeups
+from queue_gateway.words import caption, status_text
 
 log = logging.getLogger(__name__)
 
@@ -251,9 +252,9 @@ class DeliveryLoop:
         return await self._db.write(gather_group)
 
     async def _build(self, members: Sequence[Job]) -> Delivery:
-        first = members[0]
-        origin = parse_origin(first.origin or {"platform": first.platform})
-        language = (first.params or {}).get("language") or origin.language
+        first = TypedJob.of(members[0])
+        origin = first.origin or parse_origin({"platform": first.row.platform})
+        language = first.language
         images = await self._db.read(lambda s: deliveries.result_images(s, [m.id for m in members]))
         items = [
             Item(
@@ -271,8 +272,8 @@ class DeliveryLoop:
             origin=origin,
             items=items,
             status_text=status_text(members, language),
-            status_message_id=first.status_message_id,
-            output=str((first.params or {}).get("output") or "photo"),
+            status_message_id=first.row.status_message_id,
+            output=first.output,
             language=language,
         )
 

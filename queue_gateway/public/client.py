@@ -12,10 +12,31 @@ from __future__ import annotations
 import io
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
+from pydantic import ValidationError
 
-from queue_gateway.public.contract import DetectParams, DiscordOrigin, SubmitResponse, TelegramOrigin
+from queue_gateway.public.contract import (
+    CancelBody,
+    CancelResponse,
+    ChatSettingsBody,
+    DeadJobsResponse,
+    DeletedResponse,
+    DetectParams,
+    DiscordOrigin,
+    ErrorBody,
+    ForgetBody,
+    ForgetResponse,
+    JobView,
+    PrivacyResponse,
+    RequeueResponse,
+    StatsResponse,
+    StatusMessageBody,
+    StatusMessageResponse,
+    SubmitResponse,
+    TelegramOrigin,
+)
 from queue_gateway.runtime import tracing
 
 Origin = TelegramOrigin | DiscordOrigin
@@ -78,15 +99,60 @@ class GatewayClient:
         body = await self._request("POST", "/v1/jobs", data=form, headers=headers)
         return SubmitResponse.model_validate(body)
 
-    async def job(self, job_id: str, *, wait: float = 0.0) -> dict[str, Any]:
-        query = f"?wait={wait:g}" if wait else ""
-        result: dict[str, Any] = await self._request("GET", f"/v1/jobs/{job_id}{query}", headers=self._headers)
-        return result
+    async def job(self, job_id: str, *, wait: float = 0.0, lang: str | None = None) -> JobView:
+        query = urlencode({k: v for k, v in (("wait", f"{wait:g}" if wait else None), ("lang", lang)) if v})
+        return JobView.model_validate(await self._json("GET", f"/v1/jobs/{job_id}" + (f"?{query}" if query else "")))
 
     async def result_image(self, job_id: str) -> bytes:
-        return await self.get_bytes(f"/v1/jobs/{job_id}/result")
+        return await self._bytes(f"/v1/jobs/{job_id}/result")
 
-    async def get_bytes(self, path: str) -> bytes:
+    async def cancel(self, job_id: str, *, user_id: str | None = None) -> CancelResponse:
+        body = CancelBody(user_id=user_id).model_dump(exclude_none=True)
+        return CancelResponse.model_validate(await self._json("POST", f"/v1/jobs/{job_id}/cancel", body=body))
+
+    async def delete(self, job_id: str) -> DeletedResponse:
+        return DeletedResponse.model_validate(await self._json("DELETE", f"/v1/jobs/{job_id}"))
+
+    async def name_status_message(self, job_id: str, message_id: str) -> StatusMessageResponse:
+        body = StatusMessageBody(message_id=message_id).model_dump()
+        return StatusMessageResponse.model_validate(
+            await self._json("POST", f"/v1/jobs/{job_id}/status-message", body=body)
+        )
+
+    async def stats(self, lang: str | None) -> StatsResponse:
+        return StatsResponse.model_validate(await self._json("GET", f"/v1/stats?{_lang(lang)}"))
+
+    async def stats_chart(self) -> bytes:
+        return await self._bytes("/v1/stats/chart.png")
+
+    async def dead_jobs(self, *, limit: int, lang: str | None) -> DeadJobsResponse:
+        return DeadJobsResponse.model_validate(await self._json("GET", f"/v1/dead-jobs?limit={limit}&{_lang(lang)}"))
+
+    async def requeue(self, job_id: str) -> RequeueResponse:
+        return RequeueResponse.model_validate(await self._json("POST", f"/v1/jobs/{job_id}/requeue"))
+
+    async def forget(self, platform: str, user_id: str, lang: str | None) -> ForgetResponse:
+        body = ForgetBody.model_validate({"platform": platform, "user_id": user_id}).model_dump()
+        return ForgetResponse.model_validate(await self._json("POST", f"/v1/forget?{_lang(lang)}", body=body))
+
+    async def privacy(self, lang: str | None) -> PrivacyResponse:
+        return PrivacyResponse.model_validate(await self._json("GET", f"/v1/privacy?{_lang(lang)}"))
+
+    async def settings(self, path: str) -> ChatSettingsBody:
+        """A chat's (``/v1/chats/…``) or a person's (``/v1/people/…``) settings."""
+        return ChatSettingsBody.model_validate(await self._json("GET", path))
+
+    async def change_settings(self, path: str, changes: dict[str, Any]) -> ChatSettingsBody:
+        body = ChatSettingsBody.model_validate(changes).model_dump(exclude_unset=True)
+        return ChatSettingsBody.model_validate(await self._json("PATCH", path, body=body))
+
+    async def _json(self, method: str, path: str, *, body: dict[str, Any] | None = None) -> Any:
+        kwargs: dict[str, Any] = {"headers": self._headers}
+        if body is not None or method in ("POST", "PATCH"):
+            kwargs["json"] = body or {}
+        return await self._request(method, path, **kwargs)
+
+    async def _bytes(self, path: str) -> bytes:
         try:
             async with self._session.get(f"{self._base}{path}", headers=self._headers) as resp:
                 if resp.status != 200:
@@ -94,15 +160,6 @@ class GatewayClient:
                 return await resp.read()
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise GatewayDown(f"cannot reach the gateway at {self._base}: {exc or type(exc).__name__}") from exc
-
-    async def get_json(self, path: str) -> Any:
-        return await self._request("GET", path, headers=self._headers)
-
-    async def post_json(self, path: str, payload: dict[str, Any] | None = None) -> Any:
-        return await self._request("POST", path, json=payload or {}, headers=self._headers)
-
-    async def patch_json(self, path: str, payload: dict[str, Any]) -> Any:
-        return await self._request("PATCH", path, json=payload, headers=self._headers)
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         kwargs["headers"] = {**kwargs.get("headers", {}), **tracing.headers()}
@@ -116,12 +173,15 @@ class GatewayClient:
             raise GatewayDown(f"cannot reach the gateway at {self._base}: {exc or type(exc).__name__}") from exc
 
 
+def _lang(lang: str | None) -> str:
+    return urlencode({"lang": lang or "en"})
+
+
 def _error(status: int, text: str) -> GatewayRefused | GatewayDown:
     try:
-        body = json.loads(text)
-        code, message = str(body.get("error", "error")), str(body.get("message", text))
-        retry_after, limit = body.get("retry_after"), body.get("limit")
-    except (ValueError, AttributeError):
+        body = ErrorBody.model_validate_json(text)
+        code, message, retry_after, limit = str(body.error), body.message, body.retry_after, body.limit
+    except ValidationError:
         code, message, retry_after, limit = "error", text[:200] or f"HTTP {status}", None, None
     if status >= 500 and code != "busy":  # the gateway (or its database) is briefly away
         return GatewayDown(f"the gateway answered {status}: {message}", retry_after)

@@ -36,6 +36,64 @@ LanguageTag = Annotated[str, StringConstraints(max_length=16, pattern=r"^[A-Za-z
 OutputKind = Literal["photo", "photo+json", "document"]
 
 
+class ErrorCode(StrEnum):
+    """Every stable code of the gateway's answers (``ErrorBody.error``), of a worker's result (``ResultMeta``) and of
+    a failed job (``JobView.error``): one list, which the bots and the page turn into sentences for a person."""
+
+    # a request that is not right as it is
+    BAD_REQUEST = "bad_request"
+    BAD_BODY = "bad_body"
+    BAD_CHAT = "bad_chat"
+    BAD_IDEMPOTENCY_KEY = "bad_idempotency_key"
+    BAD_LIMIT = "bad_limit"
+    BAD_MULTIPART = "bad_multipart"
+    BAD_ORIGIN = "bad_origin"
+    BAD_PARAMS = "bad_params"
+    BAD_WAIT = "bad_wait"
+    BAD_META = "bad_meta"  # a worker's result meta
+    MULTIPART_REQUIRED = "multipart_required"
+    NO_IMAGE = "no_image"
+    NO_META = "no_meta"
+    UNSTORABLE = "unstorable"  # the database refused what this request holds (the rest of its batch was stored)
+    REQUEST_TIMEOUT = "request_timeout"  # the request's body did not arrive in time
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    # who is asking
+    UNAUTHORIZED = "unauthorized"
+    EXPIRED = "expired"
+    FORBIDDEN = "forbidden"
+    NOT_YOURS = "not_yours"  # someone else's photo (a Cancel button pressed by another person in a group)
+    # the job
+    NOT_FOUND = "not_found"
+    NOT_READY = "not_ready"
+    NOT_DEAD = "not_dead"
+    TOO_LATE = "too_late"
+    GONE = "gone"
+    # limits and load
+    TOO_MANY_IN_LINE = "too_many_in_line"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_WAITING = "too_many_waiting"  # too many long-polls held open at once
+    QUOTA = "quota"
+    BUSY = "busy"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
+    # the photo itself
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    NOT_AN_IMAGE = "not_an_image"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    CORRUPT = "corrupt"
+    TOO_COMPLEX = "too_complex"  # built to be slow to decode: too many scans, segments or chunks
+    # why a job failed (a worker's result, or the gateway's own verdict)
+    BAD_IMAGE = "bad_image"  # the worker could not decode it
+    MODEL_ERROR = "model_error"  # the model raised on it
+    JOB_TIMEOUT = "timeout"  # the model ran past the job's deadline (that attempt)
+    WORKER_CRASH = "worker_crash"  # it stopped the worker every time
+    DEAD = "dead"  # the queue's delivery limit ran out
+    FORGOTTEN = "forgotten"  # deleted at its sender's request
+    FAILED = "failed"  # a worker's failure without a code of its own
+
+
 class DetectParams(BaseModel):
     """What a caller may tune per job; ``None`` means the worker's default."""
 
@@ -75,7 +133,7 @@ class ResultMeta(BaseModel):
     model: Annotated[Scrubbed, Field(max_length=120)] = ""
     detections: list[DetectionOut] = []
     inference_ms: float = 0.0
-    error_code: Annotated[Scrubbed, Field(max_length=32)] | None = None
+    error_code: ErrorCode | None = None
     error: Annotated[Scrubbed, Field(max_length=2000)] | None = None
     final: bool = True  # False: only this attempt failed (a timeout); the job goes back to the queue
 
@@ -159,6 +217,7 @@ class SubmitResponse(BaseModel):
     status: str
     position: int
     eta_s: float = 0.0  # about how long until it is done
+    status_text: str = ""  # its place in line as a sentence, in the asked language
     language: str | None = None  # the language the chat chose with /settings, if it chose one
     status_url: str
     result_url: str
@@ -174,41 +233,232 @@ def cancel_action(job_id: str) -> str:
     return f"{CANCEL_ACTION}{job_id}"
 
 
-class ErrorCode(StrEnum):
-    """The stable ``error`` codes of the gateway's answers; the bots turn each into a sentence for the person."""
-
-    BAD_REQUEST = "bad_request"
-    TIMEOUT = "timeout"  # the request's body did not arrive in time
-    UNAUTHORIZED = "unauthorized"
-    EXPIRED = "expired"
-    FORBIDDEN = "forbidden"
-    NOT_YOURS = "not_yours"  # someone else's photo (a Cancel button pressed by another person in a group)
-    NOT_FOUND = "not_found"
-    NOT_READY = "not_ready"
-    NOT_DEAD = "not_dead"
-    TOO_LATE = "too_late"
-    GONE = "gone"
-    TOO_MANY_IN_LINE = "too_many_in_line"
-    RATE_LIMITED = "rate_limited"
-    TOO_MANY_WAITING = "too_many_waiting"  # too many long-polls held open at once
-    QUOTA = "quota"
-    BUSY = "busy"
-    UNAVAILABLE = "unavailable"
-    INTERNAL = "internal"
-    # the photo itself
-    EMPTY = "empty"
-    TOO_LARGE = "too_large"
-    NOT_AN_IMAGE = "not_an_image"
-    UNSUPPORTED_FORMAT = "unsupported_format"
-    TOO_MANY_PIXELS = "too_many_pixels"
-    CORRUPT = "corrupt"
-    TOO_COMPLEX = "too_complex"  # built to be slow to decode: too many scans, segments or chunks
-
-
 class ErrorBody(BaseModel):
-    """Every 4xx/5xx body: a stable code and a sentence for a person."""
+    """Every 4xx/5xx body: a stable code, a sentence in English for a program's log, and the sentence for a person
+    in the language the request asked for (``Accept-Language``, or ``?lang=``)."""
 
-    error: str
+    error: ErrorCode
     message: str
+    text: str = ""  # the person's sentence, in the request's language
     retry_after: int | None = None  # seconds, also in the Retry-After header
     limit: int | None = None  # the limit that was reached (too_many_in_line, quota)
+
+
+# --- the HTTP API's bodies (the OpenAPI document is built from these) --------------------------------------------
+
+
+JobStatusName = Literal[
+    "received", "queued", "processing", "done", "delivered", "failed", "dead", "cancelled"
+]  # fmt: skip
+
+
+class ImageInfo(BaseModel):
+    format: str
+    width: int
+    height: int
+
+
+class Timings(BaseModel):
+    queue_wait_s: float | None
+    processing_s: float | None
+    inference_ms: float | None
+    total_s: float | None
+    delivered_after_s: float | None
+
+
+class JobError(BaseModel):
+    code: str  # an ``ErrorCode``; a worker of another version may have its own
+    message: str | None  # the worker's or the gateway's own words (English)
+    text: str  # the person's sentence, in the asked language ("Sorry, I couldn't process that photo: …")
+
+
+class JobView(BaseModel):
+    """``GET /v1/jobs/{id}``: a job as its sender sees it, every sentence already in the asked language."""
+
+    job_id: str
+    status: JobStatusName
+    finished: bool
+    platform: str
+    position: int  # its place in line (0 once a worker has it)
+    eta_s: float  # about how long until it is done (0 once finished)
+    attempts: int
+    cache_hit: bool
+    language: str  # the language its sentences are in
+    status_text: str  # "Queued — #3 in line, about 4 s.", "Working on it…", "Done in 1.4 s.", "Cancelled." …
+    image: ImageInfo
+    params: DetectParams
+    timestamps: dict[str, float | None]
+    timings: Timings
+    status_url: str
+    result_url: str
+    detections: list[DetectionOut] | None = None
+    caption: str | None = None  # "4 persons, 1 bus", in the asked language
+    labels: dict[str, str] = {}  # each label found, as the image shows it in the asked language
+    model: str | None = None
+    error: JobError | None = None
+
+
+class CancelResponse(BaseModel):
+    job_id: str
+    status: Literal["cancelled"]
+    cancelled: list[str]  # this job, or every photo of its album still in line
+
+
+class StatusMessageResponse(BaseModel):
+    job_id: str
+    status: str
+
+
+class DeletedResponse(BaseModel):
+    job_id: str
+    status: Literal["deleted"]
+    was: str  # its status before
+
+
+class RequeueResponse(BaseModel):
+    job_id: str
+    status: Literal["received"]
+
+
+class ForgetBody(BaseModel):
+    """``POST /v1/forget``: one person of a chat platform."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: Literal["telegram", "discord"]
+    user_id: Id
+
+
+class ForgetResponse(BaseModel):
+    forgotten: int  # how many of their jobs were deleted
+    text: str  # what the bots say, in the asked language
+
+
+class StatusMessageBody(BaseModel):
+    """``POST /v1/jobs/{id}/status-message``: the bot's "queued" message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | int
+
+    @property
+    def value(self) -> str:
+        return str(self.message_id)
+
+
+class CancelBody(BaseModel):
+    """``POST /v1/jobs/{id}/cancel``: a bot names the chat user asking (only the sender may cancel)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id | None = None
+
+
+class DeadJob(BaseModel):
+    job_id: str
+    platform: str
+    reason: str | None
+    attempts: int
+    dead_at: float | None
+
+
+class DeadJobsResponse(BaseModel):
+    jobs: list[DeadJob]
+    summary: str  # "3 dead jobs, newest first:" or "No dead jobs. All good.", in the asked language
+    text: str  # the list as the bots' /dlq shows it
+
+
+class Window(BaseModel):
+    since: float
+    until: float
+
+
+class JobCounts(BaseModel):
+    received: int
+    done: int
+    delivered: int
+    failed: int
+    dead: int
+    by_platform: dict[str, int]
+    waiting_now: dict[str, int]
+
+
+class Percentiles(BaseModel):
+    p50: float | None
+    p95: float | None
+    count: int  # the jobs measured
+
+
+class QueueNow(BaseModel):
+    depth: int
+    consumers: int
+
+
+class WorkerNow(BaseModel):
+    name: str
+    model: str | None
+    last_seen_at: float
+
+
+class LabelCount(BaseModel):
+    label: str
+    count: int
+    text: str  # the label in the asked language
+
+
+class HourRow(BaseModel):
+    hour: int  # 0 for the window's first hour
+    start: float  # its start, Unix time
+    jobs: int  # jobs received in it
+    p95_s: float | None  # p95 end-to-end latency of the jobs finished in it
+
+
+class StatsResponse(BaseModel):
+    """``GET /v1/stats``: the last 24 h, and the same as the bots' /stats shows it (``text``, ``lines``)."""
+
+    window: Window
+    jobs: JobCounts
+    latency_s: dict[str, Percentiles]
+    queue: QueueNow | None
+    workers: list[WorkerNow]
+    dead_waiting: int
+    cache_hits: int
+    top_labels: list[LabelCount]
+    hourly: list[HourRow]
+    language: str
+    stage_names: dict[str, str]  # queue_wait, processing, end_to_end as the asked language names them
+    lines: dict[str, str]  # each line of the text by name (header, jobs, queue …), in the asked language
+    text: str
+
+
+class PrivacyResponse(BaseModel):
+    retention_days: int
+    language: str
+    text: str
+
+
+class WebSession(BaseModel):
+    token: str
+    expires_at: int
+
+
+class PageTexts(BaseModel):
+    """``GET /v1/texts``: the web pages' own labels in one language (every other sentence comes rendered)."""
+
+    lang: str
+    languages: list[str]
+    texts: dict[str, str]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str] | None = None  # for an admin key: each check and what failed
+
+
+class ResultAck(BaseModel):
+    job_id: str
+    outcome: Literal["applied", "repeated", "not_found", "gone", "exhausted"]

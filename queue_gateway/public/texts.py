@@ -98,6 +98,11 @@ MESSAGES: dict[str, str] = {
         "That image is built to be very slow to decode. Please send an ordinary photo (JPEG, PNG or WebP)."
     ),
     "not_found": N_("I can't find that photo any more."),
+    "bad_request": N_("That request could not be used. Please try again."),
+    "request_timeout": N_("That took too long to arrive. Please try again."),
+    "too_many_waiting": N_("Too many requests are waiting at once. Please try again in a moment."),
+    "not_ready": N_("It isn't finished yet. Please try again shortly."),
+    "link_expired": N_("This link has expired."),
     "refused_key": N_("The gateway refused this bot's key. Give the bot a bot key (DETECTBOT_API_KEYS=bot:…)."),
     # admins
     "stats_header": N_("detectbot — last 24 h"),
@@ -239,6 +244,8 @@ MESSAGES: dict[str, str] = {
     "web_admin_col_attempts": N_("Attempts"),
     "web_admin_col_dead_at": N_("Dead since"),
     "web_admin_requeued": N_("Requeued job {job}."),
+    "web_admin_requeue": N_("Requeue {job}"),
+    "web_unavailable": N_("The service is briefly unavailable. I'll keep trying."),
     "web_admin_as_text": N_("As the bots' /stats shows it"),
 }
 
@@ -471,9 +478,19 @@ _ERROR_MESSAGES = {
     "not_dead": "not_requeueable",
     "unauthorized": "refused_key",
     "forbidden": "refused_key",
+    "expired": "link_expired",
     "not_yours": "not_yours",
     "rate_limited": "rate_limited",
-}
+    "too_many_waiting": "too_many_waiting",
+    "request_timeout": "request_timeout",
+    "not_ready": "not_ready",
+    **dict.fromkeys(
+        ("bad_request", "bad_body", "bad_chat", "bad_idempotency_key", "bad_limit", "bad_multipart", "bad_origin",
+         "bad_params", "bad_wait", "bad_meta", "multipart_required", "no_image", "no_meta", "unstorable",
+         "method_not_allowed"),
+        "bad_request",
+    ),
+}  # fmt: skip
 
 
 def language(code: str | None) -> str:

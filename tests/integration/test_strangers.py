@@ -99,7 +99,7 @@ async def test_a_row_the_database_refuses_fails_only_that_request(start_gateway:
     batch = [*good[:3], poisoned, *good[3:]]  # submitted at once: one batch, or a few
     answers = await asyncio.gather(*(intake.submit(job) for job in batch), return_exceptions=True)
     refused = answers[3]
-    assert isinstance(refused, Unstorable) and refused.response().status == 400
+    assert isinstance(refused, Unstorable) and refused.http_status == 400
     accepted = [answer for n, answer in enumerate(answers) if n != 3]
     assert all(not isinstance(answer, BaseException) for answer in accepted), accepted
     assert {answer.job_id for answer in accepted} == {job.id for job in good}  # type: ignore[union-attr]

@@ -1,0 +1,132 @@
+"""Every sentence the gateway says about a job or the system, rendered once, here, in the person's language: the
+caption, the status message's texts, why a photo failed, the stats and the dead-letter list.
+
+Delivery, the progress updater and the HTTP API speak from these functions; the bots and the web page show what
+the gateway sent (``JobView.status_text``, ``StatsResponse.text`` …) and never format such a sentence themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from db.models import Job, JobStatus
+from db.stats import Overview
+from queue_gateway.public import texts
+from queue_gateway.public.contract import DeadJob, QueueNow
+
+DEAD_CAP = 1000  # "1000+" dead jobs is all an operator needs to read
+
+
+def caption(job: Job, language: str | None) -> str:
+    """``"4 persons, 1 bus"``, or why the photo could not be processed."""
+    if job.detections is not None:
+        return texts.caption(job.detections, language)
+    return failure(job, language)
+
+
+def failure(job: Job, language: str | None) -> str:
+    """``"Sorry, I couldn't process that photo: …"`` (or the dead letter's longer sentence)."""
+    key = "dead" if job.status == JobStatus.DEAD else "failed"
+    return texts.text(key, language, reason=reason(job.error_code, job.error, language))
+
+
+def reason(code: str | None, detail: str | None, language: str | None) -> str:
+    """A person's words for an error code; the worker's own sentence for codes the catalogue does not know."""
+    if code in ("bad_image", "corrupt"):
+        return texts.text("bad_image", language)
+    if code == "worker_crash" or code == "dead":
+        return texts.text("reason_crashed", language)
+    if code == "timeout":
+        return texts.text("reason_timeout", language)
+    return detail or texts.text("reason_unknown", language)
+
+
+def waiting(position: int, eta_s: float, language: str | None, *, processing: bool = False) -> str:
+    """A photo's place in line and estimate (``"Queued — #3 in line, about 4 s."``), or "Working on it…"."""
+    if processing:
+        return texts.text("processing", language)
+    if position <= 0:
+        return texts.text("queued_now", language)
+    return texts.queued_text(position, eta_s, language)
+
+
+def status_text(members: Sequence[Job], language: str | None) -> str:
+    """The status message's last word: "Done in 1.4 s.", "Cancelled.", or "see the reply below"."""
+    if all(m.status == JobStatus.CANCELLED for m in members):
+        return texts.text("cancelled", language)
+    if all(m.detections is not None for m in members if m.status != JobStatus.CANCELLED):
+        finished = max((m.done_at or m.failed_at or m.dead_at or m.received_at) for m in members)
+        started = min(m.received_at for m in members)
+        return texts.text("done_in", language, seconds=finished - started)
+    return texts.text("failed_short", language)
+
+
+def job_status(job: Job, position: int, eta_s: float, language: str | None) -> str:
+    """What one job's status says right now, as a chat's status message would."""
+    if job.status in (JobStatus.RECEIVED, JobStatus.QUEUED):
+        return waiting(position, eta_s, language)
+    if job.status == JobStatus.PROCESSING:
+        return waiting(0, 0.0, language, processing=True)
+    if job.status in (JobStatus.FAILED, JobStatus.DEAD):
+        return failure(job, language)
+    return status_text([job], language)
+
+
+def stats_lines(found: Overview, queue: QueueNow | None, language: str | None) -> dict[str, str]:
+    """The /stats block, line by line: counts, latency, queue, workers, failures, top classes."""
+    lang = language
+    events = found.events
+    by_platform = ", ".join(f"{p} {n}" for p, n in sorted(found.received_by_platform.items(), key=lambda kv: -kv[1]))
+    top = ", ".join(f"{texts.label(label, lang)} {n}" for label, n in found.top_labels) or "-"
+    stages = ", ".join(
+        f"{texts.text('stage_' + name, lang)} {_seconds(found.latency[name]['p50'])}/"
+        f"{_seconds(found.latency[name]['p95'])}"
+        for name in ("queue_wait", "processing", "end_to_end")
+    )
+    return {
+        "header": texts.text("stats_header", lang),
+        "jobs": texts.text(
+            "stats_jobs",
+            lang,
+            received=events.get("received", 0),
+            done=events.get("done", 0),
+            delivered=events.get("delivered", 0),
+            failed=events.get("failed", 0),
+            dead=events.get("dead", 0),
+        ),
+        "by_platform": texts.text("stats_by_platform", lang, platforms=by_platform or "-"),
+        "in_progress": texts.text("stats_in_progress", lang, count=sum(found.waiting.values())),
+        "latency": texts.text("stats_latency", lang, stages=stages),
+        "queue": texts.text("stats_queue", lang, depth=queue.depth, consumers=queue.consumers)
+        if queue
+        else texts.text("stats_queue_unknown", lang),
+        "workers": texts.text("stats_workers", lang, count=len(found.workers)),
+        "dead": texts.text("stats_dead", lang, dead=_capped(found.dead_waiting), hits=events.get("cache_hit", 0)),
+        "top": texts.text("stats_top", lang, top=top),
+    }
+
+
+def dead_summary(count: int, language: str | None) -> str:
+    return texts.ntext("dlq_header", count, language) if count else texts.text("dlq_empty", language)
+
+
+def dead_list(jobs: Sequence[DeadJob], language: str | None) -> str:
+    """The dead-letter list as /dlq shows it."""
+    if not jobs:
+        return dead_summary(0, language)
+    lines = [dead_summary(len(jobs), language)]
+    lines += [f"• {job.job_id[:8]} ({job.platform}): {job.reason or '?'}" for job in jobs]
+    return "\n".join(lines)
+
+
+def forgotten(count: int, language: str | None) -> str:
+    """What /forget says."""
+    return texts.ntext("forgot", count, language) if count else texts.text("forgot_none", language)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s" if value < 100 else f"{value / 60:.0f}m"
+
+
+def _capped(count: int) -> str:
+    return f"{DEAD_CAP}+" if count > DEAD_CAP else str(count)
