@@ -7,6 +7,7 @@ delivery loop decides what is due, in which order, what to record and when to re
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -67,16 +68,17 @@ class ChatClock:
     """When the bot last wrote into each chat (a message or an edit). Delivery and the progress updater share
     their notifier's clock, so that together they keep to the platform's pace (about one a second per chat)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._last: dict[str, float] = {}
 
     def last(self, chat: str) -> float:
-        """``time.monotonic()`` of the last write into ``chat`` (-inf: none yet)."""
+        """The clock's time of the last write into ``chat`` (-inf: none yet)."""
         return self._last.get(chat, float("-inf"))
 
     def mark(self, chat: str, *, at: float | None = None) -> None:
         """A write into ``chat`` starts now, or at ``at`` (marked before it goes out: no other writer slips in)."""
-        self._last[chat] = time.monotonic() if at is None else at
+        self._last[chat] = self._clock() if at is None else at
 
 
 class RetryLater(Exception):

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,25 +42,33 @@ class Pacer:
     """At most one delivery per ``interval`` seconds to the same chat, and one at a time; with a ``clock``, also
     ``interval`` after anything else the bot wrote there (the progress updater's edits)."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(
+        self,
+        interval: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._interval = interval
+        self._clock = clock
+        self._sleep = sleep
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last: dict[str, float] = {}
 
     @contextlib.asynccontextmanager
     async def slot(self, chat: str, clock: ChatClock | None = None) -> AsyncIterator[None]:
         async with self._locks[chat]:
-            wait = self._last_write(chat, clock) + self._interval - time.monotonic()
+            wait = self._last_write(chat, clock) + self._interval - self._clock()
             if clock is not None:  # taken from now on: nothing else writes there meanwhile
-                clock.mark(chat, at=time.monotonic() + max(wait, 0.0))
+                clock.mark(chat, at=self._clock() + max(wait, 0.0))
             if wait > 0:
-                await asyncio.sleep(wait)  # pacing a chat, not waiting for work
+                await self._sleep(wait)  # pacing a chat, not waiting for work
             try:
                 yield
             finally:
-                self._last[chat] = time.monotonic()
+                self._last[chat] = self._clock()
                 if clock is not None:
-                    clock.mark(chat)
+                    clock.mark(chat, at=self._clock())
 
     def _last_write(self, chat: str, clock: ChatClock | None) -> float:
         last = self._last.get(chat, 0.0)

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from db import deliveries
@@ -53,6 +53,7 @@ class ProgressUpdater:
         message_interval_s: float = 2.0,
         chat_interval_s: float = 1.0,
         settle_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = database
         self._notifiers = notifiers
@@ -61,6 +62,7 @@ class ProgressUpdater:
         self._message_interval_s = message_interval_s
         self._chat_interval_s = chat_interval_s
         self._settle_s = settle_s
+        self._clock = clock
         self._shown: dict[str, _Shown] = {}
         self._chat_last: dict[str, float] = {}
         self._activity: dict[str, float] = {}
@@ -89,7 +91,7 @@ class ProgressUpdater:
         for gone in set(self._shown) - live:
             del self._shown[gone]
         edited = 0
-        now = time.monotonic()
+        now = self._clock()
         for row, position in found:
             notifier = self._notifiers.get(row.platform)
             if notifier is None or not row.status_message_id:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from queue_gateway.auth import WebTokens
@@ -93,3 +96,12 @@ def test_browser_tokens_per_address_reset_each_minute() -> None:
     assert [limit.take("a", 120.0), limit.take("a", 121.0), limit.take("b", 122.0)] == [0, 0, 0]
     assert limit.take("a", 150.0) == 31  # until the next minute, rounded up
     assert limit.take("a", 180.0) == 0
+
+
+def test_every_page_script_parses() -> None:
+    """node --check on each script: a syntax error fails here, not in a visitor's browser."""
+    node = shutil.which("node")
+    assert node, "node is needed for this check (Debian's nodejs package)"
+    for script in sorted(STATIC.glob("*.js")):
+        checked = subprocess.run([node, "--check", str(script)], capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0, (script.name, checked.stderr)
