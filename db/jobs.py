@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, insert, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import rollup
-from db.common import CHAT_PLATFORMS, label_counts, now
+from db import rollup, webhooks
+from db.common import CHAT_PLATFORMS, dialect_insert, label_counts, now
 from db.models import ACTIVE, WAITING, Blob, Job, JobStatus
 
 
@@ -40,6 +39,7 @@ class NewJob:
     group_index: int = 0
     held: bool = False  # stored, published when its sender's earlier photos have moved on (fairness)
     traceparent: str | None = None  # the trace of the request that brought it (tracing on)
+    webhook: webhooks.Target | None = None  # POSTed to when the job finishes
 
 
 async def add_jobs(session: AsyncSession, batch: Sequence[NewJob], *, at: float | None = None) -> set[str]:
@@ -52,24 +52,20 @@ async def add_jobs(session: AsyncSession, batch: Sequence[NewJob], *, at: float 
     if not batch:
         return set()
     at = now() if at is None else at
-    insert_job = _dialect_insert(session).on_conflict_do_nothing()
+    insert_job = dialect_insert(session, Job).on_conflict_do_nothing()
     rows = await session.execute(insert_job.returning(Job.id), [_job_row(new, at) for new in batch])
     written = {str(job_id) for job_id in rows.scalars()}
     fresh = [new for new in batch if new.id in written]
     if not fresh:
         return written
     await session.execute(insert(Blob), [_blob_row(n.id, "input", n.content_type, n.image, at) for n in fresh])
+    await webhooks.add(session, {n.id: n.webhook for n in fresh if n.webhook is not None}, at=at)
     per_platform: dict[str, int] = {}
     for new in fresh:
         per_platform[new.platform] = per_platform.get(new.platform, 0) + 1
     for platform, count in per_platform.items():
         await rollup.count_event(session, at, platform, "received", count)
     return written
-
-
-def _dialect_insert(session: AsyncSession) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Job)
 
 
 def _blob_row(job_id: str, kind: str, content_type: str, data: bytes, at: float) -> dict[str, Any]:
@@ -213,7 +209,7 @@ async def add_cached_job(session: AsyncSession, new: NewJob, source: Job) -> boo
         "inference_ms": 0.0,
         "next_delivery_at": at if new.platform in CHAT_PLATFORMS else None,
     }
-    insert_job = _dialect_insert(session).on_conflict_do_nothing()
+    insert_job = dialect_insert(session, Job).on_conflict_do_nothing()
     if (await session.execute(insert_job.returning(Job.id), [row])).first() is None:
         return False
     await session.execute(
@@ -223,6 +219,8 @@ async def add_cached_job(session: AsyncSession, new: NewJob, source: Job) -> boo
             _blob_row(new.id, "result", result.content_type, result.data, at),
         ],
     )
+    if new.webhook is not None:
+        await webhooks.add(session, {new.id: new.webhook}, at=at)
     for event in ("received", "done", "cache_hit"):
         await rollup.count_event(session, at, new.platform, event)
     if new.platform not in CHAT_PLATFORMS:

@@ -179,3 +179,40 @@ class ChatSettings(Base):
     output: Mapped[str | None] = mapped_column(String(16))  # photo | photo+json | document
     language: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Webhook(Base):
+    """A job's completion webhook: one durable delivery (like a chat delivery), leased while it is being sent and
+    retried with backoff for a while after its first try; ``event_id`` is the ``webhook-id`` every try carries."""
+
+    __tablename__ = "webhooks"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(String(255))  # the receiver's host: tries are paced per host
+    base_url: Mapped[str] = mapped_column(String(300))  # the gateway's address the job was submitted to (its links)
+    event_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # waiting | pending | delivered | failed | gone
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float | None] = mapped_column(Float)
+    first_attempt_at: Mapped[float | None] = mapped_column(Float)
+    lease_until: Mapped[float | None] = mapped_column(Float)
+    lease_owner: Mapped[str | None] = mapped_column(String(160))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_webhooks_due", "state", "next_attempt_at"),)
+
+
+class Notice(Base):
+    """Something the system tells its admins once (workers gone, workers back): ``since`` when it began,
+    ``told_at`` when an admin was told; a guarded UPDATE lets only one gateway replica tell."""
+
+    __tablename__ = "notices"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    since: Mapped[float | None] = mapped_column(Float)
+    told_at: Mapped[float | None] = mapped_column(Float)
+    waiting: Mapped[int] = mapped_column(Integer, default=0)

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per photo on stdout")
     p.add_argument("--conf", type=float, help="minimum confidence (0-1)")
     p.add_argument("--timeout", type=float, default=120.0, help="give up waiting after this many seconds (120)")
+    p.add_argument(
+        "--webhook", metavar="URL", help="the gateway POSTs each finished job there, signed (docs/webhooks.md)"
+    )
 
     p = command("demo", _demo, "Run gateway + worker on SQLite and RabbitMQ and push the sample photos through.")
     p.add_argument("photos", nargs="*", type=Path, metavar="PHOTO", help="photos (default: bus.jpg and zidane.jpg)")
@@ -136,7 +139,7 @@ def _submit(args: argparse.Namespace) -> int:
         configure_logging(settings, quiet=True)
         options = Options(
             photos=args.photos, wait=args.wait, output=args.output if args.wait else None, as_json=args.json,
-            conf=args.conf, timeout_s=args.timeout,
+            conf=args.conf, timeout_s=args.timeout, webhook_url=args.webhook,
         )  # fmt: skip
         return asyncio.run(submit(settings, options))
 

@@ -27,6 +27,7 @@ class Options:
     as_json: bool = False
     conf: float | None = None
     timeout_s: float = 120.0
+    webhook_url: str | None = None  # the gateway POSTs each finished job there (signed)
     details: bool = False  # a line per detection (the demo shows them)
 
 
@@ -73,12 +74,14 @@ async def _one(client: GatewayClient, photo: Path, options: Options, reporter: R
         return False
     params = DetectParams(conf=options.conf) if options.conf is not None else None
     try:
-        submitted = await client.submit(data, filename=name, params=params)
+        submitted = await client.submit(data, filename=name, params=params, webhook_url=options.webhook_url)
     except GatewayRefused as exc:
         reporter.progress(f"{name}: {exc.message}")
         reporter.result({"file": str(photo), "status": "rejected", "error": {"code": exc.code, "message": exc.message}})
         return False
     reporter.progress(f"{name}: {_describe(submitted.status, submitted.position)} (job {submitted.job_id})")
+    if submitted.waiting_for_worker:
+        reporter.progress(f"{name}: {submitted.status_text}")
     if submitted.status == "received":
         reporter.progress(f"{name}: the gateway has it, but the broker is unreachable; it starts when it is back")
     if not options.wait:

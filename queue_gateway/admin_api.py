@@ -15,10 +15,17 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import chats, jobs, operations, stats
+from db import chats, jobs, operations, stats, webhooks
 from db.common import Outcome, now
 from queue_gateway import chart, words
-from queue_gateway.appkeys import api_keys_key, database_key, intake_key, link_key, wakeups_key
+from queue_gateway.appkeys import (
+    api_keys_key,
+    database_key,
+    intake_key,
+    link_key,
+    wakeups_key,
+    worker_watch_key,
+)
 from queue_gateway.auth import Role
 from queue_gateway.endpoints import Endpoints, Param, answer, json_body
 from queue_gateway.errors import BadRequest, Forbidden, JobGone, JobNotFound, NotRequeueable
@@ -38,6 +45,8 @@ from queue_gateway.public.contract import (
     QueueNow,
     RequeueResponse,
     StatsResponse,
+    WebhookFailure,
+    WebhooksResponse,
     Window,
     WorkerNow,
 )
@@ -59,7 +68,10 @@ async def overview(request: web.Request, language: str | None = None) -> StatsRe
     found_queue = await request.app[link_key].queue_stats()
     queue = QueueNow(depth=found_queue[0], consumers=found_queue[1]) if found_queue else None
     lang = language or texts.DEFAULT_LANGUAGE
-    lines = words.stats_lines(found, queue, lang)
+    watch = request.app[worker_watch_key]
+    lines = words.stats_lines(
+        found, queue, lang, no_worker_for=watch.gone_for() if watch.waiting_for_worker() else None
+    )
     return StatsResponse(
         window=Window(since=found.since, until=found.until),
         jobs=JobCounts(
@@ -74,6 +86,8 @@ async def overview(request: web.Request, language: str | None = None) -> StatsRe
         latency_s={name: Percentiles.model_validate(values) for name, values in found.latency.items()},
         queue=queue,
         workers=[WorkerNow.model_validate(worker) for worker in found.workers],
+        workers_online=watch.online,
+        no_worker_since=watch.gone_since,
         dead_waiting=found.dead_waiting,
         cache_hits=found.events.get("cache_hit", 0),
         top_labels=[LabelCount(label=label, count=n, text=texts.label(label, lang)) for label, n in found.top_labels],
@@ -101,15 +115,44 @@ async def get_chart(request: web.Request) -> web.Response:
     return web.Response(body=png, content_type="image/png")
 
 
+@endpoints.get("/v1/webhooks", auth="admin", ok={200: WebhooksResponse}, params=(LIMIT,))
+async def list_webhooks(request: web.Request) -> web.Response:
+    """Completion webhooks: how many wait to be sent, and the failing ones (now or for good), newest first."""
+    request.app[api_keys_key].caller(request, at_least=Role.ADMIN)
+    limit = _limit(request)
+
+    async def load(session: AsyncSession) -> tuple[int, list[Any]]:
+        return await webhooks.count_pending(session), await webhooks.failing(session, limit=limit)
+
+    pending, failing = await request.app[database_key].read(load)
+    return answer(
+        WebhooksResponse(
+            pending=pending,
+            failing=[
+                WebhookFailure(
+                    job_id=hook.job_id, host=hook.host, state=hook.state, attempts=hook.attempts,
+                    last_status=hook.last_status, last_error=hook.last_error, next_attempt_at=hook.next_attempt_at,
+                    created_at=hook.created_at,
+                )
+                for hook in failing
+            ],
+        )
+    )  # fmt: skip
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "20")
+    if not (raw.isascii() and raw.isdigit()):
+        raise BadRequest("limit must be a whole number from 1 to 100.", code=ErrorCode.BAD_LIMIT)
+    return max(1, min(int(raw), 100))
+
+
 @endpoints.get("/v1/dead-jobs", auth="bot", ok={200: DeadJobsResponse}, params=(LIMIT, LANG))
 async def list_dead(request: web.Request) -> web.Response:
     """Dead jobs, newest first, with their reasons (a bot key: only its own platform's)."""
     caller = request.app[api_keys_key].caller(request, at_least=Role.BOT)
     platforms = None if caller.role is Role.ADMIN else sorted(caller.platforms)
-    raw = request.query.get("limit", "20")
-    if not (raw.isascii() and raw.isdigit()):
-        raise BadRequest("limit must be a whole number from 1 to 100.", code=ErrorCode.BAD_LIMIT)
-    limit = max(1, min(int(raw), 100))
+    limit = _limit(request)
     found = await request.app[database_key].read(
         lambda session: operations.dead_jobs(session, limit=limit, platforms=platforms)
     )

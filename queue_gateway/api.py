@@ -9,14 +9,13 @@ import math
 import time
 import uuid
 from typing import TypeVar
-from urllib.parse import urlencode
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import deliveries, jobs, operations
-from db.models import ACTIVE, Job
+from db import deliveries, jobs, operations, webhooks
+from db.models import ACTIVE, WAITING, Job
 from queue_gateway import words
 from queue_gateway.appkeys import (
     api_keys_key,
@@ -28,6 +27,7 @@ from queue_gateway.appkeys import (
     settings_key,
     signer_key,
     wakeups_key,
+    worker_watch_key,
 )
 from queue_gateway.auth import Caller, Role
 from queue_gateway.endpoints import Endpoints, Param, answer, first_error, json_body
@@ -45,7 +45,7 @@ from queue_gateway.errors import (
     Unstorable,
 )
 from queue_gateway.images import ImageInfo, validate
-from queue_gateway.job_json import job_view
+from queue_gateway.job_json import job_view, view_link
 from queue_gateway.lang import requested_language
 from queue_gateway.public import texts
 from queue_gateway.public.contract import (
@@ -67,6 +67,7 @@ from queue_gateway.runtime import tracing
 from queue_gateway.signing import Action
 from queue_gateway.typed_job import TypedJob
 from queue_gateway.uploads import is_multipart, read_body, read_form
+from queue_gateway.webhooks import MAX_URL_CHARS, BadWebhookUrl, check_url
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -81,6 +82,8 @@ INLINE_CHECK_BYTES = 2 * 1024 * 1024  # bigger uploads are hashed in a thread, o
 JOB_ID = Param("job_id", "path", {"type": "string", "maxLength": 64}, required=True)
 LANG = Param("lang", "query", {"type": "string", "maxLength": 100}, "the languages wanted (else Accept-Language)")
 WAIT = Param("wait", "query", {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S}, "seconds to wait for a change")
+WEBHOOK_URL = Param("webhook_url", "query", {"type": "string", "maxLength": 2000},
+                    "POSTed to (signed) when the job finishes; or the multipart field of that name")  # fmt: skip
 IDEMPOTENCY_KEY = Param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 200},
                         "the same key again returns the first job")  # fmt: skip
 
@@ -91,10 +94,11 @@ IDEMPOTENCY_KEY = Param("Idempotency-Key", "header", {"type": "string", "minLeng
     ok={202: SubmitResponse, 200: SubmitResponse},
     errors=(BadImage, Forbidden, RequestTimeout, TooManyInLine, Unstorable),
     request="upload",
-    params=(IDEMPOTENCY_KEY,),
+    params=(IDEMPOTENCY_KEY, WEBHOOK_URL),
 )
 async def submit(request: web.Request) -> web.Response:
-    """Submit a photo: multipart ``image`` (+ ``params``, and ``origin`` for a bot key), or a raw image body."""
+    """Submit a photo: multipart ``image`` (+ ``params``, ``webhook_url``, and ``origin`` for a bot key), or a raw
+    image body (``?webhook_url=``)."""
     caller = request.app[api_keys_key].caller(request)
     settings = request.app[settings_key]
     refusals = request.app[intake_key].refusals
@@ -109,6 +113,7 @@ async def submit(request: web.Request) -> web.Response:
             sender = f"{origin.platform}:{origin.user_id}"
             _not_over_refusals(request, sender)
         info = await _check_image(image, settings.max_upload_bytes, settings.max_pixels)
+        webhook = await _webhook_target(request, caller, fields.get("webhook_url") or request.query.get("webhook_url"))
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (1 <= len(key) <= 200 and key.isprintable()):
             raise BadRequest(
@@ -139,6 +144,7 @@ async def submit(request: web.Request) -> web.Response:
         group_size=origin.group_size if origin else 1,
         group_index=origin.group_index if origin else 0,
         traceparent=tracing.traceparent(),
+        webhook=webhook,
     )
     accepted = await request.app[intake_key].submit(new)
     if not accepted.duplicate:
@@ -148,12 +154,14 @@ async def submit(request: web.Request) -> web.Response:
             request.app[wakeups_key].job_changed(accepted.job_id, deliverable=accepted.cache_hit)
     received_at = time.time() if not accepted.duplicate else None
     eta_s = request.app[pace_key].eta_s(accepted.position)
+    no_worker = accepted.status in WAITING and request.app[worker_watch_key].waiting_for_worker()
     body = SubmitResponse(
         job_id=accepted.job_id,
         status=accepted.status,
         position=accepted.position,
-        eta_s=round(eta_s, 1),
-        status_text=words.waiting(accepted.position, eta_s, requested_language(request)),
+        eta_s=None if no_worker else round(eta_s, 1),
+        waiting_for_worker=no_worker,
+        status_text=words.waiting(accepted.position, eta_s, requested_language(request), no_worker=no_worker),
         language=accepted.language,
         status_url=_view_url(request, accepted.job_id, "", received_at),
         result_url=_view_url(request, accepted.job_id, "/result", received_at),
@@ -182,6 +190,7 @@ async def get_job(request: web.Request) -> web.Response:
             while job.status in ACTIVE and (left := deadline - loop.time()) > 0:
                 if await request.app[wakeups_key].wait(job_id, left):  # here, or seen changed on another replica
                     job, position = await _load(request, job_id, caller)
+    hook = await request.app[database_key].read(lambda session: webhooks.of_jobs(session, [job_id]))
     view = job_view(
         TypedJob.of(job),
         position=position,
@@ -189,6 +198,8 @@ async def get_job(request: web.Request) -> web.Response:
         language=requested_language(request) if _asks_language(request) else None,
         status_url=_view_url(request, job.id, "", job.received_at),
         result_url=_view_url(request, job.id, "/result", job.received_at),
+        no_worker=request.app[worker_watch_key].waiting_for_worker(),
+        webhook=hook.get(job_id),
     )
     return answer(view)
 
@@ -305,6 +316,26 @@ async def privacy(request: web.Request) -> web.Response:
     return answer(PrivacyResponse(retention_days=days, text=texts.ntext("privacy", days, lang), language=lang))
 
 
+async def _webhook_target(request: web.Request, caller: Caller, raw: str | None) -> webhooks.Target | None:
+    """The job's webhook, checked now: http(s) to a public host (400 otherwise), for an API key's jobs only."""
+    if raw is None:
+        return None
+    settings = request.app[settings_key]
+    if caller.platform == "web":
+        raise Forbidden("Webhooks need an API key; a browser follows its photos on the page.")
+    if settings.webhook_secret is None:
+        raise BadRequest(
+            "This gateway sends no webhooks: its operator has not set DETECTBOT_WEBHOOK_SECRET. Follow status_url "
+            "(GET …?wait=60) instead.",
+            code=ErrorCode.WEBHOOKS_OFF,
+        )
+    try:
+        url, host = await check_url(raw, allow_private=settings.webhook_allow_private)
+    except BadWebhookUrl as exc:
+        raise BadRequest(f"webhook_url: {exc}.", code=ErrorCode.BAD_WEBHOOK_URL) from None
+    return webhooks.Target(url=url, host=host, base_url=str(request.url.origin()))
+
+
 def _poller(request: web.Request, caller: Caller | None) -> str:
     """Whose long-polls these are: the key's (or the browser's), or the address behind a signed link."""
     if caller is not None:
@@ -350,10 +381,8 @@ def _asks_language(request: web.Request) -> bool:
 def _view_url(request: web.Request, job_id: str, suffix: str, received_at: float | None) -> str:
     """A signed link to the job's status or result: it lasts ``view_link_ttl_s`` from the job's submission, so
     reading the status again never makes a link that lives longer."""
-    settings = request.app[settings_key]
-    expires = int((received_at or time.time()) + settings.view_link_ttl_s)
-    query = urlencode({"exp": expires, "sig": request.app[signer_key].sign(Action.VIEW, job_id, expires)})
-    return str(request.url.origin()) + f"/v1/jobs/{job_id}{suffix}?{query}"
+    expires = int((received_at or time.time()) + request.app[settings_key].view_link_ttl_s)
+    return view_link(request.app[signer_key], str(request.url.origin()), job_id, suffix, expires=expires)
 
 
 def _wait_seconds(request: web.Request) -> float:
@@ -370,7 +399,8 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[bytes, dic
     """The image bytes (capped while reading) and the other form fields."""
     if not is_multipart(request):
         return await read_body(request, max_bytes), {}
-    fields = await read_form(request, {"image": max_bytes, "params": FIELD_CAP, "origin": FIELD_CAP})
+    caps = {"image": max_bytes, "params": FIELD_CAP, "origin": FIELD_CAP, "webhook_url": MAX_URL_CHARS * 2}
+    fields = await read_form(request, caps)
     image = fields.pop("image", None)
     if image is None:
         raise BadRequest("Attach the photo as the multipart field 'image'.", code=ErrorCode.NO_IMAGE)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from sqlalchemy.engine import make_url
@@ -33,6 +33,7 @@ from queue_gateway.appkeys import (
     signer_key,
     supervisor_key,
     wakeups_key,
+    worker_watch_key,
 )
 from queue_gateway.auth import ApiKeys, ClientAddresses
 from queue_gateway.database import Database, is_outage
@@ -41,6 +42,7 @@ from queue_gateway.errors import error_middleware, tracing_middleware
 from queue_gateway.intake import Intake, Limits, Rates
 from queue_gateway.longpoll import LongPolls
 from queue_gateway.metrics import GatewayMetrics
+from queue_gateway.notify.admins import AdminAlerts
 from queue_gateway.notify.base import Notifier
 from queue_gateway.notify.loop import DeliveryLoop, Pacer
 from queue_gateway.notify.progress import ProgressUpdater
@@ -52,11 +54,13 @@ from queue_gateway.runtime import process, redact
 from queue_gateway.runtime.config import secret_values
 from queue_gateway.runtime.errors import CannotStart
 from queue_gateway.runtime.supervise import Supervisor
-from queue_gateway.settings import GatewaySettings
+from queue_gateway.settings import GatewaySettings, webhook_keys
 from queue_gateway.signing import Signer
 from queue_gateway.wakeups import Wakeups
 from queue_gateway.web import routes as web_page
+from queue_gateway.webhooks import WebhookSender
 from queue_gateway.worker_sightings import Sightings
+from queue_gateway.worker_watch import WorkerWatch, follow_workers
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +94,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[metrics_key] = GatewayMetrics()
     app[pace_key] = Pace()
     app[sightings_key] = Sightings()
+    app[worker_watch_key] = WorkerWatch(notice_s=settings.no_worker_notice_s)
     app[supervisor_key] = Supervisor()
     web_page.setup(app, web_tokens)  # what /, /admin, /static/…, /v1/web/session and /v1/texts serve
     tables = (api.endpoints, admin_api.endpoints, worker_api.endpoints, web_page.endpoints, health.endpoints,
@@ -254,15 +259,36 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
     retention = Retention(app[database_key], days=settings.retention_days, every_s=settings.retention_check_s)
     app[retention_key] = retention
     progress = ProgressUpdater(
-        app[database_key], notifiers, app[pace_key], chat_interval_s=settings.chat_min_interval_s
-    )
+        app[database_key], notifiers, app[pace_key], chat_interval_s=settings.chat_min_interval_s,
+        watch=app[worker_watch_key],
+    )  # fmt: skip
     app[wakeups_key].listeners.append(progress.job_changed)
-    names = ("delivery", "delivery-leases", "retention", "pace", "progress")
+    alerts = AdminAlerts(
+        app[database_key], app[worker_watch_key], notifiers, settings.admin_ids, alert_s=settings.no_worker_alert_s
+    )
+    names = ["delivery", "delivery-leases", "retention", "workers", "progress"]
     supervisor.spawn("progress", progress.run)
     supervisor.spawn("delivery", loop.run)
     supervisor.spawn("delivery-leases", loop.keep_leases)
     supervisor.spawn("retention", retention.run)
-    supervisor.spawn("pace", lambda: _follow_workers(app[link_key], app[pace_key]))
+    supervisor.spawn(
+        "workers",
+        lambda: follow_workers(
+            _consumers(app[link_key]), app[worker_watch_key], app[metrics_key], [app[pace_key].set_workers],
+            alerts.check, every_s=settings.workers_check_s,
+        ),
+    )  # fmt: skip
+    if settings.webhook_secret is not None:
+        sender = WebhookSender(
+            app[database_key], app[signer_key], webhook_keys(settings.webhook_secret), app[metrics_key],
+            owner=settings.name, view_link_ttl_s=settings.view_link_ttl_s, timeout_s=settings.webhook_timeout_s,
+            retry_s=settings.webhook_retry_s, backoff_first_s=settings.webhook_backoff_s,
+            concurrency=settings.webhook_concurrency, per_host=settings.webhook_per_host,
+            allow_private=settings.webhook_allow_private,
+        )  # fmt: skip
+        app[wakeups_key].listeners.append(sender.wake)
+        names.append("webhooks")
+        supervisor.spawn("webhooks", sender.run)
     try:
         yield
     finally:
@@ -271,13 +297,12 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
             await notifier.close()
 
 
-async def _follow_workers(link: BrokerLink, pace: Pace, every_s: float = 5.0) -> None:
-    """Keep the estimate's worker count current (the job queue's consumers)."""
-    while True:
+def _consumers(link: BrokerLink) -> Callable[[], Awaitable[int | None]]:
+    async def count() -> int | None:
         found = await link.queue_stats()
-        if found is not None:
-            pace.set_workers(found[1])
-        await asyncio.sleep(every_s)  # a periodic refresh, not a wait for work
+        return found[1] if found is not None else None
+
+    return count
 
 
 def _first_line(exc: BaseException) -> str:

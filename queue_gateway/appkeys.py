@@ -18,6 +18,7 @@ from queue_gateway.settings import GatewaySettings
 from queue_gateway.signing import Signer
 from queue_gateway.wakeups import Wakeups
 from queue_gateway.worker_sightings import Sightings
+from queue_gateway.worker_watch import WorkerWatch
 
 settings_key = web.AppKey("settings", GatewaySettings)
 database_key = web.AppKey("database", Database)
@@ -31,5 +32,6 @@ retention_key = web.AppKey("retention", Retention)
 metrics_key = web.AppKey("metrics", GatewayMetrics)
 pace_key = web.AppKey("pace", Pace)
 sightings_key = web.AppKey("sightings", Sightings)
+worker_watch_key = web.AppKey("worker_watch", WorkerWatch)
 supervisor_key = web.AppKey("supervisor", Supervisor)
 endpoints_key = web.AppKey("endpoints", list[Endpoint])  # every route with what it takes and answers (OpenAPI)

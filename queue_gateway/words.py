@@ -41,10 +41,15 @@ def reason(code: str | None, detail: str | None, language: str | None) -> str:
     return detail or texts.text("reason_unknown", language)
 
 
-def waiting(position: int, eta_s: float, language: str | None, *, processing: bool = False) -> str:
-    """A photo's place in line and estimate (``"Queued — #3 in line, about 4 s."``), or "Working on it…"."""
+def waiting(
+    position: int, eta_s: float, language: str | None, *, processing: bool = False, no_worker: bool = False
+) -> str:
+    """A photo's place in line and estimate (``"Queued — #3 in line, about 4 s."``), "Working on it…", or (no
+    worker running) that it is safe and waits for one."""
     if processing:
         return texts.text("processing", language)
+    if no_worker:
+        return texts.text("no_worker", language)
     if position <= 0:
         return texts.text("queued_now", language)
     return texts.queued_text(position, eta_s, language)
@@ -61,10 +66,10 @@ def status_text(members: Sequence[Job], language: str | None) -> str:
     return texts.text("failed_short", language)
 
 
-def job_status(job: Job, position: int, eta_s: float, language: str | None) -> str:
+def job_status(job: Job, position: int, eta_s: float, language: str | None, *, no_worker: bool = False) -> str:
     """What one job's status says right now, as a chat's status message would."""
     if job.status in (JobStatus.RECEIVED, JobStatus.QUEUED):
-        return waiting(position, eta_s, language)
+        return waiting(position, eta_s, language, no_worker=no_worker)
     if job.status == JobStatus.PROCESSING:
         return waiting(0, 0.0, language, processing=True)
     if job.status in (JobStatus.FAILED, JobStatus.DEAD):
@@ -72,8 +77,11 @@ def job_status(job: Job, position: int, eta_s: float, language: str | None) -> s
     return status_text([job], language)
 
 
-def stats_lines(found: Overview, queue: QueueNow | None, language: str | None) -> dict[str, str]:
-    """The /stats block, line by line: counts, latency, queue, workers, failures, top classes."""
+def stats_lines(
+    found: Overview, queue: QueueNow | None, language: str | None, *, no_worker_for: float | None = None
+) -> dict[str, str]:
+    """The /stats block, line by line: counts, latency, queue, workers (and how long none has run), failures, top
+    classes."""
     lang = language
     events = found.events
     by_platform = ", ".join(f"{p} {n}" for p, n in sorted(found.received_by_platform.items(), key=lambda kv: -kv[1]))
@@ -101,6 +109,11 @@ def stats_lines(found: Overview, queue: QueueNow | None, language: str | None) -
         if queue
         else texts.text("stats_queue_unknown", lang),
         "workers": texts.text("stats_workers", lang, count=len(found.workers)),
+        **(
+            {"no_worker": texts.text("stats_no_worker", lang, duration=texts.eta(no_worker_for, lang))}
+            if no_worker_for is not None
+            else {}
+        ),
         "dead": texts.text("stats_dead", lang, dead=_capped(found.dead_waiting), hits=events.get("cache_hit", 0)),
         "top": texts.text("stats_top", lang, top=top),
     }

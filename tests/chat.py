@@ -183,6 +183,10 @@ class ChatDriver(abc.ABC):
         labels, and the answers to button presses."""
 
     @abc.abstractmethod
+    def told_in_private(self, person: Person) -> list[str]:
+        """What the bot said to the person in their private chat with it (an admin's alerts)."""
+
+    @abc.abstractmethod
     def images(self, person: Person) -> list[bytes]:
         """Every image or file the bot sent into the person's chat."""
 
@@ -391,6 +395,11 @@ class TelegramChat(ChatDriver):
             said += [label for label, _ in _keyboard(call.params.get("reply_markup"))]
         return said
 
+    def told_in_private(self, person: Person) -> list[str]:
+        """Texts the bot (or the gateway, with its token) sent into the person's private chat (its id: theirs)."""
+        return [str(c.params["text"]) for c in self.fake.calls
+                if c.ok and c.method == "sendMessage" and str(c.params.get("chat_id")) == str(person.user)]  # fmt: skip
+
     def images(self, person: Person) -> list[bytes]:
         sends = ("sendPhoto", "sendDocument", "sendMediaGroup")
         return [data for c in self.fake.calls if c.method in sends and c.ok and _chat(c) == person.chat
@@ -573,6 +582,10 @@ class DiscordChat(ChatDriver):
             said += [label for label, _ in _components(payload.get("components"))]
         return said
 
+    def told_in_private(self, person: Person) -> list[str]:
+        """Texts posted into the bot's direct-message channel with the person."""
+        return [str(m["content"]) for m in self.fake.dm_messages(person.user)]
+
     def images(self, person: Person) -> list[bytes]:
         return [data for c in self.fake.calls if c.status == 200 and self._channel_of(c) == person.chat
                 for _, _, data in c.files]  # fmt: skip
@@ -674,6 +687,7 @@ def start_chat(
         if admins:
             first = TELEGRAM_PERSON if platform == "telegram" else DISCORD_PERSON
             bot |= {"admin_ids": [first + n for n in admins], "admin_api_key": SecretStr(ADMIN_KEY)}
+            gateway = {"admin_ids": [f"{platform}:{first + n}" for n in admins], **(gateway or {})}
         stack = await start_stack(worker=False, gateway_overrides=gateway, **bot)
         if platform == "telegram":
             return TelegramChat(stack, start_worker)

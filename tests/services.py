@@ -4,6 +4,7 @@ per test), SQLite, the real gateway and workers, started with the same factories
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
 import json
@@ -38,6 +39,9 @@ ADMIN_KEY = "test-admin-key-0123456789"
 CLIENT_KEY = "test-client-key-0123456789"  # a plain HTTP client's key
 OTHER_CLIENT_KEY = "test-other-client-key-0123456789"
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
+WEBHOOK_SECRET = (
+    "whsec_" + base64.b64encode(b"test-webhook-secret-0123456789ab").decode()
+)  # 32 bytes, Standard Webhooks
 
 # --- services -------------------------------------------------------------------------------------------
 

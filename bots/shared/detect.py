@@ -18,6 +18,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from bots.shared.settings import BotSettings
 from queue_gateway.public import texts
 from queue_gateway.public.client import GatewayClient, GatewayDown, GatewayRefused, Origin
+from queue_gateway.public.contract import SubmitResponse
 from queue_gateway.runtime import tracing
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class DetectService:
     ) -> Reply:
         lang = origin.language
         grouped = group_key is not None and len(photos) > 1
-        accepted: list[tuple[str, int, float, bool, str]] = []
+        accepted: list[SubmitResponse] = []
         problems: list[str] = []
         told = _Once(on_waiting, texts.text("waiting_for_service", lang))
         for index, photo in enumerate(photos):
@@ -96,19 +97,21 @@ class DetectService:
                 )
                 return Reply(texts.text("unavailable", lang))
             lang = answer.language or lang
-            accepted.append((answer.job_id, answer.position, answer.eta_s, answer.duplicate, answer.status))
+            accepted.append(answer)
         return self._reply(accepted, problems, lang)
 
-    def _reply(self, accepted: list[tuple[str, int, float, bool, str]], problems: list[str], lang: str | None) -> Reply:
+    def _reply(self, accepted: list[SubmitResponse], problems: list[str], lang: str | None) -> Reply:
         if not accepted:
             return Reply("\n".join(problems) or texts.text("accepted_hint", lang), language=lang)
-        job_ids = tuple(job_id for job_id, *_ in accepted)
-        waiting = tuple(job_id for job_id, position, _, _, status in accepted if position > 0 or status == "received")
-        if all(duplicate for *_, duplicate, _ in accepted):
+        job_ids = tuple(answer.job_id for answer in accepted)
+        waiting = tuple(a.job_id for a in accepted if a.position > 0 or a.status == "received")
+        if all(answer.duplicate for answer in accepted):
             return Reply("", job_ids, silent=True, language=lang)  # Telegram/Discord sent the same thing again
-        position = min(pos for _, pos, *_ in accepted)
-        eta = max(eta for _, _, eta, *_ in accepted)
-        if len(accepted) > 1:
+        position = min(answer.position for answer in accepted)
+        eta = max(answer.eta_s or 0.0 for answer in accepted)
+        if any(answer.waiting_for_worker for answer in accepted):
+            text = texts.text("no_worker", lang)  # safe, and done as soon as a worker starts: no made-up estimate
+        elif len(accepted) > 1:
             text = texts.queued_text(max(position, 1), eta, lang, count=len(accepted))
         elif position > 0:
             text = texts.queued_text(position, eta, lang)

@@ -118,4 +118,9 @@ class Notifier(Protocol):
         """Show that the result is being prepared ("sending photo…"), where the platform can."""
         ...
 
+    async def tell(self, user_id: str, text: str) -> None:
+        """A message in a person's private chat with the bot (an admin's alert). Raise RetryLater or
+        Undeliverable (they never started a chat with the bot, or blocked it)."""
+        ...
+
     async def close(self) -> None: ...

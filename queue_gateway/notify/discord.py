@@ -78,6 +78,16 @@ class DiscordNotifier:
     async def edit_status(self, delivery: Delivery, text: str) -> bool:
         return await self._call(self._edit_status(_discord(delivery), delivery.status_message_id, text))
 
+    async def tell(self, user_id: str, text: str) -> None:
+        """Open (or find) the direct-message channel with the person, then post there."""
+
+        async def send() -> None:
+            client = await self._rest_client()
+            channel = await client.create_dm(discord.Object(id=int(user_id)))
+            await channel.send(content=text, allowed_mentions=discord.AllowedMentions.none())
+
+        await self._call(send())
+
     async def _call(self, step: Awaitable[T]) -> T:
         try:
             return await step

@@ -26,6 +26,7 @@ from queue_gateway.notify.base import Notifier, RetryLater, StatusUpdate, Undeli
 from queue_gateway.pace import Pace
 from queue_gateway.runtime.supervise import woken
 from queue_gateway.typed_job import TypedJob
+from queue_gateway.worker_watch import WorkerWatch
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class _Shown:
     text: str
     position: int
     at: float
+    no_worker: bool = False  # it says that no worker is running (a change either way is always shown)
 
 
 class ProgressUpdater:
@@ -54,6 +56,7 @@ class ProgressUpdater:
         chat_interval_s: float = 1.0,
         settle_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        watch: WorkerWatch | None = None,
     ) -> None:
         self._db = database
         self._notifiers = notifiers
@@ -63,6 +66,7 @@ class ProgressUpdater:
         self._chat_interval_s = chat_interval_s
         self._settle_s = settle_s
         self._clock = clock
+        self._watch = watch
         self._shown: dict[str, _Shown] = {}
         self._chat_last: dict[str, float] = {}
         self._activity: dict[str, float] = {}
@@ -92,6 +96,8 @@ class ProgressUpdater:
             del self._shown[gone]
         edited = 0
         now = self._clock()
+        no_worker = self._watch is not None and self._watch.waiting_for_worker()
+        noticed_since = self._watch.noticed_since() if self._watch is not None else None
         for row, position in found:
             notifier = self._notifiers.get(row.platform)
             if notifier is None or not row.status_message_id:
@@ -99,26 +105,32 @@ class ProgressUpdater:
             job = TypedJob.of(row)
             if job.origin is None or job.chat is None:
                 continue
-            text = words.waiting(position, self._pace.eta_s(position), job.language,
-                                 processing=row.status == JobStatus.PROCESSING)  # fmt: skip
+            processing = row.status == JobStatus.PROCESSING
+            says_no_worker = no_worker and not processing
+            text = words.waiting(position, self._pace.eta_s(position), job.language, processing=processing,
+                                 no_worker=says_no_worker)  # fmt: skip
             chat = job.chat
             if row.status == JobStatus.PROCESSING:
                 await self._activity_once(notifier, job, chat, now)  # "sending photo…": not a message
                 if time.time() - (row.processing_at or 0.0) < WORKING_AFTER_S:
                     continue
             if row.id not in self._shown and row.status != JobStatus.PROCESSING:
-                self._shown[row.id] = _Shown("", position, now)  # the bot showed this place itself
+                # the bot showed this place itself, and said "no worker" if that was so when the photo came
+                told = noticed_since is not None and row.received_at >= noticed_since
+                self._shown[row.id] = _Shown("", position, now, told)
                 continue
-            if not self._due(notifier, job, position, text, chat, now):
+            if not self._due(notifier, job, position, text, chat, now, says_no_worker):
                 continue
             notifier.clock.mark(chat)
             if await self._edit(notifier, job, position, text):
-                self._shown[row.id] = _Shown(text, position, now)
+                self._shown[row.id] = _Shown(text, position, now, says_no_worker)
                 self._chat_last[chat] = now
                 edited += 1
         return edited
 
-    def _due(self, notifier: Notifier, job: TypedJob, position: int, text: str, chat: str, now: float) -> bool:
+    def _due(
+        self, notifier: Notifier, job: TypedJob, position: int, text: str, chat: str, now: float, no_worker: bool
+    ) -> bool:
         shown = self._shown.get(job.id)
         if shown is not None and shown.text == text:
             return False
@@ -129,7 +141,7 @@ class ProgressUpdater:
             return True
         if now - shown.at < self._message_interval_s:
             return False
-        if job.row.status == JobStatus.PROCESSING:
+        if job.row.status == JobStatus.PROCESSING or shown.no_worker != no_worker:
             return True
         moved = shown.position - position
         return position <= 1 or moved >= max(1, round(shown.position * 0.2))

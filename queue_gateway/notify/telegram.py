@@ -87,6 +87,10 @@ class TelegramNotifier:
         if isinstance(origin, TelegramOrigin):
             await self._call(lambda: self._bot.send_chat_action(int(origin.chat_id), ChatAction.UPLOAD_PHOTO))
 
+    async def tell(self, user_id: str, text: str) -> None:
+        """A private chat's id is its person's user id."""
+        await self._call(lambda: self._bot.send_message(int(user_id), text))
+
     async def _call(self, step: Callable[[], Awaitable[T]]) -> T:
         try:
             if not self._ready:

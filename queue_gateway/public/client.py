@@ -86,6 +86,7 @@ class GatewayClient:
         params: DetectParams | None = None,
         origin: Origin | None = None,
         idempotency_key: str | None = None,
+        webhook_url: str | None = None,
     ) -> SubmitResponse:
         form = aiohttp.FormData()  # a file object: aiohttp streams it in chunks instead of one write of it all
         form.add_field("image", io.BytesIO(image), filename=filename, content_type="application/octet-stream")
@@ -93,6 +94,8 @@ class GatewayClient:
             form.add_field("params", params.model_dump_json(exclude_none=True), content_type="application/json")
         if origin is not None:
             form.add_field("origin", origin.model_dump_json(exclude_none=True), content_type="application/json")
+        if webhook_url is not None:
+            form.add_field("webhook_url", webhook_url)
         headers = dict(self._headers)
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key

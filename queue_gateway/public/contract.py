@@ -50,6 +50,8 @@ class ErrorCode(StrEnum):
     BAD_ORIGIN = "bad_origin"
     BAD_PARAMS = "bad_params"
     BAD_WAIT = "bad_wait"
+    BAD_WEBHOOK_URL = "bad_webhook_url"  # not http(s), or a host that is private, loopback or unknown
+    WEBHOOKS_OFF = "webhooks_off"  # this gateway has no webhook secret: it sends no webhooks
     BAD_META = "bad_meta"  # a worker's result meta
     MULTIPART_REQUIRED = "multipart_required"
     NO_IMAGE = "no_image"
@@ -216,7 +218,8 @@ class SubmitResponse(BaseModel):
     job_id: str
     status: str
     position: int
-    eta_s: float = 0.0  # about how long until it is done
+    eta_s: float | None = 0.0  # about how long until it is done (None: no worker is running, nobody can say)
+    waiting_for_worker: bool = False  # no worker has been running for a while: it waits, safe, for one to start
     status_text: str = ""  # its place in line as a sentence, in the asked language
     language: str | None = None  # the language the chat chose with /settings, if it chose one
     status_url: str
@@ -272,6 +275,42 @@ class JobError(BaseModel):
     text: str  # the person's sentence, in the asked language ("Sorry, I couldn't process that photo: …")
 
 
+WebhookState = Literal["waiting", "pending", "delivered", "failed", "gone"]
+
+
+class WebhookView(BaseModel):
+    """A job's completion webhook: ``waiting`` for the job to finish, ``pending`` (due, or failing and tried again
+    later), ``delivered``, ``failed`` (its retry window ran out) or ``gone`` (the receiver answered 410)."""
+
+    url: str
+    state: WebhookState
+    attempts: int
+    event_id: str  # the webhook-id header of every try
+    last_status: int | None = None  # the receiver's last HTTP status
+    next_attempt_at: float | None = None
+    delivered_at: float | None = None
+
+
+class WebhookFailure(BaseModel):
+    """A webhook that is failing now, or failed for good, as ``/admin`` lists it."""
+
+    job_id: str
+    host: str  # the receiver's host (its full URL may hold a token)
+    state: WebhookState
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: float | None
+    created_at: float
+
+
+class WebhooksResponse(BaseModel):
+    """``GET /v1/webhooks`` (admin): how many wait to be sent, and the failing ones, newest first."""
+
+    pending: int
+    failing: list[WebhookFailure]
+
+
 class JobView(BaseModel):
     """``GET /v1/jobs/{id}``: a job as its sender sees it, every sentence already in the asked language."""
 
@@ -280,7 +319,8 @@ class JobView(BaseModel):
     finished: bool
     platform: str
     position: int  # its place in line (0 once a worker has it)
-    eta_s: float  # about how long until it is done (0 once finished)
+    eta_s: float | None  # about how long until it is done (0 once finished; None while no worker is running)
+    waiting_for_worker: bool = False  # in line, and no worker has been running for a while
     attempts: int
     cache_hit: bool
     language: str  # the language its sentences are in
@@ -296,6 +336,7 @@ class JobView(BaseModel):
     labels: dict[str, str] = {}  # each label found, as the image shows it in the asked language
     model: str | None = None
     error: JobError | None = None
+    webhook: WebhookView | None = None  # its completion webhook (left out of the webhook's own event)
 
 
 class CancelResponse(BaseModel):
@@ -421,6 +462,8 @@ class StatsResponse(BaseModel):
     latency_s: dict[str, Percentiles]
     queue: QueueNow | None
     workers: list[WorkerNow]
+    workers_online: int | None = None  # the job queue's consumers now (None: the broker is out of reach)
+    no_worker_since: float | None = None  # when the last worker went away, while none runs
     dead_waiting: int
     cache_hits: int
     top_labels: list[LabelCount]

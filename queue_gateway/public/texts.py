@@ -67,6 +67,7 @@ MESSAGES: dict[str, str] = {
     "queued_now": N_("Got it — working on it now."),
     "processing": N_("Working on it…"),
     "status_moved": N_("Still in line — I'll keep you posted below."),
+    "no_worker": N_("No worker is running right now. Your photo is safe and will be done as soon as one starts."),
     "waiting_for_service": N_("The service is briefly unavailable. I'm keeping your photo and will queue it soon."),
     "unavailable": N_("I can't take photos right now. Please try again in a minute."),
     "busy": N_("I'm busy right now. Please try again in about {seconds} s."),
@@ -100,6 +101,8 @@ MESSAGES: dict[str, str] = {
     "not_found": N_("I can't find that photo any more."),
     "bad_request": N_("That request could not be used. Please try again."),
     "request_timeout": N_("That took too long to arrive. Please try again."),
+    "bad_webhook_url": N_("That webhook address can't be used. Please give a public http or https address."),
+    "webhooks_off": N_("This service sends no webhooks. Please follow the job's status link instead."),
     "too_many_waiting": N_("Too many requests are waiting at once. Please try again in a moment."),
     "not_ready": N_("It isn't finished yet. Please try again shortly."),
     "link_expired": N_("This link has expired."),
@@ -116,6 +119,8 @@ MESSAGES: dict[str, str] = {
     "stats_queue": N_("Queue: {depth} waiting, {consumers} consumers"),
     "stats_queue_unknown": N_("Queue: broker unreachable"),
     "stats_workers": N_("Workers seen (1 min): {count}"),
+    "stats_no_worker": N_("⚠️ No worker has been running for {duration}; the photos in line wait safely."),
+    "workers_back": N_("Workers are back after {duration} away. The photos that waited are being processed now."),
     "stats_dead": N_("Dead, waiting in /dlq: {dead}; cache hits: {hits}"),
     "stats_top": N_("Top classes: {top}"),
     "dlq_empty": N_("No dead jobs. All good."),
@@ -247,6 +252,13 @@ MESSAGES: dict[str, str] = {
     "web_admin_requeue": N_("Requeue {job}"),
     "web_unavailable": N_("The service is briefly unavailable. I'll keep trying."),
     "web_admin_as_text": N_("As the bots' /stats shows it"),
+    "web_admin_webhooks": N_("Failing webhooks"),
+    "web_admin_webhooks_none": N_("No webhook is failing."),
+    "web_admin_webhooks_pending": N_("Waiting to be sent: {count}"),
+    "web_admin_col_receiver": N_("Receiver"),
+    "web_admin_col_state": N_("State"),
+    "web_admin_col_last": N_("Last answer"),
+    "web_admin_col_next": N_("Next try"),
 }
 
 PLURALS: dict[str, tuple[str, str]] = {
@@ -264,6 +276,12 @@ PLURALS: dict[str, tuple[str, str]] = {
     ),
     "forgot": NN_(
         "Deleted {count} photo of yours and its result.", "Deleted {count} photos of yours and their results."
+    ),
+    "alert_no_worker": NN_(
+        "No worker has been running for {duration}. {count} photo is waiting; it is safe and will be done as soon "
+        "as a worker starts.",
+        "No worker has been running for {duration}. {count} photos are waiting; they are safe and will be done as "
+        "soon as a worker starts.",
     ),
     "dlq_header": NN_("{count} dead job, newest first:", "{count} dead jobs, newest first:"),
     "privacy": NN_(
@@ -484,6 +502,8 @@ _ERROR_MESSAGES = {
     "too_many_waiting": "too_many_waiting",
     "request_timeout": "request_timeout",
     "not_ready": "not_ready",
+    "bad_webhook_url": "bad_webhook_url",
+    "webhooks_off": "webhooks_off",
     **dict.fromkeys(
         ("bad_request", "bad_body", "bad_chat", "bad_idempotency_key", "bad_limit", "bad_multipart", "bad_origin",
          "bad_params", "bad_wait", "bad_meta", "multipart_required", "no_image", "no_meta", "unstorable",

@@ -351,6 +351,7 @@ class FakeDiscord:
         self._by_token: dict[str, InteractionState] = {}
         self._messages: dict[int, dict[str, Any]] = {}
         self._channels: dict[int, dict[str, Any]] = {}
+        self._dm_channels: dict[int, int] = {}  # person: their direct-message channel
         self._attachments: dict[int, tuple[dict[str, Any], bytes]] = {}
         self._commands: dict[int | None, list[dict[str, Any]]] = {}
 
@@ -431,6 +432,7 @@ class FakeDiscord:
             ("GET", "/gateway", self._gateway_info),
             ("GET", "/gateway/bot", self._gateway_bot),
             ("GET", "/users/@me", self._users_me),
+            ("POST", "/users/@me/channels", self._create_dm),
             ("GET", "/oauth2/applications/@me", self._application_me),
             ("GET", "/applications/{app_id}/commands", self._get_commands),
             ("PUT", "/applications/{app_id}/commands", self._put_commands),
@@ -852,6 +854,23 @@ class FakeDiscord:
 
     async def _users_me(self, request: web.Request, body: _Body) -> web.StreamResponse:
         return self._unauthorized(request) or json_response(self.bot_user)
+
+    async def _create_dm(self, request: web.Request, body: _Body) -> web.StreamResponse:
+        """Open (or find) the direct-message channel with a person (``{"recipient_id": "…"}``)."""
+        if denied := self._unauthorized(request):
+            return denied
+        user_id = _int(str(body.payload.get("recipient_id", "")))
+        if user_id is None:
+            return discord_error(400, 50035)
+        return json_response(self._channel(self.dm_channel_id(user_id), dm_user_id=user_id))
+
+    def dm_channel_id(self, user_id: int) -> int:
+        """The id of the bot's direct-message channel with ``user_id`` (one per person, stable)."""
+        return self._dm_channels.setdefault(user_id, self.snowflake())
+
+    def dm_messages(self, user_id: int) -> list[dict[str, Any]]:
+        """What the bot wrote to ``user_id`` in private, oldest first."""
+        return self.channel_messages(self.dm_channel_id(user_id))
 
     async def _application_me(self, request: web.Request, body: _Body) -> web.StreamResponse:
         if denied := self._unauthorized(request):

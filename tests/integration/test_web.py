@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from queue_gateway.public import texts
 from tests import tools
 from tests.conftest_models import cache_dir
 from tests.images import jpeg, png, poison_png
-from tests.services import ADMIN_KEY, CLIENT_KEY, GatewayHandle, submit_photo, wait_finished
+from tests.services import ADMIN_KEY, CLIENT_KEY, WEBHOOK_SECRET, GatewayHandle, submit_photo, wait_finished
 
 StartGateway = Callable[..., Awaitable[GatewayHandle]]
 
@@ -585,4 +586,34 @@ async def test_admin_shows_the_stats_and_requeues_a_dead_job(
     await page.get_by_role("button", name="Forget the key").click()
     await expect(page.locator("#dashboard")).to_be_hidden()
     assert await page.locator("#cards li").count() == 0
+    assert tab.outside() == [], tab.outside()
+
+
+async def test_admin_shows_failing_webhooks_and_that_no_worker_runs(
+    start_gateway: StartGateway, open_tab: OpenTab, http: aiohttp.ClientSession
+) -> None:
+    gateway = await start_gateway(webhook_secret=WEBHOOK_SECRET, webhook_allow_private=True, webhook_backoff_s=60,
+                                  no_worker_notice_s=0.5, workers_check_s=0.2)  # fmt: skip
+    form = aiohttp.FormData()
+    form.add_field("image", jpeg(), filename="photo.jpg", content_type="image/jpeg")
+    form.add_field("webhook_url", "http://127.0.0.1:9/hook?token=secret-token")  # nobody listens there
+    async with http.post(f"{gateway.url}/v1/jobs", data=form, headers=gateway.headers()) as response:
+        job = await response.json()
+    async with http.post(f"{gateway.url}/v1/jobs/{job['job_id']}/cancel", json={}, headers=gateway.headers()) as r:
+        assert r.status == 200  # a final state: its webhook is tried (and refused) at once
+
+    tab = await open_tab(gateway, "/admin")
+    page = tab.page
+    await page.locator("#key-input").fill(ADMIN_KEY)
+    await page.locator("#key-input").press("Enter")
+    await expect(page.locator("#dashboard")).to_be_visible()
+    row = page.locator(f"#webhooks tr[data-job='{job['job_id']}']")
+    await expect(row).to_contain_text("127.0.0.1", timeout=15 * SECONDS)  # the host only: the URL may hold a token
+    await expect(row).to_contain_text("pending")
+    assert "secret-token" not in await page.content()
+    await page.get_by_role("button", name="Refresh").click()  # the stats as of now: no worker for a while
+    await expect(page.locator("#no-worker")).to_be_visible()
+    no_worker = re.escape(texts.text("stats_no_worker", duration="\0")).replace("\0", r"\d+ (s|min)")
+    await expect(page.locator("#no-worker")).to_have_text(re.compile(no_worker))
+    await tab.shot("webhooks")
     assert tab.outside() == [], tab.outside()

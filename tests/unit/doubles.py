@@ -52,6 +52,7 @@ class FakeNotifier:
     edits: list[tuple[str | None, str]] = field(default_factory=list)  # (status message, text)
     updates: list[StatusUpdate] = field(default_factory=list)
     activities: list[str] = field(default_factory=list)
+    told: list[tuple[str, str]] = field(default_factory=list)  # (person, text) in their private chat
     failures: list[Exception] = field(default_factory=list)  # raised by the next sends, in order
 
     async def send(self, delivery: Delivery) -> Sent:
@@ -70,6 +71,11 @@ class FakeNotifier:
 
     async def show_activity(self, origin: TelegramOrigin | DiscordOrigin) -> None:
         self.activities.append(origin.chat_ref)
+
+    async def tell(self, user_id: str, text: str) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.told.append((user_id, text))
 
     async def close(self) -> None:
         pass

@@ -12,7 +12,7 @@ from bots.shared.chat_settings import ChatSettingsService, Scope, SettingsError
 from bots.shared.detect import DetectService
 from bots.shared.settings import BotSettings
 from queue_gateway.public import texts
-from queue_gateway.public.contract import ChatSettingsBody
+from queue_gateway.public.contract import ChatSettingsBody, SubmitResponse
 
 
 class FakeClient:
@@ -35,17 +35,29 @@ def service() -> DetectService:
     return DetectService(None, BotSettings())  # type: ignore[arg-type]  # _reply never calls the gateway
 
 
+def accepted(job_id: str, position: int, eta_s: float | None, status: str = "queued", **more: object) -> SubmitResponse:
+    return SubmitResponse(job_id=job_id, status=status, position=position, eta_s=eta_s, status_url="s",
+                          result_url="r", **more)  # type: ignore[arg-type]  # fmt: skip
+
+
 def test_the_reply_to_photos_says_their_place_or_why_not() -> None:
-    one = service()._reply([("j1", 3, 4.0, False, "queued")], [], "ru")
+    one = service()._reply([accepted("j1", 3, 4.0)], [], "ru")
     assert one.text == texts.queued_text(3, 4.0, "ru") and one.waiting == ("j1",) and one.job_ids == ("j1",)
-    album = service()._reply([("a", 2, 3.0, False, "queued"), ("b", 3, 5.0, False, "queued")], [], None)
+    album = service()._reply([accepted("a", 2, 3.0), accepted("b", 3, 5.0)], [], None)
     assert album.text == texts.queued_text(2, 5.0, None, count=2)
-    now = service()._reply([("j", 0, 0.0, False, "processing")], [], None)
+    now = service()._reply([accepted("j", 0, 0.0, "processing")], [], None)
     assert now.text == texts.text("queued_now") and now.waiting == ()
-    repeat = service()._reply([("j", 1, 1.0, True, "queued")], [], None)
+    repeat = service()._reply([accepted("j", 1, 1.0, duplicate=True)], [], None)
     assert repeat.silent  # the platform sent the same update again: say nothing twice
     refused = service()._reply([], [texts.for_error("too_complex")], None)
     assert refused.text == texts.for_error("too_complex") and refused.job_ids == ()
+
+
+def test_with_no_worker_running_the_reply_says_so_and_makes_up_no_estimate() -> None:
+    alone = service()._reply([accepted("j", 4, None, waiting_for_worker=True)], [], "ru")
+    assert alone.text == texts.text("no_worker", "ru") and alone.waiting == ("j",)
+    album = service()._reply([accepted("a", 1, None, waiting_for_worker=True), accepted("b", 2, None)], [], None)
+    assert album.text == texts.text("no_worker") and "about" not in album.text
 
 
 def test_too_big_names_the_size_and_the_limit() -> None:

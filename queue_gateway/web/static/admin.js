@@ -1,4 +1,4 @@
-// The admin dashboard: GET /v1/stats and /v1/dead-jobs with an admin key, charts drawn as SVG, requeue.
+// The admin dashboard: GET /v1/stats, /v1/dead-jobs and /v1/webhooks with an admin key, charts drawn as SVG, requeue.
 import { call, el } from "./api.js";
 import { errorText, loadTextsPatiently, t, translatePage } from "./i18n.js";
 
@@ -40,7 +40,8 @@ function dateTime(epochSeconds) {
 function lock(error) {
   clearTimeout(timer);
   $("dashboard").hidden = true;
-  for (const id of ["cards", "hourly", "latency", "queue", "workers", "top", "dead", "stats-text", "updated", "dead-status"]) {
+  for (const id of ["cards", "hourly", "latency", "queue", "workers", "top", "dead", "webhooks", "stats-text", "updated",
+                    "dead-status", "no-worker"]) {
     $(id).replaceChildren();
   }
   $("key-panel").hidden = false;
@@ -131,6 +132,8 @@ function latencyChart(latency, names) {
 
 function queueAndWorkers(stats) {
   $("queue").textContent = stats.lines.queue; // as the bots' /stats says it
+  $("no-worker").textContent = stats.lines.no_worker || "";
+  $("no-worker").hidden = !stats.lines.no_worker; // no worker has been running for a while
   if (!stats.workers.length) {
     $("workers").replaceChildren(el("p", { class: "muted", text: t("web_admin_workers_none") }));
     return;
@@ -188,6 +191,26 @@ function deadJobs(dead) {
                                     onclick: (event) => requeue(job.job_id, event.currentTarget) })))))));
 }
 
+function webhooks(listing) {
+  const pending = el("p", { class: "muted", text: t("web_admin_webhooks_pending", { count: listing.pending }) });
+  if (!listing.failing.length) {
+    $("webhooks").replaceChildren(pending, el("p", { class: "muted", text: t("web_admin_webhooks_none") }));
+    return;
+  }
+  $("webhooks").replaceChildren(pending,
+    el("table", {},
+      el("thead", {}, el("tr", {},
+        ...["web_admin_col_job", "web_admin_col_receiver", "web_admin_col_state", "web_admin_col_attempts",
+            "web_admin_col_last", "web_admin_col_next"].map((k) => el("th", { scope: "col", text: t(k) })))),
+      el("tbody", {}, ...listing.failing.map((hook) => el("tr", { "data-job": hook.job_id },
+        el("td", {}, el("code", { text: hook.job_id.slice(0, 8), title: hook.job_id })),
+        el("td", { text: hook.host }),
+        el("td", { text: hook.state }),
+        el("td", { class: "num", text: String(hook.attempts) }),
+        el("td", { text: hook.last_status ? `HTTP ${hook.last_status}` : hook.last_error || "-" }),
+        el("td", { text: hook.next_attempt_at ? dateTime(hook.next_attempt_at) : "-" }))))));
+}
+
 async function requeue(jobId, button) {
   button.disabled = true;
   const answer = await call(`/v1/jobs/${encodeURIComponent(jobId)}/requeue`, { method: "POST", key });
@@ -207,8 +230,9 @@ async function refresh() {
     lock(null);
     return;
   }
-  const [stats, dead] = await Promise.all([call("/v1/stats", { key }), call("/v1/dead-jobs?limit=50", { key })]);
-  for (const answer of [stats, dead]) {
+  const [stats, dead, hooks] = await Promise.all([
+    call("/v1/stats", { key }), call("/v1/dead-jobs?limit=50", { key }), call("/v1/webhooks?limit=50", { key })]);
+  for (const answer of [stats, dead, hooks]) {
     if (answer.status === 401 || answer.status === 403) {
       sessionStorage.removeItem(KEY);
       key = null;
@@ -216,8 +240,8 @@ async function refresh() {
       return;
     }
   }
-  if (!stats.ok || !dead.ok) {
-    const failed = stats.ok ? dead : stats;
+  if (!stats.ok || !dead.ok || !hooks.ok) {
+    const failed = [stats, dead, hooks].find((answer) => !answer.ok);
     notice(errorText(failed.code, failed.status, failed.body));
     timer = setTimeout(refresh, 5_000);
     return;
@@ -231,6 +255,7 @@ async function refresh() {
   queueAndWorkers(stats.body);
   topClasses(stats.body.top_labels);
   deadJobs(dead.body);
+  webhooks(hooks.body);
   $("stats-text").textContent = stats.body.text; // the bots' /stats, as the gateway renders it
   $("updated").textContent = t("web_admin_updated", { time: new Date().toLocaleTimeString(document.documentElement.lang) });
   document.body.dataset.loaded = String(Date.now());
