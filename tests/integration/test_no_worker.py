@@ -3,11 +3,14 @@ workers have been gone a while and once when they are back; when a worker starts
 
 Every worker is stopped (none was started); the gateway's thresholds are shortened (notice after 1 s, the admins'
 alert after 2 s) so the scenario runs in seconds, and it holds the photo in line for ``DETECTBOT_SOAK_S`` (12 s
-by default; the closing note of the issue quotes a run with the defaults and ten minutes).
+by default). ``DETECTBOT_SOAK_DEFAULTS=1`` runs it with the shipped thresholds (30 s, 120 s) instead:
+``DETECTBOT_SOAK_DEFAULTS=1 DETECTBOT_SOAK_S=600 pytest tests/integration/test_no_worker.py`` is the ten-minute
+run the issue asks for.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -19,7 +22,9 @@ from tests.chat import ChatDriver, StartChat, eta_pattern, matches
 from tests.conftest import eventually
 from tests.images import jpeg
 
+log = logging.getLogger(__name__)
 SHORT = {"no_worker_notice_s": 1.0, "no_worker_alert_s": 2.0, "workers_check_s": 0.2}
+THRESHOLDS: dict[str, float] = {} if os.environ.get("DETECTBOT_SOAK_DEFAULTS") == "1" else SHORT
 SOAK_S = float(os.environ.get("DETECTBOT_SOAK_S", "12"))
 ADMIN = 1
 
@@ -57,12 +62,14 @@ async def held_in_line(chat: ChatDriver, job_id: str, seconds: float) -> list[st
 
 
 async def test_a_photo_waits_safely_while_no_worker_runs_and_the_admin_hears_once(start_chat: StartChat) -> None:
-    chat = await start_chat(admins=(ADMIN,), gateway=SHORT)
+    chat = await start_chat(admins=(ADMIN,), gateway=THRESHOLDS)
     person = chat.person(2, language="ru")
+    started = time.monotonic()
     sent = await chat.send_photo(person, jpeg())
     shown = await chat.wait_status(sent, matches("no_worker", "ru"), what="the no-worker notice", timeout=45)
+    log.info("the no-worker notice showed %.1f s after the photo", time.monotonic() - started)
     assert "~" not in shown and not re.search(r"\d", shown)  # no estimate made up
-    assert await eventually(lambda: told(chat, "alert_no_worker"), timeout=20, what="the admin's alert")
+    assert await eventually(lambda: told(chat, "alert_no_worker"), timeout=150, what="the admin's alert")
 
     (job,) = await chat.jobs()
     statuses = await held_in_line(chat, job.id, SOAK_S)
