@@ -20,6 +20,7 @@ from db.common import Outcome, now
 from queue_gateway import chart, words
 from queue_gateway.appkeys import (
     api_keys_key,
+    cutter_key,
     database_key,
     intake_key,
     link_key,
@@ -200,6 +201,7 @@ async def forget(request: web.Request) -> web.Response:
         lambda session: operations.forget_user(session, body.platform, body.user_id)
     )
     request.app[wakeups_key].delivery.set()
+    request.app[cutter_key].clear()
     return answer(ForgetResponse(forgotten=count, text=words.forgotten(count, requested_language(request))))
 
 

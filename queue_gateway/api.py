@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import deliveries, jobs, operations, webhooks
 from db.models import ACTIVE, WAITING, Job
-from queue_gateway import words
+from queue_gateway import crops, words
 from queue_gateway.appkeys import (
     api_keys_key,
+    cutter_key,
     database_key,
     intake_key,
     longpolls_key,
@@ -51,6 +52,8 @@ from queue_gateway.public import texts
 from queue_gateway.public.contract import (
     CancelBody,
     CancelResponse,
+    CropsIndex,
+    CropView,
     DeletedResponse,
     DetectParams,
     DiscordOrigin,
@@ -81,6 +84,7 @@ INLINE_CHECK_BYTES = 2 * 1024 * 1024  # bigger uploads are hashed in a thread, o
 
 JOB_ID = Param("job_id", "path", {"type": "string", "maxLength": 64}, required=True)
 LANG = Param("lang", "query", {"type": "string", "maxLength": 100}, "the languages wanted (else Accept-Language)")
+USER_ID = Param("user_id", "query", {"type": "string", "maxLength": 64}, "a bot's: the person asking")
 WAIT = Param("wait", "query", {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S}, "seconds to wait for a change")
 WEBHOOK_URL = Param("webhook_url", "query", {"type": "string", "maxLength": 2000},
                     "POSTed to (signed) when the job finishes; or the multipart field of that name")  # fmt: skip
@@ -198,6 +202,7 @@ async def get_job(request: web.Request) -> web.Response:
         language=requested_language(request) if _asks_language(request) else None,
         status_url=_view_url(request, job.id, "", job.received_at),
         result_url=_view_url(request, job.id, "/result", job.received_at),
+        crops_url=_view_url(request, job.id, "/crops", job.received_at),
         no_worker=request.app[worker_watch_key].waiting_for_worker(),
         webhook=hook.get(job_id),
     )
@@ -235,6 +240,61 @@ async def get_result(request: web.Request) -> web.Response:
         body=data,
         content_type=content_type,
         headers={"Cache-Control": "private, max-age=3600", "Content-Disposition": f'inline; filename="{job_id}.jpg"'},
+    )
+
+
+@endpoints.get(
+    "/v1/jobs/{job_id}/crops",
+    auth="view",
+    ok={200: "application/zip"},
+    errors=(JobNotFound, NotReady, JobGone, NotYours),
+    params=(JOB_ID, LANG, USER_ID),
+)
+async def get_crops(request: web.Request) -> web.Response:
+    """The objects it found, cut out of the original photo: a ZIP of JPEGs (largest first, at most 10, none under
+    32 px a side) and ``index.json`` with each one's label, confidence and caption in the asked language. A bot
+    names the person asking (``user_id``) unless they are the chat's admin: only the sender may see them."""
+    job_id, caller = _authorise_view(request)
+
+    async def load(session: AsyncSession) -> tuple[Job | None, bytes | None]:
+        job = await jobs.get_job(session, job_id)
+        if job is None or job.status in ACTIVE or job.purged_at is not None:
+            return job, None
+        blob = await jobs.get_blob(session, job_id, "input")
+        return job, (bytes(blob.data) if blob else None)
+
+    job, image = await request.app[database_key].read(load)
+    if job is None or (caller is not None and not caller.may_see(job.owner, job.platform)):
+        raise JobNotFound()
+    if job.status in ACTIVE:
+        raise NotReady(f"The job is still {job.status}. Try again shortly.")
+    if job.purged_at is not None or image is None:
+        raise JobGone()
+    asker = request.query.get("user_id")
+    if asker is not None and job.user_ref != f"{job.platform}:{asker}":
+        raise NotYours("Only the person who sent the photo, or a chat admin, may have its objects.")
+    found = await request.app[cutter_key].cut(job_id, image, job.detections or [])
+    lang = requested_language(request) if _asks_language(request) else TypedJob.of(job).language
+    index = CropsIndex(
+        job_id=job_id,
+        language=lang,
+        caption=words.crops_caption(len(found.items), found.too_small, found.more, lang),
+        objects=[
+            CropView(file=name, label=crop.label, text=words.crop_text(crop.label, crop.confidence, lang),
+                     confidence=round(crop.confidence, 4), box=[round(v, 1) for v in crop.box])
+            for name, crop in zip(crops.file_names(found), found.items, strict=True)
+        ],
+        too_small=found.too_small,
+        more=found.more,
+    )  # fmt: skip
+    body = await asyncio.to_thread(crops.archive, index.model_dump(mode="json"), found)
+    return web.Response(
+        body=body,
+        content_type="application/zip",
+        headers={
+            "Cache-Control": "private, max-age=600",
+            "Content-Disposition": f'attachment; filename="{job_id}-objects.zip"',
+        },
     )
 
 
@@ -303,6 +363,7 @@ async def delete_job(request: web.Request) -> web.Response:
         await operations.forget_jobs(session, [job_id], reason="deleted by its sender")
 
     await request.app[database_key].write(forget)
+    request.app[cutter_key].clear()
     request.app[wakeups_key].job_changed(job_id)
     log.info("job %s deleted by its sender", job_id)
     return answer(DeletedResponse(job_id=job_id, status="deleted", was=was))

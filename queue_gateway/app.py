@@ -20,6 +20,7 @@ from db.migrate import upgrade_engine
 from queue_gateway import admin_api, api, health, openapi, worker_api
 from queue_gateway.appkeys import (
     api_keys_key,
+    cutter_key,
     database_key,
     endpoints_key,
     intake_key,
@@ -36,6 +37,7 @@ from queue_gateway.appkeys import (
     worker_watch_key,
 )
 from queue_gateway.auth import ApiKeys, ClientAddresses
+from queue_gateway.crops import Cutter
 from queue_gateway.database import Database, is_outage
 from queue_gateway.dead_letters import DeadLetterConsumer
 from queue_gateway.errors import error_middleware, tracing_middleware
@@ -95,6 +97,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[pace_key] = Pace()
     app[sightings_key] = Sightings()
     app[worker_watch_key] = WorkerWatch(notice_s=settings.no_worker_notice_s)
+    app[cutter_key] = Cutter()
     app[supervisor_key] = Supervisor()
     web_page.setup(app, web_tokens)  # what /, /admin, /static/…, /v1/web/session and /v1/texts serve
     tables = (api.endpoints, admin_api.endpoints, worker_api.endpoints, web_page.endpoints, health.endpoints,

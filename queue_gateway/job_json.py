@@ -43,6 +43,7 @@ def job_view(
     language: str | None,
     status_url: str,
     result_url: str,
+    crops_url: str | None = None,
     no_worker: bool = False,
     webhook: Webhook | None = None,
 ) -> JobView:
@@ -74,6 +75,7 @@ def job_view(
         timings=timings(job),
         status_url=status_url,
         result_url=result_url,
+        crops_url=crops_url if detections and job.purged_at is None else None,
         detections=detections,
         caption=texts.caption(job.detections, lang) if job.detections is not None else None,
         labels={d.label: texts.label(d.label, lang) for d in detections or []},

@@ -152,6 +152,7 @@ def event_body(job: Job, hook: Webhook, signer: Signer, *, view_link_ttl_s: int)
         language=None,
         status_url=view_link(signer, hook.base_url, job.id, "", expires=expires),
         result_url=view_link(signer, hook.base_url, job.id, "/result", expires=expires),
+        crops_url=view_link(signer, hook.base_url, job.id, "/crops", expires=expires),
     )
     finished = job.done_at or job.failed_at or job.dead_at or job.cancelled_at or job.received_at
     event = {

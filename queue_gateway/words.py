@@ -143,3 +143,20 @@ def _seconds(value: float | None) -> str:
 
 def _capped(count: int) -> str:
     return f"{DEAD_CAP}+" if count > DEAD_CAP else str(count)
+
+
+def crop_text(label: str, confidence: float, language: str | None) -> str:
+    """One cut-out object's caption: ``"bus 94%"``."""
+    return texts.text("crop_text", language, label=texts.label(label, language), confidence=confidence)
+
+
+def crops_caption(count: int, too_small: int, more: int, language: str | None) -> str:
+    """What the album of cut-out objects says: how many, and how many were left out."""
+    if not count:
+        return texts.text("objects_none", language)
+    parts = [texts.ntext("objects_caption", count, language)]
+    if too_small:
+        parts.append(texts.ntext("objects_too_small", too_small, language))
+    if more:
+        parts.append(texts.ntext("objects_more", more, language))
+    return " ".join(parts)

@@ -178,6 +178,15 @@ class ChatDriver(abc.ABC):
         """What was delivered for the photo so far (none, normally one)."""
 
     @abc.abstractmethod
+    def result_buttons(self, sent: Sent) -> list[tuple[str, str]]:
+        """The buttons under a photo's result (an album's: under its status message), as (label, data)."""
+
+    @abc.abstractmethod
+    async def press_objects(self, sent: Sent, *, by: Person | None = None, n: int = 1) -> Answer:
+        """``by`` (default: the sender) presses the ``n``-th "Objects" button of the result; the answer's images are
+        the crops, its text their captions (or why there are none)."""
+
+    @abc.abstractmethod
     def said(self, person: Person) -> list[str]:
         """Everything the bot said in the person's chat, oldest first: texts, every edit, captions, buttons'
         labels, and the answers to button presses."""
@@ -380,6 +389,40 @@ class TelegramChat(ChatDriver):
                 found.append(Result(str(call.params["text"]), None))
         return found
 
+    def _objects_message(self, sent: Sent) -> tuple[int, list[tuple[str, str]]]:
+        """The message that carries the result's buttons: the result itself, or (an album) the status message."""
+        photo, chat = int(sent.ref["message_id"]), sent.person.chat
+        for call in reversed(self.fake.calls):
+            buttons = list(_keyboard(call.params.get("reply_markup")))
+            if not call.ok or _chat(call) != chat or not any(d.startswith("objects:") for _, d in buttons):
+                continue
+            if call.method in ("sendPhoto", "sendDocument") and _replies_to(call) == photo:
+                return int(call.result["message_id"]), buttons
+            if call.method == "editMessageText" and int(call.params["message_id"]) == self._status_id(sent):
+                return self._status_id(sent), buttons
+        return 0, []
+
+    def result_buttons(self, sent: Sent) -> list[tuple[str, str]]:
+        return self._objects_message(sent)[1]
+
+    async def press_objects(self, sent: Sent, *, by: Person | None = None, n: int = 1) -> Answer:
+        message_id, buttons = self._objects_message(sent)
+        data = [d for _, d in buttons if d.startswith("objects:")][n - 1]
+        since = time.monotonic()
+        pressed = await self._press(sent.person.chat, by or sent.person, message_id, data)
+        if pressed.text:  # refused (an alert), or nothing to show
+            return pressed
+        [call, *_] = await self.fake.recorder.wait_for(
+            lambda c: c.ok and c.method in ("sendMediaGroup", "sendPhoto") and c.at >= since
+            and _chat(c) == sent.person.chat and _replies_to(c) == message_id,
+            count=1, timeout=20, what="the objects",
+        )  # fmt: skip
+        media = (
+            call.params["media"] if call.method == "sendMediaGroup" else [{"media": "attach://photo", **call.params}]
+        )
+        images = tuple(call.files[str(item["media"]).removeprefix("attach://")] for item in media)
+        return Answer("\n".join(str(item.get("caption") or "") for item in media), images)
+
     def said(self, person: Person) -> list[str]:
         said: list[str] = []
         for call in self.fake.calls:
@@ -569,6 +612,26 @@ class DiscordChat(ChatDriver):
             if c.key == f"POST /channels/{sent.person.chat}/messages" and c.status == 200 and c.files
         ]
         return found
+
+    def _result_message(self, sent: Sent) -> dict[str, Any] | None:
+        state = self.fake.interaction_state(sent.ref["id"])
+        found = [m for m in state.followups if any(d.startswith("objects:") for _, d in _components(m["components"]))]
+        return found[-1] if found else None
+
+    def result_buttons(self, sent: Sent) -> list[tuple[str, str]]:
+        message = self._result_message(sent)
+        return list(_components(message["components"])) if message else []
+
+    async def press_objects(self, sent: Sent, *, by: Person | None = None, n: int = 1) -> Answer:
+        message = self._result_message(sent)
+        assert message is not None, "the result has no Objects button"
+        data = [d for _, d in _components(message["components"]) if d.startswith("objects:")][n - 1]
+        presser = by or sent.person
+        pressed = await self.fake.create_component_interaction(
+            message, data, user_id=presser.user, guild_id=GUILD, locale=_locale(presser)
+        )
+        self._channels[pressed["token"]] = presser.chat
+        return await self._answer(pressed)
 
     def said(self, person: Person) -> list[str]:
         said: list[str] = []

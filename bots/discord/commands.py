@@ -12,6 +12,7 @@ would otherwise be overwritten by it. The gateway delivers the result as a follo
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from bots.shared.inbox import Inbox
 from bots.shared.services import BotServices
 from queue_gateway.public import texts
 from queue_gateway.public.client import GatewayClientError, GatewayRefused
-from queue_gateway.public.contract import DiscordOrigin, cancel_action
+from queue_gateway.public.contract import DiscordOrigin, cancel_action, objects_action
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,37 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ca
         lang = str(interaction.locale)
         text = await services.detect.cancel([self.job_id], lang, user_id=interaction.user.id)
         await interaction.response.send_message(text, ephemeral=True)
+
+
+class ObjectsButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"objects:(?P<job>[0-9a-f]{32})"):
+    """The "Objects" button the gateway puts under a result: the photo's objects cut out, shown to the presser
+    (in a guild only the photo's sender or a member who may manage the channel; the gateway checks the sender)."""
+
+    def __init__(self, job_id: str, label: str = "Objects") -> None:
+        super().__init__(
+            discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, custom_id=objects_action(job_id))
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> ObjectsButton:
+        return cls(match["job"])
+
+    async def callback(self, interaction: Interaction) -> None:
+        services: BotServices = interaction.client.services
+        lang = await services.chats.language(scope_of(interaction), str(interaction.locale))
+        await interaction.response.defer(thinking=True, ephemeral=True)  # cutting takes a moment
+        admin = interaction.guild_id is not None and may_change(interaction)
+        found = await services.detect.objects(self.job_id, lang, user_id=None if admin else str(interaction.user.id))
+        if not found.crops:
+            await interaction.followup.send(found.text, ephemeral=True)
+            return
+        lines = [f"{n}. {text}" for n, (_, text) in enumerate(found.crops, start=1)]
+        files = [discord.File(io.BytesIO(image), filename=f"object-{n:02d}.jpg")
+                 for n, (image, _) in enumerate(found.crops, start=1)]  # fmt: skip
+        await interaction.followup.send("\n".join([found.text, *lines]), files=files, ephemeral=True)
 
 
 class DetectCommands:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
@@ -139,6 +139,21 @@ class DetectService:
                     return texts.for_error(exc.code, lang)
         return texts.text("cancelled", lang) if cancelled else texts.text("too_late", lang)
 
+    async def objects(self, job_id: str, lang: str | None, *, user_id: str | None) -> Objects:
+        """The "Objects" button: the photo's objects cut out, each with its caption; or why not. ``user_id``: the
+        person who pressed it (None for a chat's admin, who may have any photo's)."""
+        try:
+            index, images = await self.client.crops(job_id, user_id=user_id, lang=lang)
+        except GatewayRefused as exc:
+            if exc.code in ("gone", "not_found"):
+                return Objects(texts.text("objects_gone", lang))
+            if exc.code == "not_yours":
+                return Objects(texts.text("objects_not_yours", lang), refused=True)
+            return Objects(texts.for_error(exc.code, lang))
+        except GatewayDown:
+            return Objects(texts.text("unavailable", lang))
+        return Objects(index.caption, [(image, item.text) for image, item in zip(images, index.objects, strict=True)])
+
     async def retrying(self, call: Callable[[], Awaitable[T]], on_first_failure: _Once | None = None) -> T:
         """``call()``, again and again while the gateway is down, for up to ``gateway_retry_s``."""
 
@@ -157,6 +172,19 @@ class DetectService:
             with attempt:
                 return await call()
         raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying returns or raises
+
+
+@dataclass(frozen=True, slots=True)
+class Objects:
+    """What the "Objects" button brings: the album's caption (or why there is nothing), and each crop with its own."""
+
+    text: str
+    crops: list[tuple[bytes, str]] = field(default_factory=list)
+    refused: bool = False  # someone else's photo: say so to the presser only
+
+    def captions(self) -> list[str]:
+        """Each crop's caption; the first one also carries the album's ("5 objects, largest first.")."""
+        return [f"{text}\n{self.text}" if n == 0 else text for n, (_, text) in enumerate(self.crops)]
 
 
 class _Once:

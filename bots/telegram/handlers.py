@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Message, MessageEntity, Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
@@ -18,7 +18,7 @@ from bots.telegram.poller import Ledger
 from bots.telegram.settings import TelegramSettings
 from queue_gateway.public import texts
 from queue_gateway.public.client import GatewayClientError, GatewayDown, GatewayRefused
-from queue_gateway.public.contract import CANCEL_ACTION, TelegramOrigin, cancel_action
+from queue_gateway.public.contract import CANCEL_ACTION, OBJECTS_ACTION, TelegramOrigin, cancel_action
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class Handlers:
             app.add_handler(CommandHandler(names, callback, filters=new))
         app.add_handler(CallbackQueryHandler(self.requeue, pattern=r"^requeue:"))
         app.add_handler(CallbackQueryHandler(self.cancel, pattern=f"^{CANCEL_ACTION}"))
+        app.add_handler(CallbackQueryHandler(self.objects, pattern=f"^{OBJECTS_ACTION}"))
         app.add_handler(CallbackQueryHandler(self.settings_button, pattern=r"^set:"))
         photos = (filters.PHOTO | filters.Document.IMAGE) & (new | filters.UpdateType.CHANNEL_POST)
         app.add_handler(MessageHandler(photos, self.photo))
@@ -190,6 +191,37 @@ class Handlers:
         job_id = query.data.removeprefix(CANCEL_ACTION)  # only its sender may: the gateway checks
         text = await self.detect_service.cancel([job_id], lang, user_id=query.from_user.id)
         await query.answer(text[:200])
+
+    async def objects(self, update: Update, _context: Context) -> None:
+        """The "Objects" button under a result: its objects cut out, as an album replying to it. In a group only
+        the photo's sender or an admin may (the gateway checks the sender)."""
+        query = update.callback_query
+        if query is None or query.data is None or not isinstance(query.message, Message):
+            return
+        message, lang = query.message, await self._lang(update)
+        scope = chat_settings.Scope("telegram", str(message.chat_id), str(query.from_user.id),
+                                    message.chat.type == ChatType.PRIVATE)  # fmt: skip
+        admin = not scope.private and await self._may_change(scope, message.get_bot())
+        found = await self.detect_service.objects(
+            query.data.removeprefix(OBJECTS_ACTION), lang, user_id=None if admin else str(query.from_user.id)
+        )
+        if found.refused or not found.crops:
+            await query.answer(found.text[:200], show_alert=found.refused)
+            if not found.refused:
+                await message.reply_text(found.text, do_quote=True)
+            return
+        await query.answer()
+        captions = found.captions()
+        if len(found.crops) == 1:
+            await message.reply_photo(found.crops[0][0], caption=captions[0], do_quote=True)
+            return
+        await message.reply_media_group(
+            [
+                InputMediaPhoto(image, caption=caption)
+                for (image, _), caption in zip(found.crops, captions, strict=True)
+            ],
+            do_quote=True,
+        )
 
     async def photo(self, update: Update, _context: Context) -> None:
         """A photo or an image file: process it in private chats, or in groups when addressed to the bot."""

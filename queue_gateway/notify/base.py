@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin
+from queue_gateway.public import texts
+from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin, objects_action
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,21 @@ class Item:
     image: bytes | None = None
     message_id: str | None = None  # the person's message this item answers (Telegram: the photo)
     detections: list[dict[str, Any]] = field(default_factory=list)
+
+
+def objects_buttons(items: list[Item], language: str | None) -> list[tuple[str, str]]:
+    """The "Objects" buttons of a result: ``(label, data)`` for each photo that found something ("Objects 2" in an
+    album, numbered as its photos are)."""
+    shown = [item for item in items if item.ok and item.image]
+    if len(shown) == 1:
+        return (
+            [(texts.text("objects_button", language), objects_action(shown[0].job_id))] if shown[0].detections else []
+        )
+    return [
+        (texts.text("objects_button_n", language, n=n), objects_action(item.job_id))
+        for n, item in enumerate(shown, start=1)
+        if item.detections
+    ]
 
 
 @dataclass(slots=True)

@@ -24,7 +24,16 @@ import aiohttp
 import discord
 from PIL import Image
 
-from queue_gateway.notify.base import ChatClock, Delivery, Item, RetryLater, Sent, StatusUpdate, Undeliverable
+from queue_gateway.notify.base import (
+    ChatClock,
+    Delivery,
+    Item,
+    RetryLater,
+    Sent,
+    StatusUpdate,
+    Undeliverable,
+    objects_buttons,
+)
 from queue_gateway.public import texts
 from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin
 
@@ -127,8 +136,9 @@ class DiscordNotifier:
         webhook = self._webhook(origin)
         content = _content(items)
         message = await webhook.send(
-            content=content, files=_files(items, images), wait=True, allowed_mentions=discord.AllowedMentions.none()
-        )
+            content=content, files=_files(items, images), wait=True, allowed_mentions=discord.AllowedMentions.none(),
+            view=_buttons(items, origin.language),
+        )  # fmt: skip
         return str(message.id)
 
     async def _channel_message(self, origin: DiscordOrigin, items: list[Item], images: list[bytes]) -> str:
@@ -146,6 +156,7 @@ class DiscordNotifier:
         message = await channel.send(
             content=_content(items, prefix=mention),
             files=_files(items, images),
+            view=_buttons(items, origin.language),
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=True),
             **reply,
         )
@@ -262,6 +273,28 @@ class DiscordNotifier:
                     raise
                 self._client = client
         return self._client
+
+
+# --- buttons ------------------------------------------------------------------------------------------------
+
+
+class Buttons(discord.ui.View):
+    """Buttons whose presses the bot process answers (each custom id names its job): the gateway only sends them,
+    so discord.py here neither listens for them nor keeps the view."""
+
+    def __init__(self, buttons: Sequence[tuple[str, str]]) -> None:
+        super().__init__(timeout=None)
+        for label, custom_id in buttons:
+            self.add_item(discord.ui.Button(label=label, custom_id=custom_id, style=discord.ButtonStyle.secondary))
+
+    def is_dispatchable(self) -> bool:
+        return False
+
+
+def _buttons(items: list[Item], language: str | None) -> Any:
+    """The result's "Objects" buttons (discord.py's "no view" when there are none)."""
+    buttons = objects_buttons(items, language)
+    return Buttons(buttons) if buttons else discord.utils.MISSING
 
 
 # --- attachments --------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,6 +22,7 @@ from queue_gateway.public.contract import (
     CancelBody,
     CancelResponse,
     ChatSettingsBody,
+    CropsIndex,
     DeadJobsResponse,
     DeletedResponse,
     DetectParams,
@@ -108,6 +110,17 @@ class GatewayClient:
 
     async def result_image(self, job_id: str) -> bytes:
         return await self._bytes(f"/v1/jobs/{job_id}/result")
+
+    async def crops(
+        self, job_id: str, *, user_id: str | None = None, lang: str | None = None
+    ) -> tuple[CropsIndex, list[bytes]]:
+        """The job's objects cut out: the index (captions in ``lang``) and each JPEG, in its order. ``user_id``:
+        the person asking, who must have sent the photo (leave it out for a chat's admin)."""
+        query = urlencode({k: v for k, v in (("user_id", user_id), ("lang", lang)) if v})
+        data = await self._bytes(f"/v1/jobs/{job_id}/crops" + (f"?{query}" if query else ""))
+        with zipfile.ZipFile(io.BytesIO(data)) as zipped:
+            index = CropsIndex.model_validate_json(zipped.read("index.json"))
+            return index, [zipped.read(item.file) for item in index.objects]
 
     async def cancel(self, job_id: str, *, user_id: str | None = None) -> CancelResponse:
         body = CancelBody(user_id=user_id).model_dump(exclude_none=True)

@@ -236,6 +236,36 @@ def cancel_action(job_id: str) -> str:
     return f"{CANCEL_ACTION}{job_id}"
 
 
+OBJECTS_ACTION = "objects:"
+"""The data of an "Objects" button under a result: ``objects:<job id>`` (the gateway adds it to the result, the bot
+handles the press: the objects cut out, as an album)."""
+
+
+def objects_action(job_id: str) -> str:
+    return f"{OBJECTS_ACTION}{job_id}"
+
+
+class CropView(BaseModel):
+    """One object cut out, in ``GET /v1/jobs/{id}/crops``'s ``index.json``."""
+
+    file: str  # its name in the ZIP: 01-bus.jpg …
+    label: str
+    text: str  # "bus 94%", in the asked language
+    confidence: float
+    box: list[float]  # x1, y1, x2, y2 in the original photo's pixels
+
+
+class CropsIndex(BaseModel):
+    """``index.json`` of ``GET /v1/jobs/{id}/crops``: the objects, largest first, and what was left out."""
+
+    job_id: str
+    language: str
+    caption: str  # "5 objects, largest first. 2 more were too small to show."
+    objects: list[CropView]
+    too_small: int  # under 32 px on a side
+    more: int  # beyond the first 10
+
+
 class ErrorBody(BaseModel):
     """Every 4xx/5xx body: a stable code, a sentence in English for a program's log, and the sentence for a person
     in the language the request asked for (``Accept-Language``, or ``?lang=``)."""
@@ -331,6 +361,7 @@ class JobView(BaseModel):
     timings: Timings
     status_url: str
     result_url: str
+    crops_url: str | None = None  # its objects cut out (a ZIP), once it found any
     detections: list[DetectionOut] | None = None
     caption: str | None = None  # "4 persons, 1 bus", in the asked language
     labels: dict[str, str] = {}  # each label found, as the image shows it in the asked language

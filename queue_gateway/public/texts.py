@@ -99,6 +99,12 @@ MESSAGES: dict[str, str] = {
         "That image is built to be very slow to decode. Please send an ordinary photo (JPEG, PNG or WebP)."
     ),
     "not_found": N_("I can't find that photo any more."),
+    "objects_button": N_("Objects"),
+    "objects_button_n": N_("Objects {n}"),
+    "objects_gone": N_("That photo is no longer kept, so I can't cut its objects out."),
+    "objects_not_yours": N_("Only the person who sent this photo, or a chat admin, can ask for its objects."),
+    "objects_none": N_("Every object in this photo is too small to cut out."),
+    "crop_text": N_("{label} {confidence:.0%}"),
     "bad_request": N_("That request could not be used. Please try again."),
     "request_timeout": N_("That took too long to arrive. Please try again."),
     "bad_webhook_url": N_("That webhook address can't be used. Please give a public http or https address."),
@@ -202,6 +208,7 @@ MESSAGES: dict[str, str] = {
     "web_cancel": N_("Cancel"),
     "web_download_image": N_("Download the image"),
     "web_download_json": N_("Download the detections (JSON)"),
+    "web_download_objects": N_("Download the objects (ZIP)"),
     "web_detections": N_("Detections"),
     "web_col_object": N_("Object"),
     "web_col_confidence": N_("Confidence"),
@@ -277,6 +284,9 @@ PLURALS: dict[str, tuple[str, str]] = {
     "forgot": NN_(
         "Deleted {count} photo of yours and its result.", "Deleted {count} photos of yours and their results."
     ),
+    "objects_caption": NN_("{count} object, largest first.", "{count} objects, largest first."),
+    "objects_too_small": NN_("{count} more was too small to show.", "{count} more were too small to show."),
+    "objects_more": NN_("{count} smaller one is not shown.", "{count} smaller ones are not shown."),
     "alert_no_worker": NN_(
         "No worker has been running for {duration}. {count} photo is waiting; it is safe and will be done as soon "
         "as a worker starts.",

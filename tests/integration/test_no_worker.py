@@ -4,8 +4,8 @@ workers have been gone a while and once when they are back; when a worker starts
 Every worker is stopped (none was started); the gateway's thresholds are shortened (notice after 1 s, the admins'
 alert after 2 s) so the scenario runs in seconds, and it holds the photo in line for ``DETECTBOT_SOAK_S`` (12 s
 by default). ``DETECTBOT_SOAK_DEFAULTS=1`` runs it with the shipped thresholds (30 s, 120 s) instead:
-``DETECTBOT_SOAK_DEFAULTS=1 DETECTBOT_SOAK_S=600 pytest tests/integration/test_no_worker.py`` is the ten-minute
-run the issue asks for.
+``DETECTBOT_SOAK_DEFAULTS=1 DETECTBOT_SOAK_S=600 pytest --timeout 1200 tests/integration/test_no_worker.py`` is
+the ten-minute run the issue asks for.
 """
 
 from __future__ import annotations

@@ -7,9 +7,11 @@ Screenshots are kept under ``$DETECTBOT_TEST_ARTIFACTS`` (default ``.detectbot-t
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import time
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,6 +214,11 @@ async def test_open_page_finds_people_on_the_bus(
     download = await download_info.value
     saved = Path(await download.path())
     assert '"person"' in saved.read_text()
+    async with tab.page.expect_download() as download_info:  # the objects, cut out of the original
+        await entry.locator("a[download$='.objects.zip']").click()
+    objects = zipfile.ZipFile(await (await download_info.value).path())
+    index = json.loads(objects.read("index.json"))
+    assert {o["label"] for o in index["objects"]} >= {"person", "bus"} and len(objects.namelist()) > 4
     assert took < 15, took
 
     # the job is the browser's own: platform "web", its own user_ref, invisible to other clients

@@ -102,9 +102,9 @@ function saveKey(event) {
 function persist() {
   const kept = [...state.items.values()]
     .filter((item) => item.job_id)
-    .map(({ id, name, conf, job_id, status_url, result_url, status, status_text, detections, labels, caption,
-            error, added }) => ({ id, name, conf, job_id, status_url, result_url, status, status_text, detections,
-            labels, caption, error, added }));
+    .map(({ id, name, conf, job_id, status_url, result_url, crops_url, status, status_text, detections, labels,
+            caption, error, added }) => ({ id, name, conf, job_id, status_url, result_url, crops_url, status,
+            status_text, detections, labels, caption, error, added }));
   try {
     sessionStorage.setItem(HISTORY, JSON.stringify(kept));
   } catch {
@@ -232,6 +232,10 @@ function render(item) {
     }
     actions.append(el("a", { class: "button", href: item.jsonUrl, download: `${stem(item.name)}.detections.json`,
                              text: t("web_download_json") }));
+    if (item.crops_url && item.detections.length) { // each object cut out of the original, in a ZIP
+      actions.append(el("a", { class: "button", href: local(item.crops_url), download: `${stem(item.name)}.objects.zip`,
+                               text: t("web_download_objects") }));
+    }
   }
   if ((item.state === "queued" || item.state === "received") && item.job_id) {
     actions.append(el("button", { type: "button", text: t("web_cancel"), onclick: () => cancel(item) }));
@@ -385,9 +389,9 @@ function setWaiting(item, note) {
 }
 
 function pick(body) {
-  const { job_id, status_url, result_url, status_text, detections, labels, caption, error } = body;
+  const { job_id, status_url, result_url, crops_url, status_text, detections, labels, caption, error } = body;
   const picked = { job_id, status_url, result_url, status_text };
-  if (detections) Object.assign(picked, { detections, labels, caption });
+  if (detections) Object.assign(picked, { detections, labels, caption, crops_url });
   if (error) picked.error = error;
   return picked;
 }
