@@ -40,6 +40,8 @@ class NewJob:
     held: bool = False  # stored, published when its sender's earlier photos have moved on (fairness)
     traceparent: str | None = None  # the trace of the request that brought it (tracing on)
     webhook: webhooks.Target | None = None  # POSTed to when the job finishes
+    rerun_of: str | None = None  # the earlier job whose stored photo this runs again
+    rerun_mode: str | None = None
 
 
 async def add_jobs(session: AsyncSession, batch: Sequence[NewJob], *, at: float | None = None) -> set[str]:
@@ -96,6 +98,8 @@ def _job_row(new: NewJob, at: float) -> dict[str, Any]:
         "cache_hit": False,
         "held": new.held,
         "traceparent": new.traceparent,
+        "rerun_of": new.rerun_of,
+        "rerun_mode": new.rerun_mode,
         "received_at": at,
     }
 
@@ -261,4 +265,17 @@ async def jobs_in_group(session: AsyncSession, group_key: str) -> list[Job]:
 async def jobs_of_owner(session: AsyncSession, owner: str, *, limit: int = 50) -> list[Job]:
     """The newest jobs one API key (or one browser) submitted."""
     rows = await session.execute(select(Job).where(Job.owner == owner).order_by(Job.received_at.desc()).limit(limit))
+    return list(rows.scalars())
+
+
+async def history(session: AsyncSession, platform: str, user_id: str, chat_id: str, *, limit: int) -> list[Job]:
+    """A person's last photos in one chat, newest first (photos past retention too, while their rows still name
+    them: see ``operations.expire``)."""
+    chat_field = "chat_id" if platform == "telegram" else "channel_id"
+    rows = await session.execute(
+        select(Job)
+        .where(Job.user_ref == f"{platform}:{user_id}", Job.origin[chat_field].as_string() == chat_id)
+        .order_by(Job.received_at.desc())
+        .limit(limit)
+    )
     return list(rows.scalars())

@@ -76,6 +76,9 @@ class Job(Base):
     cache_hit: Mapped[bool] = mapped_column(default=False)
     held: Mapped[bool] = mapped_column(default=False)  # stored, waiting for its sender's earlier photos (fairness)
     traceparent: Mapped[str | None] = mapped_column(String(64))  # the trace of the request that brought it
+    rerun_of: Mapped[str | None] = mapped_column(String(32))  # the job whose stored photo this one runs again
+    rerun_mode: Mapped[str | None] = mapped_column(String(16))  # lower | higher | found | settings
+    conf_used: Mapped[float | None] = mapped_column(Float)  # the confidence threshold the worker applied
 
     received_at: Mapped[float] = mapped_column(Float)
     queued_at: Mapped[float | None] = mapped_column(Float)

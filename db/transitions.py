@@ -117,6 +117,7 @@ async def complete(
     inference_ms: float,
     image: bytes,
     content_type: str = "image/jpeg",
+    conf_used: float | None = None,
 ) -> tuple[Outcome, Finished | None]:
     """Record a successful result; only the first result for a job counts."""
     at = now()
@@ -127,6 +128,7 @@ async def complete(
         model=model,
         worker=worker,
         inference_ms=inference_ms,
+        conf_used=conf_used,
         error=None,
         error_code=None,
         next_delivery_at=delivery_time(at),

@@ -150,26 +150,36 @@ async def submit(request: web.Request) -> web.Response:
         traceparent=tracing.traceparent(),
         webhook=webhook,
     )
+    return await take(request, new)
+
+
+async def take(request: web.Request, new: jobs.NewJob) -> web.Response:
+    """Hand a new job to the intake and answer as ``POST /v1/jobs`` does (202, or 200 for a repeat)."""
     accepted = await request.app[intake_key].submit(new)
     if not accepted.duplicate:
-        request.app[metrics_key].jobs_received.labels(platform=platform).inc()
+        request.app[metrics_key].jobs_received.labels(platform=new.platform).inc()
         if accepted.cache_hit:
             request.app[metrics_key].cache_hits.inc()
             request.app[wakeups_key].job_changed(accepted.job_id, deliverable=accepted.cache_hit)
     received_at = time.time() if not accepted.duplicate else None
     eta_s = request.app[pace_key].eta_s(accepted.position)
     no_worker = accepted.status in WAITING and request.app[worker_watch_key].waiting_for_worker()
+    lang = requested_language(request)
+    status_text = words.waiting(accepted.position, eta_s, lang, no_worker=no_worker)
+    if new.rerun_mode:
+        status_text = texts.text("rerun_status", lang, mode=words.rerun_mode(new.rerun_mode, lang)) + "\n" + status_text
     body = SubmitResponse(
         job_id=accepted.job_id,
         status=accepted.status,
         position=accepted.position,
         eta_s=None if no_worker else round(eta_s, 1),
         waiting_for_worker=no_worker,
-        status_text=words.waiting(accepted.position, eta_s, requested_language(request), no_worker=no_worker),
+        status_text=status_text,
         language=accepted.language,
         status_url=_view_url(request, accepted.job_id, "", received_at),
         result_url=_view_url(request, accepted.job_id, "/result", received_at),
         duplicate=accepted.duplicate,
+        rerun_of=new.rerun_of,
     )
     return answer(body, status=200 if accepted.duplicate else 202)
 
@@ -372,9 +382,12 @@ async def delete_job(request: web.Request) -> web.Response:
 @endpoints.get("/v1/privacy", auth="public", ok={200: PrivacyResponse}, params=(LANG,), database=False)
 async def privacy(request: web.Request) -> web.Response:
     """What is kept about a person and for how long, as the bots' /privacy and the page say it."""
-    days = max(1, math.ceil(request.app[settings_key].retention_days))
+    settings = request.app[settings_key]
+    days = max(1, math.ceil(settings.retention_days))
     lang = requested_language(request)
-    return answer(PrivacyResponse(retention_days=days, text=texts.ntext("privacy", days, lang), language=lang))
+    history = max(days, math.ceil(settings.history_days))
+    text = texts.ntext("privacy", days, lang) + " " + texts.ntext("privacy_history", history, lang)
+    return answer(PrivacyResponse(retention_days=days, text=text, language=lang))
 
 
 async def _webhook_target(request: web.Request, caller: Caller, raw: str | None) -> webhooks.Target | None:

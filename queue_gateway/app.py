@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade_engine
-from queue_gateway import admin_api, api, health, openapi, worker_api
+from queue_gateway import admin_api, api, health, history_api, openapi, worker_api
 from queue_gateway.appkeys import (
     api_keys_key,
     cutter_key,
@@ -100,8 +100,8 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[cutter_key] = Cutter()
     app[supervisor_key] = Supervisor()
     web_page.setup(app, web_tokens)  # what /, /admin, /static/…, /v1/web/session and /v1/texts serve
-    tables = (api.endpoints, admin_api.endpoints, worker_api.endpoints, web_page.endpoints, health.endpoints,
-              openapi.endpoints)  # fmt: skip
+    tables = (api.endpoints, history_api.endpoints, admin_api.endpoints, worker_api.endpoints, web_page.endpoints,
+              health.endpoints, openapi.endpoints)  # fmt: skip
     app[endpoints_key] = [endpoint for table in tables for endpoint in table.all]
     for table in tables:
         table.add_to(app)
@@ -259,7 +259,10 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
         pacer=Pacer(settings.chat_min_interval_s),
         metrics=app[metrics_key],
     )
-    retention = Retention(app[database_key], days=settings.retention_days, every_s=settings.retention_check_s)
+    retention = Retention(
+        app[database_key], days=settings.retention_days, every_s=settings.retention_check_s,
+        history_days=settings.history_days,
+    )  # fmt: skip
     app[retention_key] = retention
     progress = ProgressUpdater(
         app[database_key], notifiers, app[pace_key], chat_interval_s=settings.chat_min_interval_s,

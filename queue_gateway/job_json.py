@@ -77,11 +77,12 @@ def job_view(
         result_url=result_url,
         crops_url=crops_url if detections and job.purged_at is None else None,
         detections=detections,
-        caption=texts.caption(job.detections, lang) if job.detections is not None else None,
+        caption=words.caption(job, lang) if job.detections is not None else None,
         labels={d.label: texts.label(d.label, lang) for d in detections or []},
         model=job.model if job.detections is not None else None,
         error=error,
         webhook=_webhook(webhook) if webhook is not None else None,
+        rerun_of=job.rerun_of,
     )
 
 

@@ -81,6 +81,7 @@ class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
     auto_migrate: bool = True
     retention_days: float = 7.0  # photos and results are deleted after this; job rows stay for stats
     retention_check_s: float = 3600.0
+    history_days: float = Field(default=30.0, ge=0)  # what was found (not the photo) stays in the sender's /history
     result_cache: bool = True  # the same photo with the same parameters again: reuse the stored result
     database_retry_s: float = 20.0  # how long a request keeps retrying a database that went away, then 503
 

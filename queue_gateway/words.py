@@ -18,10 +18,57 @@ DEAD_CAP = 1000  # "1000+" dead jobs is all an operator needs to read
 
 
 def caption(job: Job, language: str | None) -> str:
-    """``"4 persons, 1 bus"``, or why the photo could not be processed."""
+    """``"4 persons, 1 bus"`` (a re-run says with what), or why the photo could not be processed."""
     if job.detections is not None:
-        return texts.caption(job.detections, language)
+        found = texts.caption(job.detections, language)
+        if job.rerun_mode:
+            return texts.text("rerun_caption", language, mode=rerun_mode(job.rerun_mode, language), caption=found)
+        return found
     return failure(job, language)
+
+
+def rerun_mode(mode: str, language: str | None) -> str:
+    """``"a lower confidence"``: how a photo runs again, as a sentence says it."""
+    return texts.text(f"rerun_{mode}", language)
+
+
+def rerun_button(number: int, mode: str, language: str | None) -> str:
+    """``"#2 · Lower"``: a re-run button under /history."""
+    return texts.text("rerun_button", language, number=number, mode=texts.text(f"rerun_{mode}_button", language))
+
+
+def age(seconds: float, language: str | None) -> str:
+    """``"5 min"``, ``"3 h"``, ``"2 days"``: how long ago."""
+    minutes = max(1, int(seconds // 60))
+    if minutes < 60:
+        return texts.ntext("age_minutes", minutes, language)
+    if minutes < 48 * 60:
+        return texts.ntext("age_hours", minutes // 60, language)
+    return texts.ntext("age_days", minutes // (24 * 60), language)
+
+
+def history_line(job: Job, number: int, at: float, language: str | None) -> str:
+    """One photo of /history: ``"1. 2 h ago — 4 persons, 1 bus"``, and whether its photo is gone."""
+    if job.detections is not None:
+        what = texts.caption(job.detections, language)
+    elif job.status in (JobStatus.RECEIVED, JobStatus.QUEUED, JobStatus.PROCESSING):
+        what = texts.text("history_in_line", language)
+    elif job.status == JobStatus.CANCELLED:
+        what = texts.text("cancelled", language)
+    else:
+        what = texts.text("history_failed", language)
+    if job.rerun_of:
+        what = texts.text("history_rerun", language, what=what)
+    if job.purged_at is not None:
+        what = texts.text("history_gone", language, what=what)
+    return texts.text("history_line", language, number=number, age=age(at - job.received_at, language), what=what)
+
+
+def history(lines: Sequence[str], language: str | None) -> str:
+    """/history's text: a header and a line per photo (or that there is none)."""
+    if not lines:
+        return texts.text("history_empty", language)
+    return "\n".join([texts.ntext("history_header", len(lines), language), *lines])
 
 
 def failure(job: Job, language: str | None) -> str:

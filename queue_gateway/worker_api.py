@@ -142,6 +142,7 @@ async def post_result(request: web.Request) -> web.Response:
                 worker=meta.worker,
                 inference_ms=meta.inference_ms,
                 image=image or b"",
+                conf_used=meta.conf,
             )
         return await transitions.fail(
             session,

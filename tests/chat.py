@@ -187,6 +187,11 @@ class ChatDriver(abc.ABC):
         the crops, its text their captions (or why there are none)."""
 
     @abc.abstractmethod
+    async def rerun(self, person: Person, listing: Answer, data: str) -> tuple[Answer, Result | None]:
+        """``person`` picks the re-run ``data`` (``rerun:<mode>:<job id>``) under a /history ``listing``: the
+        re-run's status message (or why not), and its result once it came (None when refused)."""
+
+    @abc.abstractmethod
     def said(self, person: Person) -> list[str]:
         """Everything the bot said in the person's chat, oldest first: texts, every edit, captions, buttons'
         labels, and the answers to button presses."""
@@ -405,6 +410,22 @@ class TelegramChat(ChatDriver):
     def result_buttons(self, sent: Sent) -> list[tuple[str, str]]:
         return self._objects_message(sent)[1]
 
+    async def rerun(self, person: Person, listing: Answer, data: str) -> tuple[Answer, Result | None]:
+        since, listed = time.monotonic(), int(listing.ref)
+        pressed = await self._press(person.chat, person, listed, data)
+        if pressed.text:  # refused: an alert to the presser
+            return pressed, None
+        [status] = await self.fake.wait_for_call(
+            "sendMessage", lambda c: c.at >= since and _chat(c) == person.chat and _replies_to(c) == listed, timeout=20
+        )
+        [result] = await self.fake.recorder.wait_for(
+            lambda c: c.ok and c.method in ("sendPhoto", "sendDocument") and c.at >= since
+            and _chat(c) == person.chat and _replies_to(c) not in (None, listed),
+            count=1, timeout=30, what="the re-run's result",
+        )  # fmt: skip
+        answer = Answer(str(status.params["text"]), buttons=_keyboard(status.params.get("reply_markup")))
+        return answer, Result(str(result.params.get("caption") or ""), result.files.get(result.method[4:].lower()))
+
     async def press_objects(self, sent: Sent, *, by: Person | None = None, n: int = 1) -> Answer:
         message_id, buttons = self._objects_message(sent)
         data = [d for _, d in buttons if d.startswith("objects:")][n - 1]
@@ -568,7 +589,9 @@ class DiscordChat(ChatDriver):
         assert callback.status == 200, callback
         if callback.json["type"] in (4, 7):
             data = callback.json.get("data") or {}
-            return Answer(str(data.get("content") or ""), private=bool(int(data.get("flags") or 0) & FLAG_EPHEMERAL))
+            choices = [*_components(data.get("components")), *((label, value) for label, value in _options(data))]
+            return Answer(str(data.get("content") or ""), private=bool(int(data.get("flags") or 0) & FLAG_EPHEMERAL),
+                          buttons=tuple(choices), ref=str(interaction["id"]))  # fmt: skip
         said, *_ = await self.fake.wait_for_call(
             f"/webhooks/{self.fake.application_id}/{token}",
             lambda c: c.status == 200 and c.method in ("POST", "PATCH") and bool((c.json or {}).get("content")),
@@ -622,6 +645,23 @@ class DiscordChat(ChatDriver):
         message = self._result_message(sent)
         return list(_components(message["components"])) if message else []
 
+    async def rerun(self, person: Person, listing: Answer, data: str) -> tuple[Answer, Result | None]:
+        listed = self.fake.interaction_state(listing.ref).original
+        assert listed is not None, "the /history answer is not a message"
+        menu = next(custom for _, custom, values in _selects(listed["components"]) if data in values)
+        pressed = await self.fake.create_component_interaction(
+            listed, menu, values=[data], user_id=person.user, guild_id=GUILD, locale=_locale(person)
+        )
+        self._channels[pressed["token"]] = person.chat
+        status = await self._answer(pressed)
+        token = pressed["token"]
+        [result] = await self.fake.recorder.wait_for(
+            lambda c: c.status == 200 and c.method == "POST" and bool(c.files)
+            and c.path == f"/webhooks/{self.fake.application_id}/{token}",
+            count=1, timeout=30, what="the re-run's result",
+        )  # fmt: skip
+        return status, Result(str(result.json.get("content") or ""), result.files[0][2])
+
     async def press_objects(self, sent: Sent, *, by: Person | None = None, n: int = 1) -> Answer:
         message = self._result_message(sent)
         assert message is not None, "the result has no Objects button"
@@ -672,6 +712,28 @@ class DiscordChat(ChatDriver):
 
 def _locale(person: Person) -> str:
     return person.language or "en-US"
+
+
+def _options(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Every choice of every select menu in a message: (label, value)."""
+    for component in _walk(data.get("components")):
+        if component.get("type") == 3:
+            yield from ((str(o["label"]), str(o["value"])) for o in component.get("options") or [])
+
+
+def _walk(rows: Any) -> Iterator[dict[str, Any]]:
+    for component in rows or []:
+        yield component
+        yield from _walk(component.get("components"))
+
+
+def _selects(rows: Any) -> Iterator[tuple[str, str, list[str]]]:
+    """Each select menu among a message's components: (placeholder, custom id, its options' values)."""
+    for component in rows or []:
+        if component.get("type") == 3:
+            values = [str(option["value"]) for option in component.get("options") or []]
+            yield str(component.get("placeholder") or ""), str(component["custom_id"]), values
+        yield from _selects(component.get("components"))
 
 
 def _components(rows: Any) -> Iterator[tuple[str, str]]:

@@ -17,7 +17,7 @@ import discord
 from discord import app_commands
 
 from bots.discord.admin import AdminCommands
-from bots.discord.commands import CancelButton, CatalogueTranslator, DetectCommands, ObjectsButton
+from bots.discord.commands import CancelButton, CatalogueTranslator, DetectCommands, ObjectsButton, RerunPick
 from bots.discord.settings import DiscordSettings
 from bots.shared.metrics import HealthServer
 from bots.shared.services import BotServices
@@ -42,7 +42,7 @@ class DetectClient(discord.Client):
         AdminCommands(services).register(self.tree)
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(CancelButton, ObjectsButton)
+        self.add_dynamic_items(CancelButton, ObjectsButton, RerunPick)
         await self.tree.set_translator(CatalogueTranslator())
         await self._sync_commands()
 

@@ -18,7 +18,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from bots.shared.settings import BotSettings
 from queue_gateway.public import texts
 from queue_gateway.public.client import GatewayClient, GatewayDown, GatewayRefused, Origin
-from queue_gateway.public.contract import SubmitResponse
+from queue_gateway.public.contract import HistoryResponse, RerunMode, SubmitResponse
 from queue_gateway.runtime import tracing
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,37 @@ class DetectService:
                 if exc.code != "too_late":
                     return texts.for_error(exc.code, lang)
         return texts.text("cancelled", lang) if cancelled else texts.text("too_late", lang)
+
+    async def history(self, platform: str, user_id: str, chat: str, lang: str | None) -> HistoryResponse | str:
+        """/history: the person's last photos in this chat with their re-run buttons, or why not (a sentence)."""
+        try:
+            return await self.client.history(platform, user_id, chat, lang)
+        except GatewayRefused as exc:
+            return texts.for_error(exc.code, lang)
+        except GatewayDown:
+            return texts.text("unavailable", lang)
+
+    async def rerun(
+        self, job_id: str, mode: RerunMode, origin: Origin, lang: str | None, *, idempotency_key: str
+    ) -> Reply:
+        """A re-run button: the photo runs again as a new job; the reply is its status message ("Running your
+        photo again with a lower confidence. Queued — #1 …"), or why not."""
+        try:
+            answer = await self.retrying(
+                lambda: self.client.rerun(
+                    job_id, mode, user_id=origin.user_id, origin=origin, idempotency_key=idempotency_key, lang=lang
+                )
+            )
+        except GatewayRefused as exc:
+            if exc.code in ("gone", "not_found"):
+                return Reply(texts.text("rerun_gone", lang), language=lang)
+            if exc.code == "not_yours":
+                return Reply(texts.text("rerun_not_yours", lang), language=lang)
+            return Reply(texts.for_error(exc.code, lang, retry_after=exc.retry_after, limit=exc.limit), language=lang)
+        except GatewayDown:
+            return Reply(texts.text("unavailable", lang), language=lang)
+        waiting = (answer.job_id,) if answer.position > 0 or answer.status == "received" else ()
+        return Reply(answer.status_text, (answer.job_id,), silent=answer.duplicate, language=lang, waiting=waiting)
 
     async def objects(self, job_id: str, lang: str | None, *, user_id: str | None) -> Objects:
         """The "Objects" button: the photo's objects cut out, each with its caption; or why not. ``user_id``: the

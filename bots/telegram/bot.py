@@ -25,7 +25,7 @@ from queue_gateway.runtime.errors import CannotStart
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("detect", "settings", "help", "forget", "privacy")
+COMMANDS = ("detect", "history", "settings", "help", "forget", "privacy")
 
 
 def commands(lang: str | None) -> list[BotCommand]:

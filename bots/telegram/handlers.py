@@ -18,7 +18,15 @@ from bots.telegram.poller import Ledger
 from bots.telegram.settings import TelegramSettings
 from queue_gateway.public import texts
 from queue_gateway.public.client import GatewayClientError, GatewayDown, GatewayRefused
-from queue_gateway.public.contract import CANCEL_ACTION, OBJECTS_ACTION, TelegramOrigin, cancel_action
+from queue_gateway.public.contract import (
+    CANCEL_ACTION,
+    OBJECTS_ACTION,
+    RERUN_ACTION,
+    TelegramOrigin,
+    cancel_action,
+    parse_rerun_action,
+    rerun_action,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,7 @@ class Handlers:
             (["settings"], self.settings_command),
             (["forget"], self.forget),
             (["privacy"], self.privacy),
+            (["history"], self.history),
             (["stats"], self.stats),
             (["dlq"], self.dlq),
         ):
@@ -52,6 +61,7 @@ class Handlers:
         app.add_handler(CallbackQueryHandler(self.requeue, pattern=r"^requeue:"))
         app.add_handler(CallbackQueryHandler(self.cancel, pattern=f"^{CANCEL_ACTION}"))
         app.add_handler(CallbackQueryHandler(self.objects, pattern=f"^{OBJECTS_ACTION}"))
+        app.add_handler(CallbackQueryHandler(self.rerun, pattern=f"^{RERUN_ACTION}"))
         app.add_handler(CallbackQueryHandler(self.settings_button, pattern=r"^set:"))
         photos = (filters.PHOTO | filters.Document.IMAGE) & (new | filters.UpdateType.CHANNEL_POST)
         app.add_handler(MessageHandler(photos, self.photo))
@@ -191,6 +201,50 @@ class Handlers:
         job_id = query.data.removeprefix(CANCEL_ACTION)  # only its sender may: the gateway checks
         text = await self.detect_service.cancel([job_id], lang, user_id=query.from_user.id)
         await query.answer(text[:200])
+
+    async def history(self, update: Update, _context: Context) -> None:
+        """/history: the person's last photos in this chat, each with buttons to run it again."""
+        message = update.effective_message
+        if message is None:
+            return
+        scope = _scope(message)
+        lang = await self._lang(update)
+        if scope.user_id is None:
+            return
+        found = await self.detect_service.history("telegram", scope.user_id, scope.chat_id, lang)
+        if isinstance(found, str):
+            await message.reply_text(found)
+            return
+        rows: list[list[InlineKeyboardButton]] = []
+        for entry in found.entries:
+            buttons = [_button(label, rerun_action(mode, entry.job_id)) for mode, label in entry.reruns.items()]
+            rows += [row for row in (buttons[:2], buttons[2:]) if row]
+        await message.reply_text(found.text, reply_markup=InlineKeyboardMarkup(rows) if rows else None)
+
+    async def rerun(self, update: Update, _context: Context) -> None:
+        """A /history button: the photo runs again as a new job; its status message answers the list (only the
+        photo's sender may: the gateway checks)."""
+        query = update.callback_query
+        if query is None or query.data is None or not isinstance(query.message, Message):
+            return
+        action = parse_rerun_action(query.data)
+        if action is None:
+            await query.answer()
+            return
+        mode, job_id = action
+        message, lang = query.message, await self._lang(update)
+        origin = TelegramOrigin(chat_id=str(message.chat_id), user_id=str(query.from_user.id), language=lang)
+        reply = await self.detect_service.rerun(
+            job_id, mode, origin, lang, idempotency_key=f"telegram:callback:{query.id}"
+        )
+        if not reply.job_ids:  # refused: tell the presser only
+            await query.answer(reply.text[:200], show_alert=True)
+            return
+        await query.answer()
+        if reply.silent:
+            return
+        sent = await message.reply_text(reply.text, reply_markup=_cancel_keyboard(reply), do_quote=True)
+        await self.detect_service.status_posted(reply.job_ids, str(sent.message_id))
 
     async def objects(self, update: Update, _context: Context) -> None:
         """The "Objects" button under a result: its objects cut out, as an album replying to it. In a group only

@@ -13,7 +13,7 @@ import io
 import json
 import zipfile
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from pydantic import ValidationError
@@ -30,9 +30,12 @@ from queue_gateway.public.contract import (
     ErrorBody,
     ForgetBody,
     ForgetResponse,
+    HistoryResponse,
     JobView,
     PrivacyResponse,
     RequeueResponse,
+    RerunBody,
+    RerunMode,
     StatsResponse,
     StatusMessageBody,
     StatusMessageResponse,
@@ -150,6 +153,28 @@ class GatewayClient:
     async def forget(self, platform: str, user_id: str, lang: str | None) -> ForgetResponse:
         body = ForgetBody.model_validate({"platform": platform, "user_id": user_id}).model_dump()
         return ForgetResponse.model_validate(await self._json("POST", f"/v1/forget?{_lang(lang)}", body=body))
+
+    async def history(self, platform: str, user_id: str, chat: str, lang: str | None) -> HistoryResponse:
+        """A person's last photos in a chat, with the re-runs each offers."""
+        query = urlencode({"chat": chat, "lang": lang or "en"})
+        path = f"/v1/people/{platform}/{quote(user_id, safe='')}/history?{query}"
+        return HistoryResponse.model_validate(await self._json("GET", path))
+
+    async def rerun(
+        self,
+        job_id: str,
+        mode: RerunMode,
+        *,
+        user_id: str | None = None,
+        origin: Origin | None = None,
+        idempotency_key: str | None = None,
+        lang: str | None = None,
+    ) -> SubmitResponse:
+        """Run a finished job's stored photo again as a new job; ``origin``: where a bot's re-run answers."""
+        body = RerunBody(mode=mode, user_id=user_id, origin=origin).model_dump(mode="json", exclude_none=True)
+        headers = dict(self._headers) | ({"Idempotency-Key": idempotency_key} if idempotency_key else {})
+        path = f"/v1/jobs/{job_id}/rerun?{_lang(lang)}"
+        return SubmitResponse.model_validate(await self._request("POST", path, json=body, headers=headers))
 
     async def privacy(self, lang: str | None) -> PrivacyResponse:
         return PrivacyResponse.model_validate(await self._json("GET", f"/v1/privacy?{_lang(lang)}"))

@@ -7,7 +7,7 @@ gateway's OpenAPI document, built from these models.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, field_validator
 
@@ -135,6 +135,7 @@ class ResultMeta(BaseModel):
     model: Annotated[Scrubbed, Field(max_length=120)] = ""
     detections: list[DetectionOut] = []
     inference_ms: float = 0.0
+    conf: float | None = Field(default=None, ge=0.0, le=1.0)  # the confidence threshold it applied
     error_code: ErrorCode | None = None
     error: Annotated[Scrubbed, Field(max_length=2000)] | None = None
     final: bool = True  # False: only this attempt failed (a timeout); the job goes back to the queue
@@ -225,6 +226,7 @@ class SubmitResponse(BaseModel):
     status_url: str
     result_url: str
     duplicate: bool = False
+    rerun_of: str | None = None  # the job whose photo this runs again
 
 
 CANCEL_ACTION = "cancel:"
@@ -368,6 +370,7 @@ class JobView(BaseModel):
     model: str | None = None
     error: JobError | None = None
     webhook: WebhookView | None = None  # its completion webhook (left out of the webhook's own event)
+    rerun_of: str | None = None  # the job whose stored photo this one ran again
 
 
 class CancelResponse(BaseModel):
@@ -390,6 +393,58 @@ class DeletedResponse(BaseModel):
 class RequeueResponse(BaseModel):
     job_id: str
     status: Literal["received"]
+
+
+RerunMode = Literal["lower", "higher", "found", "settings"]
+"""How a photo is run again: a lower or a higher confidence, only the classes found, or the sender's /settings now."""
+
+RERUN_ACTION = "rerun:"
+"""The data of a re-run button under /history: ``rerun:<mode>:<job id>``."""
+
+
+def rerun_action(mode: RerunMode, job_id: str) -> str:
+    return f"{RERUN_ACTION}{mode}:{job_id}"
+
+
+def parse_rerun_action(data: str) -> tuple[RerunMode, str] | None:
+    """``(mode, job id)`` of a re-run button's data, or None for anything else."""
+    mode, _, job_id = data.removeprefix(RERUN_ACTION).partition(":")
+    for known in get_args(RerunMode):
+        if mode == known and job_id:
+            return known, job_id
+    return None
+
+
+class HistoryEntry(BaseModel):
+    """One photo in a person's /history."""
+
+    job_id: str
+    number: int  # 1: the newest
+    received_at: float
+    status: JobStatusName
+    text: str  # "1. 2 h ago — 4 persons, 1 bus", in the asked language
+    found: dict[str, int]  # label: how many
+    gone: bool  # its photo is no longer kept: it cannot run again
+    rerun_of: str | None = None
+    reruns: dict[RerunMode, str]  # what it may run again with, and each one's button ("#2 · Lower")
+
+
+class HistoryResponse(BaseModel):
+    """``GET /v1/people/{platform}/{user_id}/history?chat=…``: a person's last photos in a chat, newest first."""
+
+    entries: list[HistoryEntry]
+    text: str  # the list as the bots show it
+    language: str
+
+
+class RerunBody(BaseModel):
+    """``POST /v1/jobs/{id}/rerun``: run a finished job's stored photo again, as a new job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: RerunMode
+    user_id: Id | None = None  # a bot's: the person asking, who must have sent the photo
+    origin: Origin | None = None  # a bot's: where to answer (Discord: the new interaction)
 
 
 class ForgetBody(BaseModel):

@@ -99,6 +99,26 @@ MESSAGES: dict[str, str] = {
         "That image is built to be very slow to decode. Please send an ordinary photo (JPEG, PNG or WebP)."
     ),
     "not_found": N_("I can't find that photo any more."),
+    "history_empty": N_("You haven't sent me a photo here yet."),
+    "history_line": N_("{number}. {age} ago — {what}"),
+    "history_gone": N_("{what} (the photo is no longer kept)"),
+    "history_in_line": N_("still in line"),
+    "history_failed": N_("it could not be processed"),
+    "history_rerun": N_("{what} (run again)"),
+    "rerun_lower": N_("a lower confidence"),
+    "rerun_higher": N_("a higher confidence"),
+    "rerun_found": N_("only the objects it found"),
+    "rerun_settings": N_("your settings as they are now"),
+    "rerun_lower_button": N_("Lower"),
+    "rerun_higher_button": N_("Higher"),
+    "rerun_found_button": N_("Only these"),
+    "rerun_settings_button": N_("My settings"),
+    "rerun_button": N_("#{number} · {mode}"),
+    "rerun_pick": N_("Run a photo again…"),
+    "rerun_status": N_("Running your photo again with {mode}."),
+    "rerun_caption": N_("Again, with {mode}: {caption}"),
+    "rerun_gone": N_("That photo is no longer kept, so I can't run it again. Please send it again."),
+    "rerun_not_yours": N_("Only the person who sent this photo can run it again."),
     "objects_button": N_("Objects"),
     "objects_button_n": N_("Objects {n}"),
     "objects_gone": N_("That photo is no longer kept, so I can't cut its objects out."),
@@ -167,6 +187,7 @@ MESSAGES: dict[str, str] = {
     "cmd_detect_image": N_("A photo: JPEG, PNG or WebP"),
     "cmd_detect_menu": N_("Detect objects"),
     "cmd_help": N_("What this bot does"),
+    "cmd_history": N_("My last photos here, to run one again"),
     "cmd_settings": N_("Confidence, objects, result and language for this chat"),
     "cmd_forget": N_("Delete my photos and results now"),
     "cmd_privacy": N_("What is kept about me, and for how long"),
@@ -206,6 +227,11 @@ MESSAGES: dict[str, str] = {
     "web_retry": N_("Try again"),
     "web_remove": N_("Remove"),
     "web_cancel": N_("Cancel"),
+    "web_rerun": N_("Run again:"),
+    "web_rerun_lower": N_("Lower confidence"),
+    "web_rerun_higher": N_("Higher confidence"),
+    "web_rerun_found": N_("Only these objects"),
+    "web_rerun_name": N_("{name} (again)"),
     "web_download_image": N_("Download the image"),
     "web_download_json": N_("Download the detections (JSON)"),
     "web_download_objects": N_("Download the objects (ZIP)"),
@@ -284,6 +310,18 @@ PLURALS: dict[str, tuple[str, str]] = {
     "forgot": NN_(
         "Deleted {count} photo of yours and its result.", "Deleted {count} photos of yours and their results."
     ),
+    "privacy_history": NN_(
+        "What was found in your photos (not the photos) stays in /history for {count} day; then only counts "
+        "without names stay for the statistics.",
+        "What was found in your photos (not the photos) stays in /history for {count} days; then only counts "
+        "without names stay for the statistics.",
+    ),
+    "history_header": NN_(
+        "Your last {count} photo here, newest first:", "Your last {count} photos here, newest first:"
+    ),
+    "age_minutes": NN_("{count} min", "{count} min"),
+    "age_hours": NN_("{count} h", "{count} h"),
+    "age_days": NN_("{count} day", "{count} days"),
     "objects_caption": NN_("{count} object, largest first.", "{count} objects, largest first."),
     "objects_too_small": NN_("{count} more was too small to show.", "{count} more were too small to show."),
     "objects_more": NN_("{count} smaller one is not shown.", "{count} smaller ones are not shown."),
@@ -296,11 +334,11 @@ PLURALS: dict[str, tuple[str, str]] = {
     "dlq_header": NN_("{count} dead job, newest first:", "{count} dead jobs, newest first:"),
     "privacy": NN_(
         "What I keep: each photo you send and its result, for {count} day, with the chat and message they belong "
-        "to; then they are deleted, and only counts without names stay for the statistics. Your own /settings stay "
-        "until you change them. /forget deletes all of it now.",
+        "to; then the photos are deleted. Your own /settings stay until you change them. /forget deletes all of it "
+        "now.",
         "What I keep: each photo you send and its result, for {count} days, with the chat and message they belong "
-        "to; then they are deleted, and only counts without names stay for the statistics. Your own /settings stay "
-        "until you change them. /forget deletes all of it now.",
+        "to; then the photos are deleted. Your own /settings stay until you change them. /forget deletes all of it "
+        "now.",
     ),
     "eta_seconds": NN_("{count} s", "{count} s"),
     "eta_minutes": NN_("{count} min", "{count} min"),

@@ -597,9 +597,11 @@ class FakeDiscord:
         guild_id: int | None = None,
         locale: str = "en-US",
         created_at: float | None = None,
+        values: list[str] | None = None,
     ) -> dict[str, Any]:
         """Dispatch a MESSAGE_COMPONENT INTERACTION_CREATE (type 3): ``user_id`` presses the component ``custom_id``
-        (a button) on ``message``, a message the fake holds.
+        (a button) on ``message``, a message the fake holds; or picks ``values`` in it (a select menu: they must be
+        among its options).
 
         As Discord does, the interaction carries the message as it is now, and only a component the message
         shows can be pressed (LookupError otherwise). Callback type 7 (UPDATE_MESSAGE) edits that message; after
@@ -609,7 +611,12 @@ class FakeDiscord:
         component = _component(current["components"] if current else [], custom_id)
         if current is None or component is None:
             raise LookupError(f"message {message['id']} shows no component with custom_id {custom_id!r}")
-        data = {"custom_id": custom_id, "component_type": int(component["type"])}
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": int(component["type"])}
+        if values is not None:
+            offered = {str(option["value"]) for option in component.get("options") or []}
+            if int(component["type"]) != 3 or not set(values) <= offered:
+                raise LookupError(f"component {custom_id!r} offers no such choice: {values}")
+            data["values"] = values
         channel_id = int(current["channel_id"])
         state = self._new_interaction(data, user_id, channel_id, guild_id, locale, created_at, kind=3)
         state.interaction["message"] = copy.deepcopy(current)

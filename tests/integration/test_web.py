@@ -624,3 +624,33 @@ async def test_admin_shows_failing_webhooks_and_that_no_worker_runs(
     await expect(page.locator("#no-worker")).to_have_text(re.compile(no_worker))
     await tab.shot("webhooks")
     assert tab.outside() == [], tab.outside()
+
+
+async def test_a_finished_photo_runs_again_without_a_new_upload(
+    start_gateway: StartGateway, start_worker: Any, open_tab: OpenTab
+) -> None:
+    gateway = await start_gateway(web_uploads="open")
+    await start_worker(gateway, model="py:tests.detectors:crowd")  # 5 persons in a 500 px photo, 3 of them ≥ 0.6
+    tab = await open_tab(gateway)
+    await ready(tab, "open")
+    await tab.page.locator("#file-input").set_input_files(
+        {"name": "street.jpg", "mimeType": "image/jpeg", "buffer": jpeg(500, 300)}
+    )
+    first = await finished(tab, "street.jpg")
+    await expect(first.locator(".caption")).to_contain_text("5 persons")
+    uploads = [url for _, url in tab.responses if url == f"{gateway.url}/v1/jobs"]
+    await first.get_by_role("button", name=texts.text("web_rerun_higher")).click()
+    again = await finished(tab, texts.text("web_rerun_name", name="street.jpg"))
+    mode = texts.text("rerun_higher")
+    await expect(again.locator(".caption")).to_have_text(
+        texts.text(
+            "rerun_caption",
+            mode=mode,
+            caption=texts.caption([{"label": "person"}] * 3 + [{"label": "car"}, {"label": "dog"}]),
+        )
+    )
+    assert [url for _, url in tab.responses if url == f"{gateway.url}/v1/jobs"] == uploads  # nothing uploaded again
+    jobs = await page_jobs(tab)
+    assert len(jobs) == 2 and [(await job_of(gateway, job_id)).rerun_of for job_id in jobs] == [None, jobs[0]]
+    await tab.shot("rerun")
+    assert tab.outside() == [] and tab.console_errors == [], (tab.outside(), tab.console_errors)

@@ -1,4 +1,5 @@
-"""completion webhooks (one durable delivery per job) and the notices told to admins once (workers gone / back)
+"""completion webhooks (one durable delivery per job), the notices told to admins once (workers gone / back), and
+re-runs (a job that runs an earlier job's stored photo again; the threshold a worker applied)
 
 Revision ID: 0005
 Revises: 0004
@@ -18,6 +19,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.add_column("jobs", sa.Column("rerun_of", sa.String(length=32), nullable=True))
+    op.add_column("jobs", sa.Column("rerun_mode", sa.String(length=16), nullable=True))
+    op.add_column("jobs", sa.Column("conf_used", sa.Float(), nullable=True))
     op.create_table(
         "webhooks",
         sa.Column("job_id", sa.String(length=32), nullable=False),
@@ -50,6 +54,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("conf_used")
+        batch.drop_column("rerun_mode")
+        batch.drop_column("rerun_of")
     op.drop_table("notices")
     op.drop_index("ix_webhooks_due", table_name="webhooks")
     op.drop_table("webhooks")

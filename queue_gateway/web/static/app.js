@@ -212,7 +212,8 @@ function render(item) {
   }
   const info = el("div", { class: "info" },
     el("h3", { class: "name", id: `name-${item.id}`, text: item.name }),
-    el("p", { class: "meta muted small", text: t("web_conf_label", { conf: Math.round(item.conf * 100) }) }));
+    item.conf === undefined ? null  // a re-run: its caption says what it ran with
+      : el("p", { class: "meta muted small", text: t("web_conf_label", { conf: Math.round(item.conf * 100) }) }));
   const status = el("p", { class: "state", role: "status", "aria-live": "polite", text: stateText(item),
                            "aria-label": `${t("web_photo_state", { name: item.name })}: ${stateText(item)}` });
   info.append(status);
@@ -237,6 +238,13 @@ function render(item) {
                                text: t("web_download_objects") }));
     }
   }
+  if (done && item.job_id) { // the stored photo runs again as a new job: no upload
+    const modes = item.detections?.length ? ["lower", "higher", "found"] : ["lower", "higher"];
+    actions.append(el("span", { class: "rerun", role: "group", "aria-label": t("web_rerun") },
+      el("span", { class: "muted small", text: t("web_rerun") }),
+      ...modes.map((mode) => el("button", { type: "button", class: "link", "data-rerun": mode,
+                                            text: t(`web_rerun_${mode}`), onclick: () => rerun(item, mode) }))));
+  }
   if ((item.state === "queued" || item.state === "received") && item.job_id) {
     actions.append(el("button", { type: "button", text: t("web_cancel"), onclick: () => cancel(item) }));
   }
@@ -252,6 +260,30 @@ function render(item) {
       el("summary", { text: `${t("web_detections")} (${item.detections.length})` }), detectionsTable(item)));
   }
   li.replaceChildren(figure, info);
+}
+
+/** Run a finished photo again (a lower or a higher confidence, or only the objects it found): a new entry. */
+async function rerun(item, mode) {
+  const answer = await call(`/v1/jobs/${encodeURIComponent(item.job_id)}/rerun`, {
+    method: "POST", key: credential(), body: JSON.stringify({ mode }), idempotencyKey: newId(),
+  });
+  if (!answer.ok) {
+    if (answer.status === 410) {
+      item.state = "gone";
+      item.problem = t("web_gone");
+      render(item);
+      persist();
+    }
+    notice(errorText(answer.code, answer.status, answer.body));
+    return;
+  }
+  notice(null);
+  const again = { id: newId(), name: t("web_rerun_name", { name: item.name }), added: Date.now(),
+                  preview: item.preview, ...pick(answer.body), state: answer.body.status };
+  again.status = answer.body.status;
+  addItem(again);
+  persist();
+  follow(again);
 }
 
 async function checkGone(item) {
