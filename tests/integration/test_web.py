@@ -26,6 +26,7 @@ from db.models import Job
 from detectbot.samples import sample_photos
 from queue_gateway.public import texts
 from tests import tools
+from tests.conftest import eventually
 from tests.conftest_models import cache_dir
 from tests.images import jpeg, png, poison_png
 from tests.services import ADMIN_KEY, CLIENT_KEY, WEBHOOK_SECRET, GatewayHandle, submit_photo, wait_finished
@@ -609,6 +610,12 @@ async def test_admin_shows_failing_webhooks_and_that_no_worker_runs(
     async with http.post(f"{gateway.url}/v1/jobs/{job['job_id']}/cancel", json={}, headers=gateway.headers()) as r:
         assert r.status == 200  # a final state: its webhook is tried (and refused) at once
 
+
+    async def no_worker_noticed() -> bool:
+        async with http.get(f"{gateway.url}/v1/stats", headers=gateway.headers(admin=True)) as response:
+            return "no_worker" in (await response.json())["lines"]
+
+    await eventually(no_worker_noticed, timeout=10, what="the gateway to notice that no worker runs")
     tab = await open_tab(gateway, "/admin")
     page = tab.page
     await page.locator("#key-input").fill(ADMIN_KEY)
@@ -618,7 +625,6 @@ async def test_admin_shows_failing_webhooks_and_that_no_worker_runs(
     await expect(row).to_contain_text("127.0.0.1", timeout=15 * SECONDS)  # the host only: the URL may hold a token
     await expect(row).to_contain_text("pending")
     assert "secret-token" not in await page.content()
-    await page.get_by_role("button", name="Refresh").click()  # the stats as of now: no worker for a while
     await expect(page.locator("#no-worker")).to_be_visible()
     no_worker = re.escape(texts.text("stats_no_worker", duration="\0")).replace("\0", r"\d+ (s|min)")
     await expect(page.locator("#no-worker")).to_have_text(re.compile(no_worker))
