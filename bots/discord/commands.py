@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import aiohttp
 import discord
@@ -31,9 +31,9 @@ from bots.shared.services import BotServices
 from queue_gateway.public import texts
 from queue_gateway.public.client import GatewayClientError, GatewayRefused
 from queue_gateway.public.contract import (
+    CANCEL_ACTION,
+    OBJECTS_ACTION,
     DiscordOrigin,
-    cancel_action,
-    objects_action,
     parse_rerun_action,
     rerun_action,
 )
@@ -107,20 +107,29 @@ class Request:
         )
 
 
-class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"cancel:(?P<job>[0-9a-f]{32})"):
-    """The Cancel button under "queued"; it works after a restart too (its job id is in its custom id)."""
+class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"(?!)"):
+    """A button whose custom id names its job (``<action>:<job id>``), so it works after a restart too; each kind
+    names its template and its custom id, and answers the press."""
 
-    def __init__(self, job_id: str, label: str = "Cancel") -> None:
-        super().__init__(
-            discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, custom_id=cancel_action(job_id))
-        )
+    action: ClassVar[str]  # the custom id's prefix: "cancel:", "objects:"
+
+    def __init__(self, job_id: str, label: str = "") -> None:
+        button = discord.ui.Button[Any](label=label or None, style=discord.ButtonStyle.secondary,
+                                        custom_id=self.action + job_id)  # fmt: skip
+        super().__init__(button)
         self.job_id = job_id
 
     @classmethod
     async def from_custom_id(
         cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> CancelButton:
+    ) -> Self:
         return cls(match["job"])
+
+
+class CancelButton(JobButton, template=r"cancel:(?P<job>[0-9a-f]{32})"):
+    """The Cancel button under "queued"."""
+
+    action = CANCEL_ACTION
 
     async def callback(self, interaction: Interaction) -> None:
         services: BotServices = interaction.client.services
@@ -129,21 +138,11 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ca
         await interaction.response.send_message(text, ephemeral=True)
 
 
-class ObjectsButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"objects:(?P<job>[0-9a-f]{32})"):
+class ObjectsButton(JobButton, template=r"objects:(?P<job>[0-9a-f]{32})"):
     """The "Objects" button the gateway puts under a result: the photo's objects cut out, shown to the presser
     (in a guild only the photo's sender or a member who may manage the channel; the gateway checks the sender)."""
 
-    def __init__(self, job_id: str, label: str = "Objects") -> None:
-        super().__init__(
-            discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, custom_id=objects_action(job_id))
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> ObjectsButton:
-        return cls(match["job"])
+    action = OBJECTS_ACTION
 
     async def callback(self, interaction: Interaction) -> None:
         services: BotServices = interaction.client.services
