@@ -227,7 +227,9 @@ def describe(settings: dict[str, Any], lang: str | None, *, own: bool = False) -
     )
     lines = [
         texts.text("settings_header_own" if own else "settings_header", lang),
-        texts.text("settings_conf", lang, conf=settings.get("conf") or 0.25),
+        texts.text("settings_conf", lang, conf=settings["conf"])
+        if settings.get("conf")
+        else texts.text("settings_conf_default", lang),
         texts.text("settings_classes", lang, classes=shown),
         texts.text("settings_output", lang, output=texts.text(f"output_{settings.get('output') or 'photo'}", lang)),
         texts.text("settings_language", lang, language=texts.text("language_name", lang)),

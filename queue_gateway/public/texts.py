@@ -162,6 +162,7 @@ MESSAGES: dict[str, str] = {
         "apply to your photos everywhere."
     ),
     "settings_conf": N_("Confidence: at least {conf:.0%}"),
+    "settings_conf_default": N_("Confidence: the model's own threshold"),
     "settings_classes": N_("Objects: {classes}"),
     "settings_all_classes": N_("all"),
     "settings_output": N_("Result: {output}"),

@@ -28,7 +28,7 @@ async def test_in_a_group_only_its_admins_change_its_settings(start_chat: StartC
     refused = await chat.settings(member, conf=0.9, classes="person")
     assert refused.text.startswith(texts.text("settings_admins_only")), refused.text
     shown = (await chat.command(member, "settings")).text.splitlines()  # anyone may see them: unchanged
-    assert texts.text("settings_conf", conf=0.25) in shown, shown
+    assert texts.text("settings_conf_default") in shown, shown
     changed = await chat.settings(admin, conf=0.9, classes="person")
     assert texts.text("settings_classes", classes=texts.label("person")) in changed.text.splitlines(), changed.text
     shown = (await chat.command(member, "settings")).text.splitlines()
