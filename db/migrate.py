@@ -1,4 +1,7 @@
-"""Apply the Alembic migrations to SQLite or Postgres: ``await upgrade(url)``."""
+"""Apply the Alembic migrations to SQLite or Postgres: ``await upgrade(url, blobs=store)``.
+
+A revision that moves images between the database and the blob store (0005) gets the store from here.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.blobstore import BlobStore
 from db.engine import create_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -20,18 +24,30 @@ def alembic_config() -> Config:
     return config
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
+async def upgrade(url: str, revision: str = "head", *, blobs: BlobStore | None = None) -> None:
     """Upgrade the database at ``url`` to ``revision`` (idempotent)."""
     engine = create_engine(url)
     try:
-        await upgrade_engine(engine, revision)
+        await upgrade_engine(engine, revision, blobs=blobs)
     finally:
         await engine.dispose()
 
 
-async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
+async def upgrade_engine(engine: AsyncEngine, revision: str = "head", *, blobs: BlobStore | None = None) -> None:
+    """Upgrade in one transaction. A revision that moves images reads and writes the blob store from here, blocking:
+    this runs before the gateway serves anything."""
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade, revision)
+        await connection.run_sync(_upgrade, revision, blobs)
+
+
+async def downgrade(url: str, revision: str, *, blobs: BlobStore | None = None) -> None:
+    """Take the database at ``url`` back to ``revision`` (the tests check that each revision undoes itself)."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_downgrade, revision, blobs)
+    finally:
+        await engine.dispose()
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
@@ -49,10 +65,18 @@ def head_revision() -> str:
     return str(head)
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
+def _upgrade(connection: Connection, revision: str, blobs: BlobStore | None) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
+    config.attributes["blob_store"] = blobs
     command.upgrade(config, revision)
+
+
+def _downgrade(connection: Connection, revision: str, blobs: BlobStore | None) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    config.attributes["blob_store"] = blobs
+    command.downgrade(config, revision)
 
 
 def _revision(connection: Connection, message: str) -> None:

@@ -29,6 +29,7 @@ from queue_gateway.appkeys import (
     wakeups_key,
 )
 from queue_gateway.auth import Caller, Role
+from queue_gateway.blobs import send_blob
 from queue_gateway.errors import (
     BadImage,
     BadRequest,
@@ -175,31 +176,29 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/jobs/{job_id}/result")
-async def get_result(request: web.Request) -> web.Response:
+async def get_result(request: web.Request) -> web.StreamResponse:
     """The annotated JPEG of a finished job."""
     job_id, caller = _authorise_view(request)
 
-    async def load(session: AsyncSession) -> tuple[Job | None, bytes | None, str]:
+    async def load(session: AsyncSession) -> tuple[Job | None, str | None, str]:
         job = await jobs.get_job(session, job_id)
         if job is None or job.status in ACTIVE:
             return job, None, ""
         blob = await jobs.get_blob(session, job_id, "result")
-        return job, (bytes(blob.data) if blob else None), (blob.content_type if blob else "")
+        return job, (blob.digest if blob else None), (blob.content_type if blob else "")
 
-    job, data, content_type = await request.app[database_key].read(load)
+    job, digest, content_type = await request.app[database_key].read(load)
     if job is None or (caller is not None and not caller.may_see(job.owner, job.platform)):
         raise JobNotFound()
     if job.status in ACTIVE:
         raise NotReady(f"The job is still {job.status}. Try again shortly.")
-    if data is None:
+    if digest is None:
         if job.purged_at is not None:
             raise JobGone()
         raise JobNotFound(f"This job has no image: it {job.status} ({job.error or 'no detail'}).")
-    return web.Response(
-        body=data,
-        content_type=content_type,
-        headers={"Cache-Control": "private, max-age=3600", "Content-Disposition": f'inline; filename="{job_id}.jpg"'},
-    )
+    headers = {"Cache-Control": "private, max-age=3600", "Content-Disposition": f'inline; filename="{job_id}.jpg"'}
+    return await send_blob(request, request.app[database_key].blobs, digest, content_type, gone=JobGone(),
+                           headers=headers)  # fmt: skip
 
 
 @routes.post("/v1/jobs/{job_id}/cancel")

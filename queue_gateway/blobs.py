@@ -1,0 +1,47 @@
+"""Images in and out of the blob store over HTTP: stored before the row that names them, streamed when asked for."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from db.blobstore import BlobMissing, BlobStore, StoredBlob
+from queue_gateway.errors import GatewayError, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+async def store_blob(store: BlobStore, data: bytes, content_type: str) -> StoredBlob:
+    """Put ``data`` in the blob store (written and synced); 503 when the store cannot take it now."""
+    try:
+        digest = await store.put(data)
+    except OSError as exc:
+        log.error("the blob store refused an image of %d bytes (%s)", len(data), exc.strerror or type(exc).__name__)
+        raise Unavailable(retry_after=5) from None
+    return StoredBlob(digest, data, content_type)
+
+
+async def send_blob(
+    request: web.Request,
+    store: BlobStore,
+    digest: str,
+    content_type: str,
+    *,
+    gone: GatewayError,
+    headers: dict[str, str] | None = None,
+) -> web.StreamResponse:
+    """Stream the blob ``digest`` as the answer; ``gone`` when it was deleted since its row was read (a /forget or
+    retention in between)."""
+    try:
+        async with store.open(digest) as blob:
+            response = web.StreamResponse(headers=headers)
+            response.content_type = content_type
+            response.content_length = blob.size
+            await response.prepare(request)
+            async for chunk in blob:
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+    except BlobMissing:
+        raise gone from None
