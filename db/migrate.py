@@ -5,12 +5,14 @@ A revision that moves images between the database and the blob store (0005) gets
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.blobstore import BlobStore
 from db.engine import create_engine
@@ -34,9 +36,9 @@ async def upgrade(url: str, revision: str = "head", *, blobs: BlobStore | None =
 
 
 async def upgrade_engine(engine: AsyncEngine, revision: str = "head", *, blobs: BlobStore | None = None) -> None:
-    """Upgrade in one transaction. A revision that moves images reads and writes the blob store from here, blocking:
-    this runs before the gateway serves anything."""
-    async with engine.begin() as connection:
+    """Upgrade in one transaction: stopped halfway, the database is as it was. A revision that moves images reads
+    and writes the blob store from here, blocking: this runs before the gateway serves anything."""
+    async with _transaction(engine) as connection:
         await connection.run_sync(_upgrade, revision, blobs)
 
 
@@ -44,10 +46,25 @@ async def downgrade(url: str, revision: str, *, blobs: BlobStore | None = None) 
     """Take the database at ``url`` back to ``revision`` (the tests check that each revision undoes itself)."""
     engine = create_engine(url)
     try:
-        async with engine.begin() as connection:
+        async with _transaction(engine) as connection:
             await connection.run_sync(_downgrade, revision, blobs)
     finally:
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction that holds the migration's DDL too. On SQLite the driver would run each DDL statement outside
+    any transaction (it opens one only before INSERT, UPDATE and DELETE), so it is opened here, explicitly."""
+    async with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            await connection.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            await connection.rollback()
+            raise
+        await connection.commit()
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
