@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from db import blobs, operations
 from db.engine import create_engine, session_factory
-from queue_gateway.app import open_blob_store
+from queue_gateway.app import StartupError, open_blob_store
 from queue_gateway.database import Database
 from queue_gateway.settings import GatewaySettings
 
@@ -30,7 +30,12 @@ class Checked:
 
 async def check_blobs(settings: GatewaySettings, *, repair: bool) -> Checked:
     """Look up the file of every ``blobs`` row; with ``repair``, delete what is left of the jobs whose files are
-    missing (as ``/forget`` does). Reads the rows in batches; the database must be at the current schema."""
+    missing (as ``/forget`` does). Reads the rows in batches; the database must be at the current schema.
+
+    A blob directory that does not exist, or in which not one named file is found, is taken for a mistake in
+    ``DETECTBOT_BLOB_DIR`` (or a volume not mounted), and nothing is repaired."""
+    if not settings.blob_store().root.is_dir():
+        raise StartupError(f"the blob directory {settings.blob_store().root} does not exist (check DETECTBOT_BLOB_DIR)")
     store = await open_blob_store(settings)
     engine = create_engine(settings.database_url)
     database = Database(session_factory(engine), store, retry_s=settings.database_retry_s)
@@ -43,6 +48,11 @@ async def check_blobs(settings: GatewaySettings, *, repair: bool) -> Checked:
             checked.rows += len(names)
             checked.jobs += len({job_id for job_id, _ in names})
             checked.lost.extend(sorted({job_id for job_id, digest in names if digest in missing}))
+        if repair and checked.lost and len(checked.lost) == checked.jobs:
+            raise StartupError(
+                f"not one of the {checked.jobs} jobs' files is in {store.root}: is DETECTBOT_BLOB_DIR right, and its "
+                "volume mounted? Nothing was repaired"
+            )
         if repair and checked.lost:
             for start in range(0, len(checked.lost), REPAIR_BATCH):
                 await _forget(database, checked.lost[start : start + REPAIR_BATCH])

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,7 +23,9 @@ from db import jobs, migrate, operations
 from db.blobstore import FileBlobStore, digest_of
 from db.engine import create_engine, session_factory
 from db.models import Blob, BlobFile
+from queue_gateway.app import StartupError
 from queue_gateway.appkeys import database_key, intake_key, retention_key
+from queue_gateway.blob_check import check_blobs
 from queue_gateway.database import Database
 from queue_gateway.public.contract import DetectParams
 from queue_gateway.retention import Retention, Swept
@@ -308,3 +311,33 @@ async def test_retention_deletes_old_photos_and_their_files(
     assert await gateway.app[retention_key].purge_once() == 1
     assert files_in(store) == set()
     assert await names(gateway, old["job_id"]) == {}
+
+
+async def test_blobs_check_finds_rows_without_files_and_repairs_them_but_not_a_wrong_directory(
+    start_gateway: Any, database_url: str, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    gateway = await start_gateway(database_url=database_url)
+    store = store_of(gateway)
+    _, kept = await submit_photo(http, gateway, jpeg(80, 60))
+    _, lost = await submit_photo(http, gateway, jpeg(81, 60))
+    missing = (await names(gateway, lost["job_id"]))["input"]
+    store.path(missing).unlink()  # as a restore finds it when the photo was deleted while the backup ran
+
+    checked = await check_blobs(gateway.settings, repair=False)
+    assert (checked.rows, checked.jobs, checked.lost, checked.repaired) == (2, 2, [lost["job_id"]], False)
+    checked = await check_blobs(gateway.settings, repair=True)
+    assert checked.repaired and await names(gateway, lost["job_id"]) == {}
+    assert (await check_blobs(gateway.settings, repair=False)).lost == []
+    async with http.get(lost["result_url"]) as response:
+        assert response.status == 410
+    assert (await names(gateway, kept["job_id"]))["input"] in files_in(store)  # the other job keeps its photo
+    assert missing not in await files_known(gateway)
+
+    wrong = gateway.settings.model_copy(update={"blob_dir": tmp_path / "not-mounted"})
+    with pytest.raises(StartupError, match="does not exist"):
+        await check_blobs(wrong, repair=True)
+    (tmp_path / "empty").mkdir()
+    empty = gateway.settings.model_copy(update={"blob_dir": tmp_path / "empty"})
+    with pytest.raises(StartupError, match="Nothing was repaired"):
+        await check_blobs(empty, repair=True)
+    assert await names(gateway, kept["job_id"]) != {}
