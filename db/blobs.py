@@ -93,6 +93,11 @@ async def collect(session: AsyncSession, store: BlobStore, digests: Iterable[str
     return gone
 
 
+async def is_named(session: AsyncSession, digest: str) -> bool:
+    """Whether a row names this digest."""
+    return bool(await session.scalar(select(exists().where(Blob.digest == digest))))
+
+
 async def unnamed(session: AsyncSession, digests: Collection[str]) -> list[str]:
     """Which of these digests no row names."""
     if not digests:

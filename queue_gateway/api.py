@@ -197,8 +197,7 @@ async def get_result(request: web.Request) -> web.StreamResponse:
             raise JobGone()
         raise JobNotFound(f"This job has no image: it {job.status} ({job.error or 'no detail'}).")
     headers = {"Cache-Control": "private, max-age=3600", "Content-Disposition": f'inline; filename="{job_id}.jpg"'}
-    return await send_blob(request, request.app[database_key].blobs, digest, content_type, gone=JobGone(),
-                           headers=headers)  # fmt: skip
+    return await send_blob(request, request.app[database_key], digest, content_type, gone=JobGone(), headers=headers)
 
 
 @routes.post("/v1/jobs/{job_id}/cancel")

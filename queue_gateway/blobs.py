@@ -6,7 +6,9 @@ import logging
 
 from aiohttp import web
 
+from db import blobs
 from db.blobstore import BlobMissing, BlobStore, StoredBlob
+from queue_gateway.database import Database
 from queue_gateway.errors import GatewayError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ async def store_blob(store: BlobStore, data: bytes, content_type: str) -> Stored
 
 async def send_blob(
     request: web.Request,
-    store: BlobStore,
+    database: Database,
     digest: str,
     content_type: str,
     *,
@@ -32,9 +34,10 @@ async def send_blob(
     headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     """Stream the blob ``digest`` as the answer; ``gone`` when it was deleted since its row was read (a /forget or
-    retention in between)."""
+    retention in between). A file missing while a row still names it means this replica does not see the blob
+    store the others write (a volume not shared, or not mounted): 503, so that a worker tries again later."""
     try:
-        async with store.open(digest) as blob:
+        async with database.blobs.open(digest) as blob:
             response = web.StreamResponse(headers=headers)
             response.content_type = content_type
             response.content_length = blob.size
@@ -44,4 +47,10 @@ async def send_blob(
             await response.write_eof()
             return response
     except BlobMissing:
+        if await database.read(lambda session: blobs.is_named(session, digest)):
+            log.error(
+                "the blob store has no file %s, which the database names: does every gateway replica mount the same "
+                "DETECTBOT_BLOB_DIR?", digest,
+            )  # fmt: skip
+            raise Unavailable(retry_after=5) from None
         raise gone from None

@@ -92,7 +92,7 @@ async def fetch_input(request: web.Request) -> web.StreamResponse:
     if outcome is Outcome.APPLIED:
         request.app[wakeups_key].job_changed(job_id)  # it left the line: positions move
         log.info("job %s processing on %s", job_id, worker)
-    return await send_blob(request, request.app[database_key].blobs, digest, content_type, gone=gone)
+    return await send_blob(request, request.app[database_key], digest, content_type, gone=gone)
 
 
 @routes.post("/v1/worker/jobs/{job_id}/result")

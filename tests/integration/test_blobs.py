@@ -341,3 +341,20 @@ async def test_blobs_check_finds_rows_without_files_and_repairs_them_but_not_a_w
     with pytest.raises(StartupError, match="Nothing was repaired"):
         await check_blobs(empty, repair=True)
     assert await names(gateway, kept["job_id"]) != {}
+
+
+async def test_a_replica_that_does_not_see_the_blob_store_answers_503_not_gone(
+    start_gateway: Any, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """A volume not shared (or not mounted) on one replica: its worker links answer "try again", so the job waits
+    for a replica that sees the file instead of being dropped as finished."""
+    one = await start_gateway()
+    other = await start_gateway(database_url=one.settings.database_url, blob_dir=tmp_path / "another-volume")
+    photo = jpeg(70, 50)
+    _, job = await submit_photo(http, one, photo)
+    links = one.app[intake_key]._publisher.message_for(job["job_id"], DetectParams())
+    worker = {"X-Detectbot-Worker": "w", "X-Detectbot-Delivery": "1"}
+    async with http.get(f"{other.url}{links.input_url}", headers=worker) as response:
+        assert response.status == 503 and response.headers["Retry-After"] == "5"
+    async with http.get(f"{one.url}{links.input_url}", headers=worker) as response:
+        assert (response.status, await response.read()) == (200, photo)
