@@ -24,11 +24,10 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import delete, exists, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.blobstore import BlobStore
-from db.common import now
+from db.common import dialect_insert, now
 from db.models import Blob, BlobFile
 
 RELEASED = "detectbot.released_blobs"  # the session's ``info`` key: digests whose names this transaction removed
@@ -41,7 +40,7 @@ async def lock(session: AsyncSession, digests: Iterable[str], *, at: float | Non
     if not ordered:
         return ordered
     at = now() if at is None else at
-    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(BlobFile)
+    insert = dialect_insert(session, BlobFile)
     upsert = insert.on_conflict_do_update(
         index_elements=[BlobFile.digest], set_={"touched_at": insert.excluded.touched_at}
     )

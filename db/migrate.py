@@ -1,6 +1,6 @@
 """Apply the Alembic migrations to SQLite or Postgres: ``await upgrade(url, blobs=store)``.
 
-A revision that moves images between the database and the blob store (0005) gets the store from here.
+A revision that moves images between the database and the blob store (0006) gets the store from here.
 """
 
 from __future__ import annotations

@@ -118,6 +118,7 @@ async def complete(
     worker: str,
     inference_ms: float,
     image: StoredBlob,
+    conf_used: float | None = None,
 ) -> tuple[Outcome, Finished | None]:
     """Record a successful result, whose annotated image is in the blob store already; only the first result for
     a job counts (the file of a repeated one is let go)."""
@@ -129,6 +130,7 @@ async def complete(
         model=model,
         worker=worker,
         inference_ms=inference_ms,
+        conf_used=conf_used,
         error=None,
         error_code=None,
         next_delivery_at=delivery_time(at),

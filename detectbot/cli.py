@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import ModuleType
 
-from queue_gateway.public.entry import add_log_level, configure_logging, load_settings, run_main
+from queue_gateway.runtime.entry import add_log_level, configure_logging, load_settings, run_main
 from worker.model_specs import OFFLINE_SPEC, OFFLINE_SPECS
 
 
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per photo on stdout")
     p.add_argument("--conf", type=float, help="minimum confidence (0-1)")
     p.add_argument("--timeout", type=float, default=120.0, help="give up waiting after this many seconds (120)")
+    p.add_argument(
+        "--webhook", metavar="URL", help="the gateway POSTs each finished job there, signed (docs/webhooks.md)"
+    )
 
     p = command("demo", _demo, "Run gateway + worker on SQLite and RabbitMQ and push the sample photos through.")
     p.add_argument("photos", nargs="*", type=Path, metavar="PHOTO", help="photos (default: bus.jpg and zidane.jpg)")
@@ -146,7 +149,7 @@ def _submit(args: argparse.Namespace) -> int:
         configure_logging(settings, quiet=True)
         options = Options(
             photos=args.photos, wait=args.wait, output=args.output if args.wait else None, as_json=args.json,
-            conf=args.conf, timeout_s=args.timeout,
+            conf=args.conf, timeout_s=args.timeout, webhook_url=args.webhook,
         )  # fmt: skip
         return asyncio.run(submit(settings, options))
 
@@ -158,7 +161,7 @@ def _demo(args: argparse.Namespace) -> int:
         import asyncio
 
         from detectbot.demo import run_demo
-        from queue_gateway.public.settings import DetectbotSettings
+        from queue_gateway.runtime.config import DetectbotSettings
 
         configure_logging(load_settings(DetectbotSettings, args), quiet=True)
         return asyncio.run(run_demo(args.photos, args.output.absolute()))
@@ -171,7 +174,7 @@ def _doctor(args: argparse.Namespace) -> int:
         import asyncio
 
         from detectbot.doctor import run_doctor
-        from queue_gateway.public.settings import DetectbotSettings
+        from queue_gateway.runtime.config import DetectbotSettings
 
         configure_logging(load_settings(DetectbotSettings, args), quiet=True)
         code: int = asyncio.run(run_doctor())

@@ -47,10 +47,23 @@ async def send_blob(
             await response.write_eof()
             return response
     except BlobMissing:
-        if await database.read(lambda session: blobs.is_named(session, digest)):
-            log.error(
-                "the blob store has no file %s, which the database names: does every gateway replica mount the same "
-                "DETECTBOT_BLOB_DIR?", digest,
-            )  # fmt: skip
-            raise Unavailable(retry_after=5) from None
-        raise gone from None
+        raise await _missing(database, digest, gone) from None
+
+
+async def read_blob(database: Database, digest: str, *, gone: GatewayError) -> bytes:
+    """The bytes of the blob ``digest``, for the gateway's own use (cutting objects out, running a photo again);
+    ``gone`` or 503 as :func:`send_blob` says."""
+    try:
+        return await database.blobs.get(digest)
+    except BlobMissing:
+        raise await _missing(database, digest, gone) from None
+
+
+async def _missing(database: Database, digest: str, gone: GatewayError) -> GatewayError:
+    if await database.read(lambda session: blobs.is_named(session, digest)):
+        log.error(
+            "the blob store has no file %s, which the database names: does every gateway replica mount the same "
+            "DETECTBOT_BLOB_DIR?", digest,
+        )  # fmt: skip
+        return Unavailable(retry_after=5)
+    return gone

@@ -1,5 +1,6 @@
-"""Retention: the photos and results of jobs older than ``retention_days`` are deleted, and so is everything in
-their rows that names a person or a chat; the anonymous rows stay for the stats.
+"""Retention: the photos and results of jobs older than ``retention_days`` are deleted; what was found in them
+stays in their sender's /history until ``history_days``, then everything in the rows that names a person or a
+chat goes too, and the anonymous rows stay for the stats.
 
 Each pass also sweeps the blob store: a file that no row names and that nobody stored for ``grace_s`` (an upload
 refused after its photo was stored, a crash between storing a photo and recording its job, a deletion whose
@@ -29,18 +30,24 @@ class Swept:
 
 
 class Retention:
-    def __init__(self, database: Database, *, days: float, every_s: float, grace_s: float = 3600.0) -> None:
+    def __init__(
+        self, database: Database, *, days: float, every_s: float, history_days: float = 0.0, grace_s: float = 3600.0
+    ) -> None:
         self._db = database
         self._keep_s = days * 86400
+        self._names_s = max(days, history_days) * 86400
         self._every_s = every_s
         self._grace_s = grace_s
 
     async def purge_once(self) -> int:
         """Delete everything past the cut-off, in batches; return how many jobs lost their images."""
-        cutoff = now() - self._keep_s
+        at = now()
+        cutoff, names = at - self._keep_s, at - self._names_s
         total = 0
         while True:
-            purged = await self._db.write(lambda session: operations.expire(session, older_than=cutoff))
+            purged = await self._db.write(
+                lambda session: operations.expire(session, older_than=cutoff, names_older_than=names)
+            )
             total += purged
             if not purged:
                 break

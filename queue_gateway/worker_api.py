@@ -21,15 +21,16 @@ from queue_gateway.appkeys import (
     wakeups_key,
 )
 from queue_gateway.blobs import send_blob, store_blob
-from queue_gateway.errors import BadRequest, Forbidden, JobGone, JobNotFound, Unauthorized
+from queue_gateway.endpoints import Endpoints, Param, answer, first_error
+from queue_gateway.errors import BadRequest, JobGone, JobNotFound, Unauthorized
 from queue_gateway.images import sniff
-from queue_gateway.public.contract import ResultMeta
-from queue_gateway.signing import Action, SignatureError
+from queue_gateway.public.contract import ErrorCode, ResultAck, ResultMeta
+from queue_gateway.signing import Action, SignatureExpired
 from queue_gateway.uploads import is_multipart, read_form
 
 log = logging.getLogger(__name__)
 
-routes = web.RouteTableDef()
+endpoints = Endpoints()
 
 MAX_RESULT_BYTES = 12 * 1024 * 1024  # the worker keeps results under 9 MB
 META_CAP = 1024 * 1024  # detections JSON: 300 boxes are ~40 KB
@@ -43,12 +44,8 @@ def _verify(request: web.Request, action: Action) -> tuple[str, int]:
         raise Unauthorized("This link needs its generation, expiry and signature (gen, exp and sig).")
     try:
         request.app[signer_key].verify(action, f"{job_id}.{gen}", request.query.get("exp"), request.query.get("sig"))
-    except SignatureError as exc:
-        if exc.expired:  # a job waiting this long was published again with new links: drop this message
-            raise JobGone("This link has expired; the job was sent again with new links.") from None
-        if "missing" in str(exc):
-            raise Unauthorized("This link needs its signature (exp and sig).") from None
-        raise Forbidden(f"Not allowed: {exc}.") from None
+    except SignatureExpired:  # a job waiting this long was published again with new links: drop this message
+        raise JobGone("This link has expired; the job was sent again with new links.") from None
     return job_id, int(gen)
 
 
@@ -58,9 +55,26 @@ def _delivery(request: web.Request) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else None
 
 
-@routes.get("/v1/worker/jobs/{job_id}/input")
+JOB_ID = Param("job_id", "path", {"type": "string", "maxLength": 64}, required=True)
+SIGNED = tuple(Param(name, "query", {"type": "string"}, required=True) for name in ("gen", "exp", "sig"))
+WORKER = Param("X-Detectbot-Worker", "header", {"type": "string", "maxLength": 120}, "the worker's name")
+DELIVERY = Param(
+    "X-Detectbot-Delivery",
+    "header",
+    {"type": "string", "pattern": "^[0-9]{1,6}$"},
+    "the broker's delivery number of the message (a repeat of one delivery is the same attempt)",
+)
+
+
+@endpoints.get(
+    "/v1/worker/jobs/{job_id}/input",
+    auth="worker",
+    ok={200: "application/octet-stream"},
+    errors=(JobNotFound,),
+    params=(JOB_ID, *SIGNED, WORKER, DELIVERY),
+)
 async def fetch_input(request: web.Request) -> web.StreamResponse:
-    """Hand the input image to a worker and count the attempt; 410 when there is nothing left to do."""
+    """Workers: hand over the input image and count the attempt; 410 when there is nothing left to do."""
     job_id, link_gen = _verify(request, Action.INPUT)
     worker = request.headers.get("X-Detectbot-Worker", "unknown")[:120]
     delivery = _delivery(request)
@@ -95,13 +109,20 @@ async def fetch_input(request: web.Request) -> web.StreamResponse:
     return await send_blob(request, request.app[database_key], digest, content_type, gone=gone)
 
 
-@routes.post("/v1/worker/jobs/{job_id}/result")
+@endpoints.post(
+    "/v1/worker/jobs/{job_id}/result",
+    auth="worker",
+    ok={200: ResultAck},
+    errors=(JobNotFound,),
+    request="result",
+    params=(JOB_ID, *SIGNED),
+)
 async def post_result(request: web.Request) -> web.Response:
-    """Record a worker's result; the first one wins, repeats answer 200 and change nothing."""
+    """Workers: record a result; the first one wins, repeats answer 200 and change nothing."""
     job_id, link_gen = _verify(request, Action.RESULT)
     meta, image = await _read_result(request)
     if meta.ok and (image is None or sniff(image) != "JPEG"):
-        raise BadRequest("A successful result needs the annotated JPEG as 'image'.", code="no_image")
+        raise BadRequest("A successful result needs the annotated JPEG as 'image'.", code=ErrorCode.NO_IMAGE)
     seen = request.app[sightings_key].due(meta.worker, meta.model)
     database = request.app[database_key]
     stored = await store_blob(database.blobs, image, "image/jpeg") if meta.ok and image else None
@@ -126,6 +147,7 @@ async def post_result(request: web.Request) -> web.Response:
                 worker=meta.worker,
                 inference_ms=meta.inference_ms,
                 image=stored,
+                conf_used=meta.conf,
             )
         return await transitions.fail(
             session,
@@ -143,7 +165,7 @@ async def post_result(request: web.Request) -> web.Response:
         request.app[wakeups_key].job_changed(job_id, deliverable=finished.deliverable)
         _observe(request, finished, meta)
         log.info("job %s %s by %s (%d detections)", job_id, finished.status, meta.worker, len(meta.detections))
-    return web.json_response({"job_id": job_id, "outcome": outcome.value})
+    return answer(ResultAck(job_id=job_id, outcome=outcome.value))
 
 
 def _observe(request: web.Request, finished: Finished, meta: ResultMeta) -> None:
@@ -156,11 +178,11 @@ def _observe(request: web.Request, finished: Finished, meta: ResultMeta) -> None
 
 async def _read_result(request: web.Request) -> tuple[ResultMeta, bytes | None]:
     if not is_multipart(request):
-        raise BadRequest("Send the result as multipart: 'meta' JSON and 'image'.", code="multipart_required")
+        raise BadRequest("Send the result as multipart: 'meta' JSON and 'image'.", code=ErrorCode.MULTIPART_REQUIRED)
     fields = await read_form(request, {"meta": META_CAP, "image": MAX_RESULT_BYTES})
     if "meta" not in fields:
-        raise BadRequest("The 'meta' JSON part is missing.", code="no_meta")
+        raise BadRequest("The 'meta' JSON part is missing.", code=ErrorCode.NO_META)
     try:
         return ResultMeta.model_validate_json(fields["meta"]), fields.get("image")
     except ValidationError as exc:
-        raise BadRequest(f"The result meta is not valid: {exc.errors()[0]['msg']}.", code="bad_meta") from None
+        raise BadRequest(f"The result meta is not valid: {first_error(exc)}.", code=ErrorCode.BAD_META) from None

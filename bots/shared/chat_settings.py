@@ -16,8 +16,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from bots.shared.client import GatewayClient
 from queue_gateway.public import texts
+from queue_gateway.public.client import GatewayClient
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class ChatSettingsService:
 
     async def update(self, scope: Scope, changes: dict[str, Any]) -> dict[str, Any]:
         """Change the settings of this chat (the caller has checked it may), or the person's own in a private chat."""
-        found: dict[str, Any] = await self._client.patch_json(scope.path, changes)
+        found = (await self._client.change_settings(scope.path, changes)).model_dump(exclude_none=True)
         self._remember(scope.path, found.get("language"))
         return found
 
@@ -129,7 +129,7 @@ class ChatSettingsService:
         return platform_language
 
     async def _read(self, path: str) -> dict[str, Any]:
-        found: dict[str, Any] = await self._client.get_json(path)
+        found = (await self._client.settings(path)).model_dump(exclude_none=True)
         self._remember(path, found.get("language"))
         return found
 

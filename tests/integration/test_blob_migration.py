@@ -1,4 +1,4 @@
-"""Revision 0005 on the real SQLite and Postgres: a database of the previous release, with photos in it, comes out
+"""Revision 0006 on the real SQLite and Postgres: a database of the previous release, with photos in it, comes out
 with every photo in the blob store and no image bytes left in the database; an interrupted run changes nothing
 and the next one finishes; going back puts the bytes back."""
 
@@ -19,6 +19,8 @@ from db.blobstore import FileBlobStore, digest_of
 from db.engine import create_engine
 from db.models import Job
 from tests.seed import Seeded, job_row
+
+PREVIOUS = "0005"  # the revision before the blob store
 
 
 class FailingStore(FileBlobStore):
@@ -50,7 +52,7 @@ def photos() -> dict[tuple[str, str], bytes]:
 
 
 async def seed_previous_release(url: str, stored: dict[tuple[str, str], bytes]) -> None:
-    await migrate.upgrade(url, "0004")
+    await migrate.upgrade(url, PREVIOUS)
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
@@ -119,7 +121,7 @@ async def test_an_interrupted_migration_changes_nothing_and_the_next_run_finishe
     with pytest.raises(OSError, match="No space left"):
         await migrate.upgrade(database_url, blobs=full)
     state = await database_state(database_url)
-    assert state["revision"] == "0004" and "data" in state["blob_columns"]  # the whole revision rolled back
+    assert state["revision"] == PREVIOUS and "data" in state["blob_columns"]  # the whole revision rolled back
     written = {p.name for p in full.root.glob("??/??/*")}
     assert 0 < len(written) <= 3  # three photos written (two may be the same one) before the volume filled up
 
@@ -134,7 +136,7 @@ async def test_an_interrupted_migration_changes_nothing_and_the_next_run_finishe
 
 
 async def test_the_migration_needs_the_blob_store_only_when_there_are_photos(database_url: str, tmp_path: Path) -> None:
-    await migrate.upgrade(database_url, "0004")
+    await migrate.upgrade(database_url, PREVIOUS)
     await migrate.upgrade(database_url)  # an empty database: nothing to move, no store needed
     assert (await database_state(database_url))["revision"] == migrate.head_revision()
 
@@ -150,7 +152,7 @@ async def test_going_back_puts_the_bytes_back(database_url: str, tmp_path: Path)
     store = FileBlobStore(tmp_path / "blobs")
     store.prepare()
     await migrate.upgrade(database_url, blobs=store)
-    await migrate.downgrade(database_url, "0004", blobs=store)
+    await migrate.downgrade(database_url, PREVIOUS, blobs=store)
     engine = create_engine(database_url)
     try:
         async with engine.connect() as connection:

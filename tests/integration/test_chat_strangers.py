@@ -39,7 +39,7 @@ async def test_privacy_says_what_is_kept_and_for_how_long(start_chat: StartChat)
     chat: ChatDriver = await start_chat()
     person = chat.person(1, language="ru")
     answer = await chat.command(person, "privacy")
-    assert answer.text == texts.ntext("privacy", 7, "ru")
+    assert answer.text == texts.ntext("privacy", 7, "ru") + " " + texts.ntext("privacy_history", 30, "ru")
 
 
 async def test_scan_bombs_are_refused_at_once_and_hold_up_nobody(start_chat: StartChat) -> None:

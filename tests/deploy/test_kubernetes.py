@@ -25,8 +25,8 @@ from bots.telegram.settings import TelegramSettings
 from detectbot.cli import build_parser
 from queue_gateway.settings import GatewaySettings
 from tests import tools
+from tests.deploy.test_deploy import REQUIRED, config
 from tests.kustomize import Unsupported, containers, find, pod_spec, render
-from tests.unit.test_deploy import REQUIRED, config
 from worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 """photos and results move out of the database into the blob store; blobs rows keep the file's digest
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 
 Every ``blobs.data`` is written to the blob store (``DETECTBOT_BLOB_DIR``) and the row keeps its digest; then the
 column is dropped. Batched (the bytes of one row at a time in memory), and restartable: the rows still to move are
@@ -20,8 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import context, op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
