@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import rollup, webhooks
+from db import blobs, rollup, webhooks
+from db.blobstore import BlobStore
 from db.common import CHAT_PLATFORMS, dialect_insert, label_counts, now
 from db.models import ACTIVE, WAITING, Blob, Job, JobStatus
 
@@ -42,10 +43,14 @@ class NewJob:
     webhook: webhooks.Target | None = None  # POSTed to when the job finishes
     rerun_of: str | None = None  # the earlier job whose stored photo this runs again
     rerun_mode: str | None = None
+    digest: str = ""  # the image's name in the blob store, once it is there (the gateway puts it before intake)
 
 
-async def add_jobs(session: AsyncSession, batch: Sequence[NewJob], *, at: float | None = None) -> set[str]:
-    """Stage many jobs and their images in the caller's transaction (group commit); return the ids written.
+async def add_jobs(
+    session: AsyncSession, store: BlobStore, batch: Sequence[NewJob], *, at: float | None = None
+) -> set[str]:
+    """Stage many jobs in the caller's transaction (group commit), each naming its image, which is in the blob store
+    already (``NewJob.digest``); return the ids written.
 
     A job whose idempotency key is already taken (by an earlier job, or by another in this batch), or whose id is
     (an earlier try of this same transaction that did commit), is skipped, not an error: the caller answers it
@@ -60,7 +65,10 @@ async def add_jobs(session: AsyncSession, batch: Sequence[NewJob], *, at: float 
     fresh = [new for new in batch if new.id in written]
     if not fresh:
         return written
-    await session.execute(insert(Blob), [_blob_row(n.id, "input", n.content_type, n.image, at) for n in fresh])
+    await blobs.hold(session, store, {_digest(n): n.image for n in fresh}, at=at)
+    await session.execute(
+        insert(Blob), [blobs.blob_row(n.id, "input", n.digest, n.content_type, len(n.image), at) for n in fresh]
+    )
     await webhooks.add(session, {n.id: n.webhook for n in fresh if n.webhook is not None}, at=at)
     per_platform: dict[str, int] = {}
     for new in fresh:
@@ -70,9 +78,10 @@ async def add_jobs(session: AsyncSession, batch: Sequence[NewJob], *, at: float 
     return written
 
 
-def _blob_row(job_id: str, kind: str, content_type: str, data: bytes, at: float) -> dict[str, Any]:
-    return {"job_id": job_id, "kind": kind, "content_type": content_type, "data": data, "size": len(data),
-            "created_at": at}  # fmt: skip
+def _digest(new: NewJob) -> str:
+    if not new.digest:
+        raise ValueError(f"job {new.id}: its image is not in the blob store yet")
+    return new.digest
 
 
 def _job_row(new: NewJob, at: float) -> dict[str, Any]:
@@ -192,14 +201,18 @@ async def cached_results(session: AsyncSession, hashes: Sequence[str]) -> dict[s
     return found
 
 
-async def add_cached_job(session: AsyncSession, new: NewJob, source: Job) -> bool:
-    """Record a job answered from an earlier identical one: done at once, no queue, no model.
+async def add_cached_job(session: AsyncSession, store: BlobStore, new: NewJob, source: Job) -> bool:
+    """Record a job answered from an earlier identical one: done at once, no queue, no model; it names the earlier
+    job's result file (no copy).
 
-    False when its idempotency key is already taken (the caller answers with the job that holds it).
+    False when its idempotency key is already taken (the caller answers with the job that holds it), or when the
+    earlier result is gone after all (the caller stores the job as a new one).
     """
     at = now()
     result = await session.get(Blob, (source.id, "result"))
     if result is None:
+        return False
+    if await blobs.hold(session, store, {_digest(new): new.image, result.digest: None}, at=at):
         return False
     row = _job_row(new, at) | {
         "status": JobStatus.DONE,
@@ -219,8 +232,8 @@ async def add_cached_job(session: AsyncSession, new: NewJob, source: Job) -> boo
     await session.execute(
         insert(Blob),
         [
-            _blob_row(new.id, "input", new.content_type, new.image, at),
-            _blob_row(new.id, "result", result.content_type, result.data, at),
+            blobs.blob_row(new.id, "input", new.digest, new.content_type, len(new.image), at),
+            blobs.blob_row(new.id, "result", result.digest, result.content_type, result.size, at),
         ],
     )
     if new.webhook is not None:

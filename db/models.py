@@ -1,4 +1,5 @@
-"""SQLAlchemy models: jobs, their stored images, per-chat settings, and the stats rollups.
+"""SQLAlchemy models: jobs, the files of their images (the bytes live in the blob store), per-chat settings, and the
+stats rollups.
 
 A job in ``received`` is the outbox: stored but not yet confirmed by the broker; the gateway's relay publishes
 whatever a crash or an outage left there.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -112,16 +113,30 @@ class Job(Base):
 
 
 class Blob(Base):
-    """An input image or an annotated result, stored beside its job."""
+    """A job's input image or annotated result: which file of the blob store holds it (its bytes are not here).
+
+    A row exists only while its file does: the file is written (and synced) before the row commits, and the row is
+    deleted before the file (:mod:`db.blobs`). Jobs with the same photo name the same file.
+    """
 
     __tablename__ = "blobs"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # "input" | "result"
+    digest: Mapped[str] = mapped_column(ForeignKey("blob_files.digest"), index=True)  # sha256 of the bytes
     content_type: Mapped[str] = mapped_column(String(40))
-    data: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class BlobFile(Base):
+    """One file of the blob store that rows may name. Whoever adds a name locks this row first, and so does the
+    collector before it deletes an unnamed file: the database orders the two (:mod:`db.blobs`)."""
+
+    __tablename__ = "blob_files"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    touched_at: Mapped[float] = mapped_column(Float, index=True)  # when a row last began to name it
 
 
 class StatsEvent(Base):

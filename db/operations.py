@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import chats
+from db import blobs, chats
 from db.common import Outcome, delivery_time, now
 from db.models import ACTIVE, WAITING, Blob, Job, JobStatus
 
@@ -102,7 +102,7 @@ async def forget_jobs(session: AsyncSession, job_ids: Sequence[str], *, reason: 
     if not job_ids:
         return
     at = now()
-    await session.execute(delete(Blob).where(Blob.job_id.in_(job_ids)))
+    await _drop_blobs(session, job_ids)
     await session.execute(
         update(Job)
         .execution_options(synchronize_session=False)
@@ -151,7 +151,7 @@ async def expire(session: AsyncSession, *, older_than: float, names_older_than: 
     )
     at = now()
     if job_ids:
-        await session.execute(delete(Blob).where(Blob.job_id.in_(job_ids)))
+        await _drop_blobs(session, job_ids)
         await session.execute(
             update(Job)
             .execution_options(synchronize_session=False)
@@ -172,3 +172,9 @@ async def expire(session: AsyncSession, *, older_than: float, names_older_than: 
             update(Job).execution_options(synchronize_session=False).where(Job.id.in_(named)).values(**ANONYMOUS)
         )
     return len(job_ids) + len(named)
+
+
+async def _drop_blobs(session: AsyncSession, job_ids: Sequence[str]) -> None:
+    """These jobs name no file any more; the files no other job names are deleted once this commits."""
+    rows = await session.execute(delete(Blob).where(Blob.job_id.in_(job_ids)).returning(Blob.digest))
+    blobs.release(session, rows.scalars())

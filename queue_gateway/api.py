@@ -31,6 +31,7 @@ from queue_gateway.appkeys import (
     worker_watch_key,
 )
 from queue_gateway.auth import Caller, Role
+from queue_gateway.blobs import read_blob, send_blob
 from queue_gateway.endpoints import Endpoints, Param, answer, first_error, json_body
 from queue_gateway.errors import (
     BadImage,
@@ -226,31 +227,28 @@ async def get_job(request: web.Request) -> web.Response:
     errors=(JobNotFound, NotReady, JobGone),
     params=(JOB_ID,),
 )
-async def get_result(request: web.Request) -> web.Response:
+async def get_result(request: web.Request) -> web.StreamResponse:
     """The annotated JPEG of a finished job."""
     job_id, caller = _authorise_view(request)
 
-    async def load(session: AsyncSession) -> tuple[Job | None, bytes | None, str]:
+    async def load(session: AsyncSession) -> tuple[Job | None, str | None, str]:
         job = await jobs.get_job(session, job_id)
         if job is None or job.status in ACTIVE:
             return job, None, ""
         blob = await jobs.get_blob(session, job_id, "result")
-        return job, (bytes(blob.data) if blob else None), (blob.content_type if blob else "")
+        return job, (blob.digest if blob else None), (blob.content_type if blob else "")
 
-    job, data, content_type = await request.app[database_key].read(load)
+    job, digest, content_type = await request.app[database_key].read(load)
     if job is None or (caller is not None and not caller.may_see(job.owner, job.platform)):
         raise JobNotFound()
     if job.status in ACTIVE:
         raise NotReady(f"The job is still {job.status}. Try again shortly.")
-    if data is None:
+    if digest is None:
         if job.purged_at is not None:
             raise JobGone()
         raise JobNotFound(f"This job has no image: it {job.status} ({job.error or 'no detail'}).")
-    return web.Response(
-        body=data,
-        content_type=content_type,
-        headers={"Cache-Control": "private, max-age=3600", "Content-Disposition": f'inline; filename="{job_id}.jpg"'},
-    )
+    headers = {"Cache-Control": "private, max-age=3600", "Content-Disposition": f'inline; filename="{job_id}.jpg"'}
+    return await send_blob(request, request.app[database_key], digest, content_type, gone=JobGone(), headers=headers)
 
 
 @endpoints.get(
@@ -266,23 +264,24 @@ async def get_crops(request: web.Request) -> web.Response:
     names the person asking (``user_id``) unless they are the chat's admin: only the sender may see them."""
     job_id, caller = _authorise_view(request)
 
-    async def load(session: AsyncSession) -> tuple[Job | None, bytes | None]:
+    async def load(session: AsyncSession) -> tuple[Job | None, str | None]:
         job = await jobs.get_job(session, job_id)
         if job is None or job.status in ACTIVE or job.purged_at is not None:
             return job, None
         blob = await jobs.get_blob(session, job_id, "input")
-        return job, (bytes(blob.data) if blob else None)
+        return job, (blob.digest if blob else None)
 
-    job, image = await request.app[database_key].read(load)
+    job, digest = await request.app[database_key].read(load)
     if job is None or (caller is not None and not caller.may_see(job.owner, job.platform)):
         raise JobNotFound()
     if job.status in ACTIVE:
         raise NotReady(f"The job is still {job.status}. Try again shortly.")
-    if job.purged_at is not None or image is None:
+    if job.purged_at is not None or digest is None:
         raise JobGone()
     asker = request.query.get("user_id")
     if asker is not None and job.user_ref != f"{job.platform}:{asker}":
         raise NotYours("Only the person who sent the photo, or a chat admin, may have its objects.")
+    image = await read_blob(request.app[database_key], digest, gone=JobGone())
     found = await request.app[cutter_key].cut(job_id, image, job.detections or [])
     lang = requested_language(request) if _asks_language(request) else TypedJob.of(job).language
     index = CropsIndex(

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
+from db.blobstore import FileBlobStore
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade_engine
 from queue_gateway import admin_api, api, health, history_api, openapi, worker_api
@@ -139,8 +140,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     engine = create_engine(settings.database_url)
     try:
-        await prepare_database(engine, settings)
-        app[database_key] = Database(session_factory(engine), retry_s=settings.database_retry_s)
+        blobs = await prepare_database(engine, settings)
+        app[database_key] = Database(session_factory(engine), blobs, retry_s=settings.database_retry_s)
         polls = LongPolls(
             app[database_key],
             app[wakeups_key],
@@ -157,19 +158,34 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await engine.dispose()
 
 
-async def prepare_database(engine: object, settings: GatewaySettings) -> None:
-    """Reach the database (and migrate it) with bounded retries; then one sentence naming the setting."""
+async def open_blob_store(settings: GatewaySettings) -> FileBlobStore:
+    """The blob store's directory, created if need be; one sentence naming the setting when it cannot be used."""
+    store = settings.blob_store()
+    try:
+        await asyncio.to_thread(store.prepare)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot use the blob directory {store.root}: {exc.strerror or exc} (check DETECTBOT_BLOB_DIR, and that "
+            "its volume is mounted and writable)"
+        ) from None
+    return store
+
+
+async def prepare_database(engine: object, settings: GatewaySettings) -> FileBlobStore:
+    """Open the blob store, then reach the database (and migrate it) with bounded retries; one sentence naming the
+    setting when either cannot be used. Returns the blob store."""
+    blobs = await open_blob_store(settings)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(STARTUP_RETRY_S, settings.database_retry_s)
     delay = 0.5
     while True:
         try:
             if settings.auto_migrate:
-                await upgrade_engine(engine)  # type: ignore[arg-type]
+                await upgrade_engine(engine, blobs=blobs)  # type: ignore[arg-type]
             else:
                 async with engine.connect():  # type: ignore[attr-defined]
                     pass
-            return
+            return blobs
         except Exception as exc:
             if not is_outage(exc) or loop.time() + delay > deadline:
                 raise StartupError(
@@ -261,7 +277,7 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
     )
     retention = Retention(
         app[database_key], days=settings.retention_days, every_s=settings.retention_check_s,
-        history_days=settings.history_days,
+        history_days=settings.history_days, grace_s=settings.blob_grace_s,
     )  # fmt: skip
     app[retention_key] = retention
     progress = ProgressUpdater(

@@ -18,6 +18,7 @@ from queue_gateway import words
 from queue_gateway.api import take
 from queue_gateway.appkeys import api_keys_key, database_key
 from queue_gateway.auth import Caller, Role
+from queue_gateway.blobs import read_blob
 from queue_gateway.endpoints import Endpoints, Param, answer, json_body
 from queue_gateway.errors import BadRequest, Forbidden, JobGone, JobNotFound, NotReady, NotYours, TooManyInLine
 from queue_gateway.lang import requested_language
@@ -140,24 +141,26 @@ async def rerun(request: web.Request) -> web.Response:
     if key is not None and not (1 <= len(key) <= 200 and key.isprintable()):
         raise BadRequest("Idempotency-Key must be 1 to 200 printable characters.", code=ErrorCode.BAD_IDEMPOTENCY_KEY)
 
-    async def load(session: AsyncSession) -> tuple[Job | None, bytes | None, str]:
+    async def load(session: AsyncSession) -> tuple[Job | None, str | None, str]:
         job = await jobs.get_job(session, job_id)
         if job is None or job.status in ACTIVE or job.purged_at is not None:
             return job, None, ""
         blob = await jobs.get_blob(session, job_id, "input")
-        return job, (bytes(blob.data) if blob else None), (blob.content_type if blob else "")
+        return job, (blob.digest if blob else None), (blob.content_type if blob else "")
 
-    job, image, content_type = await request.app[database_key].read(load)
+    job, digest, content_type = await request.app[database_key].read(load)
     if job is None or not caller.may_see(job.owner, job.platform):
         raise JobNotFound()
     if job.status in ACTIVE:
         raise NotReady(f"The job is still {job.status}: it can run again once it is done.")
-    if image is None:
-        raise JobGone("This job's photo is no longer kept; send it again.")
+    gone = JobGone("This job's photo is no longer kept; send it again.")
+    if digest is None:
+        raise gone
     if body.user_id is not None and job.user_ref != f"{job.platform}:{body.user_id}":
         raise NotYours("Only the person who sent the photo may run it again.")
     if body.mode not in reruns_of(job):
         raise BadRequest(f"This photo cannot run again with {body.mode!r}.", code=ErrorCode.BAD_BODY)
+    image = await read_blob(request.app[database_key], digest, gone=gone)  # the same file: put again, it is kept
     origin = _origin(caller, job, body.origin)
     new = jobs.NewJob(
         id=uuid.uuid4().hex,

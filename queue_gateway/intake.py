@@ -1,6 +1,8 @@
 """Accepting jobs: store job + image durably, publish with a confirm, answer with the place in line.
 
-Requests do not each open a transaction: ``submit`` hands the job to one batcher, which, in ONE transaction
+Each request first puts its photo in the blob store (written and synced, in a thread, while other requests'
+batches are being written); the batch's transaction then only records which file it is. Requests do not each
+open a transaction: ``submit`` hands the job to one batcher, which, in ONE transaction
 (group commit) for everything that arrived meanwhile, checks each person's limits, answers repeats (the same
 idempotency key) and repeated photos (the result cache), and writes the rest; then it publishes the batch with
 concurrent confirms, marks it queued in one statement and answers every waiting request. Under load the
@@ -20,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import chats, jobs, operations, outbox
+from db import blobs, chats, jobs, operations, outbox
 from db.common import Outcome, now
 from db.models import WAITING, Job
 from queue_gateway.database import Database
@@ -201,6 +203,11 @@ class Intake:
 
     async def submit(self, new: jobs.NewJob) -> Accepted:
         """Store the job durably, then publish it; a repeated idempotency key returns the first job."""
+        try:
+            new.digest = await self._db.blobs.put(new.image)
+        except OSError:
+            log.exception("job %s: the photo could not be stored", new.id)
+            raise Unavailable(retry_after=5) from None
         answer: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(new, answer))
         self._wake.set()
@@ -246,6 +253,8 @@ class Intake:
             for pending in batch:
                 _fail(pending, error)
             return None
+        if unstorable:  # their photos were stored for nothing: let them go now
+            await self._db.collect({p.new.digest for p in batch if p.new.id in unstorable})
         for pending in batch:
             job_id = pending.new.id
             if job_id in unstorable:
@@ -295,11 +304,15 @@ class Intake:
         refused = await self._check_limits(session, fresh, at)
         fresh = [p for p in fresh if p.new.id not in refused]
         await _apply_chat_settings(session, fresh)
+        cached: set[str] = set()
         if self._result_cache:
             for pending, accepted in await self._from_cache(session, fresh):
                 answered[pending.new.id] = accepted
+                cached.add(pending.new.id)
             fresh = [p for p in fresh if p.new.id not in answered]
-        written = await jobs.add_jobs(session, [p.new for p in fresh], at=at)
+        written = await jobs.add_jobs(session, self._db.blobs, [p.new for p in fresh], at=at)
+        # photos stored for requests that made no job (refused, repeats): collected once this commits
+        blobs.release(session, {p.new.digest for p in batch if p.new.id not in written and p.new.id not in cached})
         for pending in fresh:
             if pending.new.id not in written:  # a duplicate within the batch, or a retry after a lost commit
                 holder = (await jobs.by_idempotency_keys(session, [pending.new.idempotency_key or ""])).get(
@@ -339,7 +352,7 @@ class Intake:
                  and _same_sender(j, pending.new)),
                 None,
             )  # fmt: skip
-            if source is not None and await jobs.add_cached_job(session, pending.new, source):
+            if source is not None and await jobs.add_cached_job(session, self._db.blobs, pending.new, source):
                 log.info("job %s answered from the result of job %s", pending.new.id, source.id)
                 hits.append((pending, Accepted(pending.new.id, "done", 0, cache_hit=True)))
         return hits

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from db.blobstore import FileBlobStore
 from db.engine import sqlite_url
 from queue_gateway.auth import parse_keys
 from queue_gateway.public.settings import DiscordConnection, QueueSettings, TelegramConnection
@@ -62,6 +63,7 @@ def _split(value: object) -> object:
 class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
     data_dir: Path = Path(".detectbot")
     database_url: str = ""  # empty: SQLite under data_dir
+    blob_dir: Path | None = None  # photos and results by sha256, shared by the replicas; empty: data_dir/blobs
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     name: str = Field(default_factory=socket.gethostname, max_length=120)  # this replica, for delivery leases
@@ -82,6 +84,8 @@ class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
     retention_days: float = 7.0  # photos and results are deleted after this; job rows stay for stats
     retention_check_s: float = 3600.0
     history_days: float = Field(default=30.0, ge=0)  # what was found (not the photo) stays in the sender's /history
+    # a stored file no row names is deleted after this (an upload refused, or a crash between storing and recording)
+    blob_grace_s: float = Field(default=3600.0, ge=60)
     result_cache: bool = True  # the same photo with the same parameters again: reuse the stored result
     database_retry_s: float = 20.0  # how long a request keeps retrying a database that went away, then 503
 
@@ -163,7 +167,13 @@ class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
     def _defaults(self) -> GatewaySettings:
         if not self.database_url:
             self.database_url = sqlite_url(self.data_dir)
+        if self.blob_dir is None:
+            self.blob_dir = self.data_dir / "blobs"
         return self
+
+    def blob_store(self) -> FileBlobStore:
+        """The blob store these settings name (nothing is created until it is prepared)."""
+        return FileBlobStore(self.blob_dir or self.data_dir / "blobs")
 
     def listens_beyond_this_machine(self) -> bool:
         """Whether the gateway binds to an address other machines can reach (not loopback only)."""

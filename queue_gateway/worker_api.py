@@ -20,6 +20,7 @@ from queue_gateway.appkeys import (
     signer_key,
     wakeups_key,
 )
+from queue_gateway.blobs import send_blob, store_blob
 from queue_gateway.endpoints import Endpoints, Param, answer, first_error
 from queue_gateway.errors import BadRequest, JobGone, JobNotFound, Unauthorized
 from queue_gateway.images import sniff
@@ -72,7 +73,7 @@ DELIVERY = Param(
     errors=(JobNotFound,),
     params=(JOB_ID, *SIGNED, WORKER, DELIVERY),
 )
-async def fetch_input(request: web.Request) -> web.Response:
+async def fetch_input(request: web.Request) -> web.StreamResponse:
     """Workers: hand over the input image and count the attempt; 410 when there is nothing left to do."""
     job_id, link_gen = _verify(request, Action.INPUT)
     worker = request.headers.get("X-Detectbot-Worker", "unknown")[:120]
@@ -80,7 +81,7 @@ async def fetch_input(request: web.Request) -> web.Response:
     limit = request.app[settings_key].delivery_limit
     seen = request.app[sightings_key].due(worker)
 
-    async def start(session: AsyncSession) -> tuple[Outcome, bytes | None, str]:
+    async def start(session: AsyncSession) -> tuple[Outcome, str | None, str]:
         if seen:
             await transitions.saw_worker(session, worker)
         outcome = await transitions.start_attempt(
@@ -88,9 +89,9 @@ async def fetch_input(request: web.Request) -> web.Response:
         )
         fetching = outcome in (Outcome.APPLIED, Outcome.REPEATED)
         blob = await jobs.get_blob(session, job_id, "input") if fetching else None
-        return outcome, (bytes(blob.data) if blob else None), (blob.content_type if blob else "")
+        return outcome, (blob.digest if blob else None), (blob.content_type if blob else "")
 
-    outcome, data, content_type = await request.app[database_key].write(start)
+    outcome, digest, content_type = await request.app[database_key].write(start)
     if outcome is Outcome.NOT_FOUND:
         raise JobNotFound()
     if outcome not in (Outcome.APPLIED, Outcome.REPEATED):
@@ -99,12 +100,13 @@ async def fetch_input(request: web.Request) -> web.Response:
         log.warning("job %s dead: %d attempts", job_id, limit)
         request.app[metrics_key].jobs_finished.labels(status="dead").inc()
         raise JobGone("This job failed too many times.")
-    if outcome is Outcome.GONE or data is None:
-        raise JobGone("This job is finished, cancelled or deleted: there is nothing left to do.")
+    gone = JobGone("This job is finished, cancelled or deleted: there is nothing left to do.")
+    if outcome is Outcome.GONE or digest is None:
+        raise gone
     if outcome is Outcome.APPLIED:
         request.app[wakeups_key].job_changed(job_id)  # it left the line: positions move
         log.info("job %s processing on %s", job_id, worker)
-    return web.Response(body=data, content_type=content_type)
+    return await send_blob(request, request.app[database_key], digest, content_type, gone=gone)
 
 
 @endpoints.post(
@@ -122,6 +124,8 @@ async def post_result(request: web.Request) -> web.Response:
     if meta.ok and (image is None or sniff(image) != "JPEG"):
         raise BadRequest("A successful result needs the annotated JPEG as 'image'.", code=ErrorCode.NO_IMAGE)
     seen = request.app[sightings_key].due(meta.worker, meta.model)
+    database = request.app[database_key]
+    stored = await store_blob(database.blobs, image, "image/jpeg") if meta.ok and image else None
 
     async def record(session: AsyncSession) -> tuple[Outcome, Finished | None]:
         if seen:
@@ -132,16 +136,17 @@ async def post_result(request: web.Request) -> web.Response:
                 session, job_id, code=meta.error_code or "failed", message=note, link_gen=link_gen
             )
             return outcome, None
-        if meta.ok:
+        if stored is not None:
             return await transitions.complete(
                 session,
+                database.blobs,
                 job_id,
                 link_gen=link_gen,
                 detections=[d.model_dump() for d in meta.detections],
                 model=meta.model,
                 worker=meta.worker,
                 inference_ms=meta.inference_ms,
-                image=image or b"",
+                image=stored,
                 conf_used=meta.conf,
             )
         return await transitions.fail(
@@ -153,7 +158,7 @@ async def post_result(request: web.Request) -> web.Response:
             link_gen=link_gen,
         )
 
-    outcome, finished = await request.app[database_key].write(record)
+    outcome, finished = await database.write(record)
     if outcome is Outcome.NOT_FOUND:
         raise JobNotFound()
     if finished is not None:

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import deliveries, jobs
+from db.blobstore import BlobMissing, BlobStore
 from db.common import now
 from db.models import ACTIVE, Job, JobStatus
 from queue_gateway.database import Database
@@ -263,7 +264,8 @@ class DeliveryLoop:
         first = TypedJob.of(members[0])
         origin = first.origin or parse_origin({"platform": first.row.platform})
         language = first.language
-        images = await self._db.read(lambda s: deliveries.result_images(s, [m.id for m in members]))
+        digests = await self._db.read(lambda s: deliveries.result_digests(s, [m.id for m in members]))
+        images = await _read_images(self._db.blobs, digests)
         items = [
             Item(
                 job_id=m.id,
@@ -304,3 +306,12 @@ class DeliveryLoop:
 
     async def _release(self, job_ids: list[str]) -> None:
         await self._db.write(lambda s: deliveries.park(s, job_ids))
+
+
+async def _read_images(store: BlobStore, digests: Mapping[str, str]) -> dict[str, bytes]:
+    """The annotated images, by job; one deleted since its row was read (/forget meanwhile) is left out."""
+    images = {}
+    for job_id, digest in digests.items():
+        with contextlib.suppress(BlobMissing):
+            images[job_id] = await store.get(digest)
+    return images

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from db import jobs, transitions
+from db.blobstore import FileBlobStore, StoredBlob
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade_engine
 from queue_gateway.database import Database
@@ -103,13 +104,29 @@ class FakePublisher:
 
 
 async def sqlite_database(path: Path) -> AsyncIterator[Database]:
-    """A migrated SQLite database under ``path`` (no retries: a unit test wants the first error)."""
+    """A migrated SQLite database under ``path``, with its blob store beside it (no retries: a unit test wants the
+    first error)."""
     engine = create_engine(f"sqlite+aiosqlite:///{path / 'unit.sqlite3'}")
-    await upgrade_engine(engine)
+    blobs = FileBlobStore(path / "blobs")
+    blobs.prepare()
+    await upgrade_engine(engine, blobs=blobs)
     try:
-        yield Database(session_factory(engine), retry_s=0)
+        yield Database(session_factory(engine), blobs, retry_s=0)
     finally:
         await engine.dispose()
+
+
+async def add_jobs(session: Any, database: Database, batch: list[jobs.NewJob], *, at: float | None = None) -> set[str]:
+    """What intake does: put each photo in the blob store, then record the jobs in the caller's transaction."""
+    for new in batch:
+        new.digest = await database.blobs.put(new.image)
+    return await jobs.add_jobs(session, database.blobs, batch, at=at)
+
+
+async def annotated(database: Database) -> StoredBlob:
+    """A worker's annotated result, in the blob store as the gateway keeps it."""
+    data = jpeg(32, 24)
+    return StoredBlob(await database.blobs.put(data), data, "image/jpeg")
 
 
 def new_job(
@@ -144,14 +161,17 @@ def new_job(
 async def finished(database: Database, new: jobs.NewJob, *, ok: bool = True, status_message: str | None = None) -> str:
     """Store a job and take it through a worker to done (or failed): due for delivery to its chat."""
 
+    result = await annotated(database)
+
     async def work(session: Any) -> None:
-        await jobs.add_jobs(session, [new])
+        await add_jobs(session, database, [new])
         await transitions.start_attempt(session, new.id, worker="w", max_attempts=3)
         if ok:
             boxes = [{"class_id": 0, "label": "person", "confidence": 0.9, "box": [1.0, 2.0, 3.0, 4.0]}]
             await transitions.complete(
-                session, new.id, detections=boxes, model="m", worker="w", inference_ms=1.0, image=jpeg(32, 24)
-            )
+                session, database.blobs, new.id, detections=boxes, model="m", worker="w", inference_ms=1.0,
+                image=result,
+            )  # fmt: skip
         else:
             await transitions.fail(session, new.id, code="bad_image", message="the image data is corrupt")
         if status_message:

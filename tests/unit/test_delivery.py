@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from db import jobs
+from db.blobstore import StoredBlob
 from db.models import Job
 from queue_gateway.database import Database
 from queue_gateway.notify.base import ChatClock, RetryLater, Undeliverable
 from queue_gateway.notify.loop import DeliveryLoop, Pacer
 from queue_gateway.public import texts
 from queue_gateway.wakeups import Wakeups
-from tests.unit.doubles import FakeNotifier, ManualClock, finished, new_job, sqlite_database
+from tests.unit.doubles import FakeNotifier, ManualClock, add_jobs, annotated, finished, new_job, sqlite_database
 
 
 @pytest.fixture
@@ -100,27 +101,28 @@ async def test_an_album_goes_as_one_delivery_when_its_last_photo_is_done(databas
     album = [new_job(chat="9", group_key="telegram:9:a", group_size=2, group_index=i) for i in range(2)]
     await finished(database, album[0])
     async with database.sessions.begin() as session:  # the second photo is stored but not finished yet
-        await jobs.add_jobs(session, [album[1]])
+        await add_jobs(session, database, [album[1]])
     assert await loop_for(database, notifier).run_once() == 1
     assert notifier.sent == []  # parked until the album is complete
-    await database.write(lambda s: _finish(s, album[1].id))
+    result = await annotated(database)
+    await database.write(lambda s: _finish(s, database, album[1].id, result))
     await loop_for(database, notifier).run_once()
     [delivery] = notifier.sent
     assert delivery.job_ids == [album[0].id, album[1].id]
 
 
-async def _finish(session: object, job_id: str) -> None:
+async def _finish(session: object, database: Database, job_id: str, result: StoredBlob) -> None:
     from db import transitions
-    from tests.images import jpeg
 
     await transitions.start_attempt(session, job_id, worker="w", max_attempts=3)  # type: ignore[arg-type]
     boxes = [{"class_id": 0, "label": "person", "confidence": 0.9, "box": [1.0, 2.0, 3.0, 4.0]}]
     await transitions.complete(
-        session,
+        session,  # type: ignore[arg-type]
+        database.blobs,
         job_id,
         detections=boxes,
         model="m",
         worker="w",
         inference_ms=1.0,
-        image=jpeg(32, 24),  # type: ignore[arg-type]
+        image=result,
     )

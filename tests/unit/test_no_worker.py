@@ -19,7 +19,7 @@ from queue_gateway.pace import Pace
 from queue_gateway.public import texts
 from queue_gateway.typed_job import TypedJob
 from queue_gateway.worker_watch import WorkerWatch
-from tests.unit.doubles import FakeNotifier, ManualClock, failing, new_job, sqlite_database
+from tests.unit.doubles import FakeNotifier, ManualClock, add_jobs, failing, new_job, sqlite_database
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_the_watch_counts_from_when_the_last_worker_went() -> None:
 async def test_one_of_two_replicas_tells_each_admin_once_then_once_that_workers_are_back(database: Database) -> None:
     clock = ManualClock(start=now())
     async with database.sessions.begin() as session:
-        await jobs.add_jobs(session, [new_job(user=str(n)) for n in range(3)])
+        await add_jobs(session, database, [new_job(user=str(n)) for n in range(3)])
     notifiers = [FakeNotifier(), FakeNotifier()]  # each replica's own connection to Telegram
     watches = [WorkerWatch(notice_s=30, clock=clock) for _ in notifiers]
     admins = ["telegram:5001", "telegram:5002", "discord:9"]  # no Discord notifier here: that one is skipped
@@ -100,7 +100,7 @@ async def test_waiting_photos_say_no_worker_runs_and_their_place_again_when_one_
     made = [new_job(chat="42", user=str(n)) for n in range(4)]
     async with database.sessions.begin() as session:
         for n, job in enumerate(made):
-            await jobs.add_jobs(session, [job], at=now() - 60 + n)
+            await add_jobs(session, database, [job], at=now() - 60 + n)
             await deliveries.set_status_message(session, job.id, f"s{n}")
     notifier = FakeNotifier(clock=ChatClock(clock))
     progress = ProgressUpdater(database, {"telegram": notifier}, Pace(), clock=clock, watch=watch,
@@ -125,7 +125,7 @@ async def test_waiting_photos_say_no_worker_runs_and_their_place_again_when_one_
 async def test_the_job_view_says_it_waits_for_a_worker_and_makes_up_no_estimate(database: Database) -> None:
     new = new_job(platform="http")
     async with database.sessions.begin() as session:
-        await jobs.add_jobs(session, [new])
+        await add_jobs(session, database, [new])
     row = await database.read(lambda s: jobs.get_job(s, new.id))
     assert row is not None
     view = job_view(TypedJob.of(row), position=3, eta_s=12.0, language="ru", status_url="s", result_url="r",

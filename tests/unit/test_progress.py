@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from db import deliveries, jobs, transitions
+from db import deliveries, transitions
 from db.common import now
 from db.models import Job
 from queue_gateway.database import Database
@@ -17,7 +17,7 @@ from queue_gateway.notify.base import ChatClock
 from queue_gateway.notify.progress import GROUP_INTERVAL_S, ProgressUpdater
 from queue_gateway.pace import Pace
 from queue_gateway.public import texts
-from tests.unit.doubles import FakeNotifier, ManualClock, new_job, sqlite_database
+from tests.unit.doubles import FakeNotifier, ManualClock, add_jobs, new_job, sqlite_database
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ async def in_line(database: Database, count: int, *, chat: str = "42") -> list[s
     made = [new_job(chat=chat, user=str(100 + n)) for n in range(count)]
     async with database.sessions.begin() as session:
         for n, job in enumerate(made):  # one after another: this is their order in line
-            await jobs.add_jobs(session, [job], at=now() - 60 + n)
+            await add_jobs(session, database, [job], at=now() - 60 + n)
             await deliveries.set_status_message(session, job.id, f"s{n}")
     return [job.id for job in made]
 

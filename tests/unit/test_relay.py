@@ -14,7 +14,7 @@ from db.models import Job
 from queue_gateway.database import Database
 from queue_gateway.publisher import BrokerUnavailable
 from queue_gateway.relay import OutboxRelay
-from tests.unit.doubles import FakePublisher, new_job, sqlite_database
+from tests.unit.doubles import FakePublisher, add_jobs, new_job, sqlite_database
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def relay_for(database: Database, publisher: FakePublisher, **options: float) ->
 
 async def store(database: Database, *made: jobs.NewJob, at: float) -> None:
     async with database.sessions.begin() as session:
-        await jobs.add_jobs(session, list(made), at=at)
+        await add_jobs(session, database, list(made), at=at)
 
 
 async def test_what_a_crash_left_unpublished_goes_out_after_the_grace(database: Database) -> None:

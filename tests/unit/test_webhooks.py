@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from db import jobs, operations, webhooks
+from db import operations, webhooks
 from db.common import now
 from queue_gateway.database import Database
 from queue_gateway.settings import webhook_keys
@@ -29,7 +29,7 @@ from queue_gateway.webhooks import (
     signature,
 )
 from tests.services import WEBHOOK_SECRET
-from tests.unit.doubles import finished, new_job, sqlite_database
+from tests.unit.doubles import add_jobs, finished, new_job, sqlite_database
 
 KEYS = webhook_keys(SecretStr(WEBHOOK_SECRET))
 SIGNER = Signer(b"unit-signing-secret-0123456789ab")
@@ -140,7 +140,7 @@ async def test_a_webhook_waits_for_its_job_then_is_leased_once_and_retried_until
     new = new_job(platform="http")
     new.webhook = webhooks.Target(url="https://example.com/h", host="example.com", base_url="http://gw")
     async with database.sessions.begin() as session:
-        await jobs.add_jobs(session, [new])
+        await add_jobs(session, database, [new])
     assert await database.read(lambda s: webhooks.due(s, limit=10)) == []  # its job is still in line
     await database.write(lambda s: operations.cancel(s, new.id))
     (item,) = await database.read(lambda s: webhooks.due(s, limit=10))
