@@ -610,7 +610,6 @@ async def test_admin_shows_failing_webhooks_and_that_no_worker_runs(
     async with http.post(f"{gateway.url}/v1/jobs/{job['job_id']}/cancel", json={}, headers=gateway.headers()) as r:
         assert r.status == 200  # a final state: its webhook is tried (and refused) at once
 
-
     async def no_worker_noticed() -> bool:
         async with http.get(f"{gateway.url}/v1/stats", headers=gateway.headers(admin=True)) as response:
             return "no_worker" in (await response.json())["lines"]
