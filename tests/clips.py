@@ -4,8 +4,9 @@ hostile files (lying headers, huge GIF screens, zero-delay GIFs, truncated MP4s)
 from __future__ import annotations
 
 import io
+import itertools
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -24,19 +25,22 @@ def panning(
     photo: Path | Image.Image, *, seconds: float = 3.0, fps: float = 10, size: tuple[int, int] = PAN_SIZE
 ) -> list[Array]:
     """The photo seen through a window of ``size`` sliding left to right, ``seconds`` long at ``fps``."""
+    return list(panning_frames(photo, seconds=seconds, fps=fps, size=size))
+
+
+def panning_frames(photo: Path | Image.Image, *, seconds: float, fps: float, size: tuple[int, int]) -> Iterator[Array]:
+    """``panning``, one frame at a time (a long clip's frames need not all be in memory at once)."""
     if isinstance(photo, Path):
         with Image.open(photo) as image:
-            picture = image.convert("RGB")
+            picture = np.asarray(image.convert("RGB"))
     else:
-        picture = photo.convert("RGB")
+        picture = np.asarray(photo.convert("RGB"))
     count = round(seconds * fps)
     width, height = size
-    top = min(380, picture.height - height)
-    frames = []
+    top = min(380, picture.shape[0] - height)
     for i in range(count):
-        left = round((picture.width - width) * i / max(count - 1, 1))
-        frames.append(np.asarray(picture.crop((left, top, left + width, top + height))))
-    return frames
+        left = round((picture.shape[1] - width) * i / max(count - 1, 1))
+        yield np.ascontiguousarray(picture[top : top + height, left : left + width])
 
 
 def numbered(count: int, *, size: tuple[int, int] = (160, 120)) -> list[Array]:
@@ -68,17 +72,20 @@ def gif(frames: Sequence[Array], *, fps: float = 10, durations_ms: Sequence[int]
 
 
 def video(
-    frames: Sequence[Array], *, fps: float = 10, codec: str = "libx264", container: str = "mp4", **options: str
+    frames: Iterable[Array], *, fps: float = 10, codec: str = "libx264", container: str = "mp4", **options: str
 ) -> bytes:
-    """An MP4 (H.264), WebM (``codec="libvpx-vp9"``, ``container="webm"``) or other video, through PyAV."""
+    """An MP4 (H.264), WebM (``codec="libvpx-vp9"``, ``container="webm"``) or other video, through PyAV; the
+    frames are encoded as they come."""
     out = io.BytesIO()
-    height, width = frames[0].shape[:2]
+    frames = iter(frames)
+    first = next(frames)
+    height, width = first.shape[:2]
     with av.open(out, "w", format=container) as box:
         stream = box.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height = width - width % 2, height - height % 2
         stream.pix_fmt = "yuv420p"
         stream.options = {**({"preset": "ultrafast"} if codec == "libx264" else {}), **options}
-        for frame in frames:
+        for frame in itertools.chain([first], frames):
             box.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
         box.mux(stream.encode(None))
     return out.getvalue()
