@@ -115,11 +115,7 @@ def annotate(
 
     ``label`` turns a class name into the words drawn (the person's language); by default the name itself.
     """
-    canvas = Image.fromarray(np.ascontiguousarray(image[..., :3], dtype=np.uint8))
-    scale = min(1.0, max_side / max(canvas.size))
-    if scale < 1.0:
-        canvas = _shrink(canvas, scale)
-    _draw(canvas, detections, scale, label or (lambda name: name))
+    canvas = _annotated(image, detections, max_side, label)
     while True:
         for quality in _QUALITIES:
             out = io.BytesIO()
@@ -129,6 +125,29 @@ def annotate(
         if max(canvas.size) <= 64:
             raise BadImage(f"cannot encode the annotated image under {max_bytes} bytes")
         canvas = _shrink(canvas, 0.75)
+
+
+def draw(
+    image: RGBImage,
+    detections: Sequence[Detection],
+    *,
+    max_side: int = MAX_SIDE,
+    label: Callable[[str], str] | None = None,
+) -> RGBImage:
+    """The boxes and tags ``annotate`` draws, on an RGB array (a frame of an animation), long side ≤ max_side."""
+    return np.asarray(_annotated(image, detections, max_side, label), dtype=np.uint8)
+
+
+def _annotated(
+    image: RGBImage, detections: Sequence[Detection], max_side: int, label: Callable[[str], str] | None
+) -> Image.Image:
+    """The image shrunk to ``max_side`` with the detections drawn (their boxes scaled with it)."""
+    canvas = Image.fromarray(np.ascontiguousarray(image[..., :3], dtype=np.uint8))
+    scale = min(1.0, max_side / max(canvas.size))
+    if scale < 1.0:
+        canvas = _shrink(canvas, scale)
+    _draw(canvas, detections, scale, label or (lambda name: name))
+    return canvas
 
 
 def _shrink(canvas: Image.Image, scale: float) -> Image.Image:

@@ -4,6 +4,8 @@
     ├── ModelUnavailable          the model cannot be found, built, exported or loaded (the worker cannot start)
     ├── BrokerUnreachable         RabbitMQ did not answer at start, after retries (the worker cannot start)
     ├── BadImage                  the photo cannot be decoded: a final failure for the job, told to its sender
+    │   └── BadClip               a clip we do not take (``code``, ``limit``): final, told to its sender
+    │       └── ClipTooSlow       the clip's frames could not be done before its deadline: final as well
     ├── InferenceCrashed          the inference process died on the job: it goes back to the queue
     ├── JobTimedOut               the job ran past its deadline; its process was killed: back to the queue
     └── GatewayLinkError          the gateway, reached through the job's signed links
@@ -35,6 +37,34 @@ class BrokerUnreachable(WorkerError, CannotStart):
 
 class BadImage(WorkerError, ValueError):
     """The photo is not an image we can decode: unreadable, unsupported, corrupt or too many pixels."""
+
+
+class BadClip(BadImage):
+    """A GIF or video we do not take: too long, too large, too many pixels or frames, not a format we know, or
+    corrupt. ``code`` is one of :data:`CLIP_ERROR_CODES` (the gateway's sentence for the person); ``limit`` is the
+    limit that was passed (seconds, bytes, pixels or frames), for that sentence."""
+
+    def __init__(self, code: str, message: str, *, limit: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[object, ...]:  # crosses the inference process boundary intact
+        return _rebuild_clip_error, (type(self), self.code, str(self), self.limit)
+
+
+class ClipTooSlow(BadClip):
+    """The clip's frames were not done before its deadline (a retry would take as long again)."""
+
+
+CLIP_ERROR_CODES = (
+    "empty", "too_large", "unsupported_format", "too_many_pixels", "too_long", "too_many_frames", "corrupt",
+    "too_slow", "output_too_large",
+)  # fmt: skip
+
+
+def _rebuild_clip_error(kind: type[BadClip], code: str, message: str, limit: float | None) -> BadClip:
+    return kind(code, message, limit=limit)
 
 
 class InferenceCrashed(WorkerError):

@@ -10,24 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import logging
 import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from worker.clips.options import ClipOptions
 from worker.detections import Detection, Detector
 from worker.errors import InferenceCrashed, JobTimedOut, ModelUnavailable
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CLIP_DEADLINE_SHARE = 0.9  # of the job's deadline: a clip stops itself (a final error) before its process is killed
+PROGRESS_POLL_S = 0.25  # how often the worker reads a clip's progress from its slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,41 @@ class Inference:
     model: str
 
 
+@dataclass(frozen=True, slots=True)
+class ClipJob:
+    """One GIF or short clip for a slot: its bytes, what the person asked for, how to sample and send it back."""
+
+    data: bytes
+    conf: float | None = None
+    max_det: int | None = None
+    classes: tuple[str, ...] | None = None
+    language: str | None = None
+    options: ClipOptions = field(default_factory=ClipOptions)
+
+
+@dataclass(frozen=True, slots=True)
+class ClipInference:
+    """What one clip gave: the annotated animation, what was found at each sample time, and the summary."""
+
+    animation: bytes
+    content_type: str  # video/mp4 or image/gif
+    frames: list[dict[str, Any]]  # {"t": seconds, "detections": [...]} per sample time, in the clip's pixels
+    frames_detected: int  # distinct frames run through the model (one on screen at several times runs once)
+    summary: dict[str, int]  # label -> the most seen in any one frame ("up to 3 persons, 1 dog")
+    duration_s: float  # of the clip, as its frames span it
+    source: dict[str, Any]  # the clip as probed: container, codec, width, height, frames, fps, bytes
+    fps: float  # of the animation
+    width: int
+    height: int
+    timings_ms: dict[str, float]  # probe, decode, detect, draw, encode, total
+    model: str
+
+    @property
+    def inference_ms(self) -> float:
+        """The model's own time over all the frames."""
+        return self.timings_ms.get("detect", 0.0)
+
+
 # --- inside each child process -----------------------------------------------------------------------
 
 _state: dict[str, Any] = {}
@@ -95,11 +138,15 @@ def build_detector(spec: DetectorSpec) -> Detector:
     )
 
 
-def _init_process(spec: DetectorSpec) -> None:
-    """Executor initializer: prepare the offline environment, load and warm the model; keep any error to report."""
+def _init_process(spec: DetectorSpec, progress: Any = None) -> None:
+    """Executor initializer: prepare the offline environment, load and warm the model; keep any error to report.
+
+    ``progress``: the slot's shared ``[done, total]`` (a ``RawArray``) that a clip writes after each frame."""
     from worker.offline import prepare_offline_env
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker stops its slots itself, after the jobs in hand
+    _state["progress"] = progress
+    _state["threads"] = spec.threads
     try:
         prepare_offline_env(spec.data_dir / "ultralytics")
         detector = build_detector(spec)
@@ -138,7 +185,46 @@ def _scaled(detection: Detection, scale: float) -> Detection:
     return replace(detection, box=(x1 * scale, y1 * scale, x2 * scale, y2 * scale))
 
 
-def _filter(found: list[Detection], job: Job) -> list[Detection]:
+def _detect_clip(job: ClipJob, deadline_s: float) -> ClipInference:
+    """A clip on this slot's model, frame by frame, reporting ``[done, total]`` in the slot's shared progress."""
+    from worker.clips.pipeline import run_clip
+
+    detector: Detector = _state["detector"]
+    progress = _state.get("progress")
+
+    def on_frame(done: int, total: int) -> None:
+        if progress is not None:
+            progress[1] = total  # total first: a reader never sees done > total
+            progress[0] = done
+
+    result = run_clip(
+        detector,
+        job.data,
+        options=job.options,
+        deadline_s=deadline_s,
+        keep=lambda found: _filter(found, job),
+        label=_labeller(job.language),
+        on_frame=on_frame,
+        threads=int(_state.get("threads", 1)),
+    )
+    info = result.info
+    return ClipInference(
+        animation=result.animation,
+        content_type=result.content_type,
+        frames=[{"t": f.t, "detections": [d.to_json() for d in f.detections]} for f in result.frames],
+        frames_detected=result.detected,
+        summary=result.summary,
+        duration_s=info.duration_s,
+        source=dataclasses.asdict(info),
+        fps=result.fps,
+        width=result.width,
+        height=result.height,
+        timings_ms=result.timings_ms,
+        model=detector.name,
+    )
+
+
+def _filter(found: list[Detection], job: Job | ClipJob) -> list[Detection]:
     if job.conf is not None:
         found = [d for d in found if d.confidence >= job.conf]
     if job.classes is not None:
@@ -165,11 +251,15 @@ class _Slot:
 
     def __init__(self, spec: DetectorSpec, index: int) -> None:
         self.index = index
+        context = multiprocessing.get_context("spawn")
+        # [done, total] of the clip in hand: written by the slot's process, read by the worker's event loop. No
+        # lock: a killed process could leave one held; each 8-byte value is written and read whole.
+        self.progress: Any = context.RawArray("q", 2)
         self.executor = ProcessPoolExecutor(
             max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=context,
             initializer=_init_process,
-            initargs=(spec,),
+            initargs=(spec, self.progress),
         )
         self.pid = 0
         self.model_name = ""
@@ -222,12 +312,29 @@ class InferencePool:
 
     async def detect(self, job: Job) -> Inference:
         """Run one photo on the next free slot, within the deadline."""
+        return await self._on_slot(_detect, job, self._spec.max_pixels)
+
+    async def detect_clip(self, job: ClipJob, on_progress: Callable[[int, int], None] | None = None) -> ClipInference:
+        """Run one clip on the next free slot. It stops itself (``ClipTooSlow``, final) at ``CLIP_DEADLINE_SHARE``
+        of the deadline; past the deadline its process is killed as for a photo (``JobTimedOut``).
+
+        ``on_progress(done, total)`` is called on the event loop whenever the slot has done more frames (read
+        every ``PROGRESS_POLL_S``); keep it quick: record the numbers, let another task send them on."""
+        return await self._on_slot(_detect_clip, job, self._timeout_s * CLIP_DEADLINE_SHARE, on_progress=on_progress)
+
+    async def _on_slot(
+        self, function: Callable[..., T], *args: Any, on_progress: Callable[[int, int], None] | None = None
+    ) -> T:
+        """``function(*args)`` in the next free slot's process, within the deadline; a hang or a crash costs
+        only that slot, which is rebuilt."""
         slot = await self._free.get()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(slot.executor, _detect, job, self._spec.max_pixels)
+        slot.progress[0] = slot.progress[1] = 0
+        future = loop.run_in_executor(slot.executor, function, *args)
         try:
-            return await asyncio.wait_for(future, self._timeout_s)
+            return await self._watch(future, slot, on_progress)
         except TimeoutError:
+            future.cancel()
             log.error("inference process %d ran past the %.0f s deadline; killing it", slot.pid, self._timeout_s)
             slot = await self._replace(slot)
             raise JobTimedOut(f"the detector took longer than {self._timeout_s:g} s") from None
@@ -237,6 +344,25 @@ class InferencePool:
             raise InferenceCrashed("the inference process died") from None
         finally:
             self._free.put_nowait(slot)
+
+    async def _watch(self, future: asyncio.Future[T], slot: _Slot, on_progress: Callable[[int, int], None] | None) -> T:
+        """The future's result; meanwhile the slot's progress goes to ``on_progress`` as it changes."""
+        if on_progress is None:
+            return await asyncio.wait_for(future, self._timeout_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s
+        reported = (0, 0)
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError
+            await asyncio.wait([future], timeout=min(left, PROGRESS_POLL_S))
+            now = int(slot.progress[0]), int(slot.progress[1])
+            if now != reported and now[1] > 0 and 0 <= now[0] <= now[1]:
+                reported = now
+                on_progress(*now)
+            if future.done():
+                return future.result()
 
     async def _replace(self, broken: _Slot) -> _Slot:
         broken.kill()
