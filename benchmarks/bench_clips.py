@@ -94,7 +94,7 @@ def photo_round(detector: Any, data: bytes, seconds: float) -> list[tuple[float,
 
 
 def clip_run(detector: Any, data: bytes, prefer: str, *, threads: int, deadline_s: float = 600.0) -> dict[str, Any]:
-    from worker.clips.options import ClipOptions
+    from queue_gateway.public.clips import ClipOptions
     from worker.clips.pipeline import run_clip
 
     options = ClipOptions(prefer=prefer)  # type: ignore[arg-type]
@@ -202,7 +202,7 @@ def clip_summary(runs: list[dict[str, Any]], photo_ms_p50: float) -> dict[str, A
 
 
 def describe_clip(data: bytes) -> dict[str, Any]:
-    from worker.clips.probe import probe
+    from queue_gateway.public.clipprobe import probe
 
     info = probe(data)
     return {

@@ -4,7 +4,7 @@
     ├── ModelUnavailable          the model cannot be found, built, exported or loaded (the worker cannot start)
     ├── BrokerUnreachable         RabbitMQ did not answer at start, after retries (the worker cannot start)
     ├── BadImage                  the photo cannot be decoded: a final failure for the job, told to its sender
-    │   └── BadClip               a clip we do not take (``code``, ``limit``): final, told to its sender
+    │   └── BadClip               a clip we do not take (``code``, ``limit``, ``value``): final, told to its sender
     │       └── ClipTooSlow       the clip's frames could not be done before its deadline: final as well
     ├── InferenceCrashed          the inference process died on the job: it goes back to the queue
     ├── JobTimedOut               the job ran past its deadline; its process was killed: back to the queue
@@ -18,6 +18,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from queue_gateway.public.clips import ClipProblem
+from queue_gateway.public.contract import ErrorCode
 from queue_gateway.runtime.errors import CannotStart
 
 
@@ -39,32 +44,45 @@ class BadImage(WorkerError, ValueError):
     """The photo is not an image we can decode: unreadable, unsupported, corrupt or too many pixels."""
 
 
-class BadClip(BadImage):
+class BadClip(BadImage, ClipProblem):
     """A GIF or video we do not take: too long, too large, too many pixels or frames, not a format we know, or
-    corrupt. ``code`` is one of :data:`CLIP_ERROR_CODES` (the gateway's sentence for the person); ``limit`` is the
-    limit that was passed (seconds, bytes, pixels or frames), for that sentence."""
+    corrupt (``queue_gateway.public.clipprobe`` finds most of these; the engine the rest while it decodes).
+    ``code`` is one of the gateway's clip error codes; ``limit`` and ``value`` are the limit that was passed and
+    what the clip is (seconds, bytes, pixels or frames), for the person's sentence."""
 
-    def __init__(self, code: str, message: str, *, limit: float | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.limit = limit
+    def __init__(
+        self, code: ErrorCode, message: str, *, limit: float | None = None, value: float | None = None
+    ) -> None:
+        ClipProblem.__init__(self, code, message, limit=limit, value=value)
+
+    @classmethod
+    def of(cls, problem: ClipProblem) -> BadClip:
+        """The worker's error for what the shared probe refused."""
+        return cls(problem.code, str(problem), limit=problem.limit, value=problem.value)
 
     def __reduce__(self) -> tuple[object, ...]:  # crosses the inference process boundary intact
-        return _rebuild_clip_error, (type(self), self.code, str(self), self.limit)
+        return _rebuild_clip_error, (type(self), self.code, str(self), self.limit, self.value)
 
 
 class ClipTooSlow(BadClip):
     """The clip's frames were not done before its deadline (a retry would take as long again)."""
 
 
-CLIP_ERROR_CODES = (
-    "empty", "too_large", "unsupported_format", "too_many_pixels", "too_long", "too_many_frames", "corrupt",
-    "too_slow", "output_too_large",
-)  # fmt: skip
+@contextmanager
+def clip_errors() -> Iterator[None]:
+    """What the shared probe refuses (``ClipProblem``) becomes the worker's ``BadClip`` (a final failure)."""
+    try:
+        yield
+    except BadClip:
+        raise
+    except ClipProblem as problem:
+        raise BadClip.of(problem) from None
 
 
-def _rebuild_clip_error(kind: type[BadClip], code: str, message: str, limit: float | None) -> BadClip:
-    return kind(code, message, limit=limit)
+def _rebuild_clip_error(
+    kind: type[BadClip], code: ErrorCode, message: str, limit: float | None, value: float | None
+) -> BadClip:
+    return kind(code, message, limit=limit, value=value)
 
 
 class InferenceCrashed(WorkerError):

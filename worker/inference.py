@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from worker.clips.options import ClipOptions
+from queue_gateway.public.clips import ClipOptions
 from worker.detections import Detection, Detector
 from worker.errors import InferenceCrashed, JobTimedOut, ModelUnavailable
 

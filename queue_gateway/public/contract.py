@@ -86,6 +86,15 @@ class ErrorCode(StrEnum):
     TOO_MANY_PIXELS = "too_many_pixels"
     CORRUPT = "corrupt"
     TOO_COMPLEX = "too_complex"  # built to be slow to decode: too many scans, segments or chunks
+    # a GIF or short clip we do not take (the answer's ``value`` and ``limit`` say by how much)
+    CLIP_TOO_LARGE = "clip_too_large"  # bytes
+    CLIP_TOO_LONG = "clip_too_long"  # seconds
+    CLIP_TOO_MANY_PIXELS = "clip_too_many_pixels"  # pixels a frame
+    CLIP_TOO_MANY_FRAMES = "clip_too_many_frames"  # frames to decode (a short clip at a huge frame rate)
+    CLIP_UNSUPPORTED = "clip_unsupported"  # a container or codec we do not decode (GIF, MP4/MOV H.264, WebM VP8/9)
+    CLIP_CORRUPT = "clip_corrupt"  # cut off, or damaged
+    CLIP_TOO_SLOW = "clip_too_slow"  # its frames were not done before the job's deadline (final: a retry is as slow)
+    CLIP_OUTPUT_TOO_LARGE = "clip_output_too_large"  # the annotated animation stays over its cap however small
     # why a job failed (a worker's result, or the gateway's own verdict)
     BAD_IMAGE = "bad_image"  # the worker could not decode it
     MODEL_ERROR = "model_error"  # the model raised on it

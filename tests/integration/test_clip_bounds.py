@@ -62,13 +62,13 @@ def test_hostile_clips_are_refused_or_bounded_in_time_and_memory() -> None:
         "1080p mp4, 2 s at 30 fps": video(hd, fps=30),
     }
     expected = {
-        "gif screen 65535x65535": "too_many_pixels",
-        "gif screen 16000x16000": "too_many_pixels",
-        "zero-delay gif, 5000 frames": "too_long",
-        "mp4 of 1 s with 10000 frames": "too_many_frames",
+        "gif screen 65535x65535": "clip_too_many_pixels",
+        "gif screen 16000x16000": "clip_too_many_pixels",
+        "zero-delay gif, 5000 frames": "clip_too_long",
+        "mp4 of 1 s with 10000 frames": "clip_too_many_frames",
         "mp4 whose headers say 10 h": "sampled 30",  # FFmpeg goes by the sample table: 3 s
-        "mp4 whose frames last 20 min each": "too_long",
-        "mp4 truncated": "corrupt",
+        "mp4 whose frames last 20 min each": "clip_too_long",
+        "mp4 truncated": "clip_corrupt",
         "1080p mp4, 2 s at 30 fps": "sampled 20",  # 10 a second
     }
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as executor:

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from detectbot.samples import sample_photos
+from queue_gateway.public.clips import ClipOptions
 from tests.clips import decoded, gif, numbered, panning
 from tests.conftest_models import cache_dir
 from tests.detectors import POISON_RGB
 from tests.images import jpeg
-from worker.clips.options import ClipOptions
 from worker.errors import BadClip, ClipTooSlow, JobTimedOut
 from worker.inference import CLIP_DEADLINE_SHARE, ClipJob, DetectorSpec, InferencePool, Job
 
@@ -105,7 +105,7 @@ async def test_a_slow_clip_stops_itself_before_the_deadline_and_keeps_its_slot(
     with pytest.raises(ClipTooSlow) as caught:
         await pool.detect_clip(ClipJob(gif(numbered(30, size=(320, 240)), fps=10)))
     elapsed = time.monotonic() - started
-    assert caught.value.code == "too_slow"
+    assert caught.value.code == "clip_too_slow"
     assert 2.0 * CLIP_DEADLINE_SHARE * 0.8 <= elapsed < 2.0
     assert pool.pids == [pid]  # nothing was killed: the slot goes on
     assert (await pool.detect(Job(jpeg(320, 240)))).detections
@@ -130,7 +130,7 @@ async def test_a_refused_clip_keeps_its_code_and_limit_across_the_process_bounda
     started = time.monotonic()
     with pytest.raises(BadClip) as caught:
         await pool.detect_clip(ClipJob(gif(numbered(2), durations_ms=[45_000, 45_000])))
-    assert (caught.value.code, caught.value.limit) == ("too_long", 60.0)
+    assert (caught.value.code, caught.value.limit) == ("clip_too_long", 60.0)
     assert "more than the 60 s limit" in str(caught.value)
     assert time.monotonic() - started < 1.0 and pool.pids == [pid]
 

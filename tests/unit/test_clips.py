@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from queue_gateway.public.clipprobe import probe
+from queue_gateway.public.clips import ClipLimits, ClipOptions, ClipProblem
 from tests.clips import (
     decoded,
     dense_mp4,
@@ -26,9 +28,7 @@ from tests.clips import (
 from tests.detectors import Fixed, Napping
 from worker.clips.encode import GIF, MP4, encode_animation
 from worker.clips.frames import plan_samples, sample_frames
-from worker.clips.options import ClipLimits, ClipOptions
 from worker.clips.pipeline import run_clip, summarise
-from worker.clips.probe import probe
 from worker.detections import Detection
 from worker.errors import BadClip, ClipTooSlow
 
@@ -36,7 +36,7 @@ from worker.errors import BadClip, ClipTooSlow
 def refused(data: bytes, limits: ClipLimits | None = None) -> tuple[str, float | None, float]:
     """(code, limit, seconds) of probe's refusal; fails when probe takes the clip."""
     started = time.perf_counter()
-    with pytest.raises(BadClip) as caught:
+    with pytest.raises(ClipProblem) as caught:
         probe(data, limits)
     return caught.value.code, caught.value.limit, time.perf_counter() - started
 
@@ -67,40 +67,43 @@ def test_a_90_s_clip_is_refused_at_once_with_the_limit() -> None:
     mp4_90s = video(numbered(90, size=(64, 48)), fps=1)
     for data in (gif_90s, mp4_90s):
         code, limit, seconds = refused(data)
-        assert (code, limit) == ("too_long", 60.0)
+        assert (code, limit) == ("clip_too_long", 60.0)
         assert seconds < 0.5
+        with pytest.raises(ClipProblem) as caught:
+            probe(data)
+        assert caught.value.value == pytest.approx(90.0)  # what the person's sentence names: "That clip is 90 s"
 
 
 def test_what_is_too_large_or_not_a_clip_is_refused_before_ffmpeg_reads_it() -> None:
-    assert refused(b"GIF89a" + bytes(20_000_001))[:2] == ("too_large", 20_000_000)
-    assert refused(video(numbered(3), fps=10), ClipLimits(max_bytes=100))[:2] == ("too_large", 100)
+    assert refused(b"GIF89a" + bytes(20 * 1024 * 1024 + 1))[:2] == ("clip_too_large", 20 * 1024 * 1024)
+    assert refused(video(numbered(3), fps=10), ClipLimits(max_bytes=100))[:2] == ("clip_too_large", 100)
     assert refused(b"")[0] == "empty"
     png = b"\x89PNG\r\n\x1a\n" + bytes(64)
-    assert refused(png)[0] == "unsupported_format"
-    assert refused(b"\0\0\0\x20ftypisom" + bytes(range(256)) * 40)[0] == "corrupt"
+    assert refused(png)[0] == "clip_unsupported"
+    assert refused(b"\0\0\0\x20ftypisom" + bytes(range(256)) * 40)[0] == "clip_corrupt"
 
 
 def test_other_codecs_are_refused_by_name() -> None:
     hevc = video(numbered(3, size=(64, 48)), codec="libx265", **{"x265-params": "log-level=none"})
     h264_in_matroska = video(numbered(3, size=(64, 48)), container="matroska")
-    assert refused(hevc)[0] == "unsupported_format"
-    assert refused(h264_in_matroska)[0] == "unsupported_format"
+    assert refused(hevc)[0] == "clip_unsupported"
+    assert refused(h264_in_matroska)[0] == "clip_unsupported"
 
 
 def test_too_many_pixels_is_refused_from_the_headers() -> None:
     four_k = video([np.zeros((2160, 3840, 3), np.uint8)] * 2, fps=10)
-    assert refused(four_k)[:2] == ("too_many_pixels", 1920 * 1080)
+    assert refused(four_k)[:2] == ("clip_too_many_pixels", 1920 * 1080)
     assert probe(video([np.zeros((1920, 1080, 3), np.uint8)], fps=10)).height == 1920  # portrait 1080p fits
     for side in (65_535, 16_000):  # FFmpeg would allocate 1 GB a frame for 16000x16000
         code, _, seconds = refused(gif_screen(side, side))
-        assert code == "too_many_pixels" and seconds < 0.1
+        assert code == "clip_too_many_pixels" and seconds < 0.1
 
 
 def test_lying_clips_are_judged_by_their_packets() -> None:
     three_s = video(numbered(30), fps=10)
-    assert refused(dense_mp4(10_000, seconds=1.0))[:2] == ("too_many_frames", 3_600)
-    assert refused(zero_delay_gif(5_000))[:2] == ("too_long", 60.0)  # 0.1 s each, as players show them
-    assert refused(stretched(three_s, seconds_per_frame=1_200))[:2] == ("too_long", 60.0)  # 10 h timeline
+    assert refused(dense_mp4(10_000, seconds=1.0))[:2] == ("clip_too_many_frames", 3_600)
+    assert refused(zero_delay_gif(5_000))[:2] == ("clip_too_long", 60.0)  # 0.1 s each, as players show them
+    assert refused(stretched(three_s, seconds_per_frame=1_200))[:2] == ("clip_too_long", 60.0)  # 10 h timeline
     info = probe(header_claims(three_s, seconds=36_000))  # headers say 10 h: the 30 frames span 3 s
     assert (info.frames, info.duration_s) == (30, pytest.approx(3.0, abs=0.01))
 
@@ -114,7 +117,7 @@ def test_truncated_mp4s_are_corrupt() -> None:
     assert top_level_boxes(index_last)[-1] == "moov" and top_level_boxes(index_first)[1] == "moov"
     for data in (index_last, index_first):
         for share in (0.5, 0.9):
-            assert refused(data[: int(len(data) * share)])[0] == "corrupt"
+            assert refused(data[: int(len(data) * share)])[0] == "clip_corrupt"
 
 
 # --- sampling ------------------------------------------------------------------------------------------
@@ -193,7 +196,7 @@ def test_the_deadline_stops_sampling_and_counts_the_callers_time(monkeypatch: py
         for _, image in frames:
             model.predict(image)
             seen += 1
-    assert caught.value.code == "too_slow"
+    assert caught.value.code == "clip_too_slow"
     assert 2 <= seen <= 6 and time.monotonic() - started < 0.5
 
 
@@ -243,7 +246,7 @@ def test_an_animation_over_the_cap_is_shrunk_then_refused_after_a_bounded_number
     started = time.perf_counter()
     with pytest.raises(BadClip) as caught:
         encode_animation(frames, fps=10, prefer="smallest", max_bytes=500)
-    assert (caught.value.code, caught.value.limit) == ("output_too_large", 500)
+    assert (caught.value.code, caught.value.limit) == ("clip_output_too_large", 500)
     assert time.perf_counter() - started < 5
 
 

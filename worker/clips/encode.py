@@ -18,7 +18,8 @@ import av
 import numpy as np
 from PIL import Image
 
-from worker.clips.options import DISCORD_MAX_BYTES, Prefer
+from queue_gateway.public.clips import DISCORD_MAX_BYTES, Prefer
+from queue_gateway.public.contract import ErrorCode
 from worker.detections import RGBImage
 from worker.errors import BadClip, ClipTooSlow
 
@@ -50,7 +51,7 @@ def encode_animation(
     size = frames[0].shape[1], frames[0].shape[0]
     for scale, every in LADDER:
         if deadline is not None and time.monotonic() > deadline:
-            raise ClipTooSlow("too_slow", "the animation could not be encoded in time")
+            raise ClipTooSlow(ErrorCode.CLIP_TOO_SLOW, "the animation could not be encoded in time")
         kept = _resized(frames[::every], _scaled(size, scale))
         rate = fps / every
         candidates = []
@@ -62,7 +63,9 @@ def encode_animation(
         if len(data) <= max_bytes:
             return data, content_type
     raise BadClip(
-        "output_too_large", f"the animation stays over {max_bytes / 1e6:.1f} MB however small", limit=max_bytes
+        ErrorCode.CLIP_OUTPUT_TOO_LARGE,
+        f"the animation stays over {max_bytes / 1e6:.1f} MB however small",
+        limit=max_bytes,
     )
 
 

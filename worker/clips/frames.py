@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 from av.video.frame import VideoFrame
 
-from worker.clips.options import WORK_SIDE, ClipLimits
-from worker.clips.probe import ClipInfo, open_clip, probe
+from queue_gateway.public.clipprobe import ClipInfo, open_clip, probe
+from queue_gateway.public.clips import WORK_SIDE, ClipLimits
+from queue_gateway.public.contract import ErrorCode
 from worker.detections import RGBImage
-from worker.errors import BadClip, ClipTooSlow
+from worker.errors import BadClip, ClipTooSlow, clip_errors
 
 _EPSILON_S = 0.0005  # a frame stamped within half a millisecond of a sample time is that sample's frame
 
@@ -80,7 +81,7 @@ class FrameSampler:
         index = 0
         shown: VideoFrame | None = None  # the frame on screen at the next sample time, until a later one comes
         image: RGBImage | None = None
-        with open_clip(self._data, self.info.container, self._limits) as (container, stream):
+        with clip_errors(), open_clip(self._data, self.info.container, self._limits) as (container, stream):
             start: float | None = None
             for frame in container.decode(stream):
                 self._count(frame)
@@ -95,7 +96,7 @@ class FrameSampler:
                     return
                 shown, image = frame, None
             if shown is None:
-                raise BadClip("corrupt", "no frame of the clip could be decoded")
+                raise BadClip(ErrorCode.CLIP_CORRUPT, "no frame of the clip could be decoded")
             while index < len(times):  # the last frame stays on screen to the end
                 image = image if image is not None else self._rgb(shown)
                 self._check_deadline()
@@ -108,20 +109,23 @@ class FrameSampler:
         self._check_deadline()
         if self.decoded > self._limits.max_source_frames:
             raise BadClip(
-                "too_many_frames",
+                ErrorCode.CLIP_TOO_MANY_FRAMES,
                 f"the clip has more than {self._limits.max_source_frames} frames",
                 limit=self._limits.max_source_frames,
             )
         if frame.width * frame.height > self._limits.max_pixels:
             raise BadClip(
-                "too_many_pixels",
+                ErrorCode.CLIP_TOO_MANY_PIXELS,
                 f"a frame is {frame.width}x{frame.height}, more than {self._limits.max_pixels / 1e6:.1f} MP",
                 limit=self._limits.max_pixels,
+                value=frame.width * frame.height,
             )
 
     def _check_deadline(self) -> None:
         if time.monotonic() > self._deadline:
-            raise ClipTooSlow("too_slow", f"the clip's frames were not done in time ({self.decoded} decoded)")
+            raise ClipTooSlow(
+                ErrorCode.CLIP_TOO_SLOW, f"the clip's frames were not done in time ({self.decoded} decoded)"
+            )
 
     def _rgb(self, frame: VideoFrame) -> RGBImage:
         """The frame as RGB at the working size; transparency (GIF) composited onto white."""
@@ -158,6 +162,8 @@ def sample_frames(
     ``probe`` when the caller has it already (else it is probed here)."""
     deadline = time.monotonic() + deadline_s
     limits = limits or ClipLimits()
-    info = info or probe(data, limits)
+    if info is None:
+        with clip_errors():
+            info = probe(data, limits)
     plan = plan_samples(info, max_frames=max_frames, max_fps=max_fps)
     return FrameSampler(data, info, plan, deadline=deadline, work_side=work_side, limits=limits)

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from queue_gateway.public.clipprobe import ClipInfo, probe
+from queue_gateway.public.clips import ClipOptions
 from worker.annotate import draw
 from worker.clips.encode import encode_animation
 from worker.clips.frames import sample_frames
-from worker.clips.options import ClipOptions
-from worker.clips.probe import ClipInfo, probe
 from worker.detections import Detection, Detector, RGBImage
+from worker.errors import clip_errors
 
 FRAMES_SHARE = 0.8  # of the deadline, for decoding, detecting and drawing; the rest is the encoder's
 
@@ -73,7 +74,7 @@ def run_clip(
     ``label`` names the classes on the frames, ``on_frame(done, total)`` is called after each frame."""
     started = time.monotonic()
     clock = _Clock()
-    with clock("probe"):
+    with clock("probe"), clip_errors():
         info = probe(data, options.limits)
     sampler = sample_frames(
         data,
