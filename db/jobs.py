@@ -44,6 +44,8 @@ class NewJob:
     rerun_of: str | None = None  # the earlier job whose stored photo this runs again
     rerun_mode: str | None = None
     digest: str = ""  # the image's name in the blob store, once it is there (the gateway puts it before intake)
+    media: str = "photo"  # photo | clip
+    clip: dict[str, Any] | None = None  # a clip: what the probe found (length, frames, container, codec)
 
 
 async def add_jobs(
@@ -109,6 +111,8 @@ def _job_row(new: NewJob, at: float) -> dict[str, Any]:
         "traceparent": new.traceparent,
         "rerun_of": new.rerun_of,
         "rerun_mode": new.rerun_mode,
+        "media": new.media,
+        "clip": new.clip,
         "received_at": at,
     }
 
@@ -221,6 +225,7 @@ async def add_cached_job(session: AsyncSession, store: BlobStore, new: NewJob, s
         "processing_at": at,
         "done_at": at,
         "detections": source.detections,
+        "clip": source.clip or new.clip,
         "model": source.model,
         "worker": "cache",
         "inference_ms": 0.0,
@@ -242,7 +247,8 @@ async def add_cached_job(session: AsyncSession, store: BlobStore, new: NewJob, s
         await rollup.count_event(session, at, new.platform, event)
     if new.platform not in CHAT_PLATFORMS:
         await rollup.observe(session, at, "end_to_end", 0.0)
-    await rollup.count_labels(session, at, label_counts(list(source.detections or [])))
+    most = (source.clip or {}).get("most")
+    await rollup.count_labels(session, at, dict(most) if most else label_counts(list(source.detections or [])))
     return True
 
 

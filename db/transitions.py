@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -119,11 +119,13 @@ async def complete(
     inference_ms: float,
     image: StoredBlob,
     conf_used: float | None = None,
+    clip: dict[str, Any] | None = None,
 ) -> tuple[Outcome, Finished | None]:
-    """Record a successful result, whose annotated image is in the blob store already; only the first result for
-    a job counts (the file of a repeated one is let go)."""
+    """Record a successful result, whose annotated image (a clip's animation) is in the blob store already; only
+    the first result for a job counts (the file of a repeated one is let go). ``clip``: a clip's summary, kept
+    beside what its probe found; its ``most`` counts toward the top classes."""
     at = now()
-    values = dict(
+    values: dict[str, Any] = dict(
         status=JobStatus.DONE,
         done_at=at,
         detections=detections,
@@ -135,6 +137,9 @@ async def complete(
         error_code=None,
         next_delivery_at=delivery_time(at),
     )
+    if clip is not None:
+        probed = await session.scalar(select(Job.clip).where(Job.id == job_id))
+        values["clip"] = {**(probed or {}), **clip}
     finished = await _move_on(session, job_id, values, at, link_gen=link_gen)
     if finished is None:
         blobs.release(session, [image.digest])
@@ -147,8 +152,25 @@ async def complete(
     if finished.platform in CHAT_PLATFORMS:  # chat jobs end when the chat has the answer (deliveries.delivered)
         spans.pop("end_to_end")
     await rollup.observe_many(session, at, spans)
-    await rollup.count_labels(session, at, label_counts(detections))
+    await rollup.count_labels(session, at, dict(clip["most"]) if clip else label_counts(detections))
     return Outcome.APPLIED, finished
+
+
+async def record_progress(session: AsyncSession, job_id: str, *, done: int, total: int, link_gen: int) -> bool:
+    """A worker says how far it is with a clip (frame ``done`` of ``total``): kept while the job is in its hands,
+    never moving back. False when the job is not being processed through links of this generation."""
+    result = await session.execute(
+        update(Job)
+        .execution_options(synchronize_session=False)
+        .where(
+            Job.id == job_id,
+            Job.status == JobStatus.PROCESSING,
+            Job.link_gen == link_gen,
+            or_(Job.progress_done.is_(None), Job.progress_done <= done, Job.progress_total != total),
+        )
+        .values(progress_done=done, progress_total=total)
+    )
+    return bool(rowcount(result))
 
 
 async def fail(
@@ -159,8 +181,10 @@ async def fail(
     message: str,
     worker: str | None = None,
     link_gen: int | None = None,
+    refused: dict[str, float] | None = None,
 ) -> tuple[Outcome, Finished | None]:
-    """A final error (bad input, a model that cannot run it): the person is told why."""
+    """A final error (bad input, a model that cannot run it): the person is told why. ``refused``: a clip the
+    worker would not take, its ``limit`` and ``value`` (kept with the clip, for the person's sentence)."""
     at = now()
     values: dict[str, Any] = {
         "status": JobStatus.FAILED,
@@ -171,6 +195,9 @@ async def fail(
     }
     if worker:
         values["worker"] = worker
+    if refused:
+        probed = await session.scalar(select(Job.clip).where(Job.id == job_id))
+        values["clip"] = {**(probed or {}), "refused": refused}
     finished = await _move_on(session, job_id, values, at, link_gen=link_gen)
     if finished is None:
         return await _why_not(session, job_id), None

@@ -4,6 +4,7 @@ message, and what is kept about a person."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -46,7 +47,7 @@ from queue_gateway.errors import (
     TooManyInLine,
     Unstorable,
 )
-from queue_gateway.images import ImageInfo, validate
+from queue_gateway.images import ImageInfo, check_upload, is_clip
 from queue_gateway.job_json import job_view, view_link
 from queue_gateway.lang import requested_language
 from queue_gateway.public import texts
@@ -68,6 +69,7 @@ from queue_gateway.public.contract import (
     parse_origin,
 )
 from queue_gateway.runtime import tracing
+from queue_gateway.settings import GatewaySettings
 from queue_gateway.signing import Action
 from queue_gateway.typed_job import TypedJob
 from queue_gateway.uploads import is_multipart, read_body, read_form
@@ -102,8 +104,8 @@ IDEMPOTENCY_KEY = Param("Idempotency-Key", "header", {"type": "string", "minLeng
     params=(IDEMPOTENCY_KEY, WEBHOOK_URL),
 )
 async def submit(request: web.Request) -> web.Response:
-    """Submit a photo: multipart ``image`` (+ ``params``, ``webhook_url``, and ``origin`` for a bot key), or a raw
-    image body (``?webhook_url=``)."""
+    """Submit a photo or a GIF or short clip: multipart ``image`` (+ ``params``, ``webhook_url``, and ``origin``
+    for a bot key), or a raw body (``?webhook_url=``). A clip over its limits is refused at once, nothing stored."""
     caller = request.app[api_keys_key].caller(request)
     settings = request.app[settings_key]
     refusals = request.app[intake_key].refusals
@@ -111,13 +113,13 @@ async def submit(request: web.Request) -> web.Response:
     _not_over_refusals(request, sender)
     try:
         async with asyncio.timeout(settings.upload_timeout_s):
-            image, fields = await _read_upload(request, settings.max_upload_bytes)
+            image, fields = await _read_upload(request, settings.upload_cap())
         params = _parse_model(DetectParams, fields.get("params"), ErrorCode.BAD_PARAMS)
         origin = _parse_origin(fields.get("origin"), caller)
         if origin is not None and origin.user_id:
             sender = f"{origin.platform}:{origin.user_id}"
             _not_over_refusals(request, sender)
-        info = await _check_image(image, settings.max_upload_bytes, settings.max_pixels)
+        info = await _check_image(image, settings)
         webhook = await _webhook_target(request, caller, fields.get("webhook_url") or request.query.get("webhook_url"))
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (1 <= len(key) <= 200 and key.isprintable()):
@@ -150,6 +152,8 @@ async def submit(request: web.Request) -> web.Response:
         group_index=origin.group_index if origin else 0,
         traceparent=tracing.traceparent(),
         webhook=webhook,
+        media=info.media,
+        clip=info.clip,
     )
     return await take(request, new)
 
@@ -220,15 +224,19 @@ async def get_job(request: web.Request) -> web.Response:
     return answer(view)
 
 
+RESULT_TYPES = ("image/jpeg", "video/mp4", "image/gif")
+EXTENSIONS = {"image/jpeg": "jpg", "video/mp4": "mp4", "image/gif": "gif"}
+
+
 @endpoints.get(
     "/v1/jobs/{job_id}/result",
     auth="view",
-    ok={200: "image/jpeg"},
+    ok={200: RESULT_TYPES},
     errors=(JobNotFound, NotReady, JobGone),
     params=(JOB_ID,),
 )
 async def get_result(request: web.Request) -> web.StreamResponse:
-    """The annotated JPEG of a finished job."""
+    """The annotated JPEG of a finished job, or a clip's annotated animation (MP4 or GIF)."""
     job_id, caller = _authorise_view(request)
 
     async def load(session: AsyncSession) -> tuple[Job | None, str | None, str]:
@@ -247,7 +255,8 @@ async def get_result(request: web.Request) -> web.StreamResponse:
         if job.purged_at is not None:
             raise JobGone()
         raise JobNotFound(f"This job has no image: it {job.status} ({job.error or 'no detail'}).")
-    headers = {"Cache-Control": "private, max-age=3600", "Content-Disposition": f'inline; filename="{job_id}.jpg"'}
+    name = f"{job_id}.{EXTENSIONS.get(content_type, 'jpg')}"
+    headers = {"Cache-Control": "private, max-age=3600", "Content-Disposition": f'inline; filename="{name}"'}
     return await send_blob(request, request.app[database_key], digest, content_type, gone=JobGone(), headers=headers)
 
 
@@ -480,11 +489,16 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[bytes, dic
     return image, {name: value.decode("utf-8", "replace") for name, value in fields.items()}
 
 
-async def _check_image(data: bytes, max_bytes: int, max_pixels: int) -> ImageInfo:
-    """Structure checks: inline for a photo, in a thread for a big file (hashing 20 MB takes a while)."""
-    if len(data) <= INLINE_CHECK_BYTES:
-        return validate(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    return await asyncio.to_thread(validate, data, max_bytes=max_bytes, max_pixels=max_pixels)
+async def _check_image(data: bytes, settings: GatewaySettings) -> ImageInfo:
+    """Structure checks: inline for a photo, in a thread for a big file (hashing 20 MB takes a while) or a clip
+    (its probe demuxes it)."""
+    check = functools.partial(
+        check_upload, data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels,
+        clip_limits=settings.clip_limits(),
+    )  # fmt: skip
+    if len(data) <= INLINE_CHECK_BYTES and not is_clip(data):
+        return check()
+    return await asyncio.to_thread(check)
 
 
 def _parse_origin(raw: str | None, caller: Caller) -> TelegramOrigin | DiscordOrigin | None:

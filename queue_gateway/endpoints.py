@@ -34,7 +34,7 @@ Auth = Literal["public", "client", "bot", "admin", "view", "worker"]
 """public: no key. client: any API key (or a browser token). bot / admin: at least that role. view: a key, or the
 signed link handed out at submission. worker: a worker's signed link."""
 
-Body = type[BaseModel] | str  # a JSON model, or a media type ("image/jpeg", "text/html" …)
+Body = type[BaseModel] | str | tuple[str, ...]  # a JSON model, or media types ("image/jpeg", "text/html" …)
 
 
 @dataclass(frozen=True, slots=True)

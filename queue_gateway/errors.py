@@ -9,8 +9,8 @@ aiohttp's own ``HTTPException``) into responses::
     ├── BadRequest         400    a malformed request: a bad field, body, header or query parameter (its code
     │                             says which)
     │   └── Unstorable     400    the database refused to store this request's fields (others in its batch were)
-    ├── BadImage           4xx    the upload is not a photo we take (empty 400, too large 413, not an image 415,
-    │                             too slow to decode 422 …)
+    ├── BadImage           4xx    the upload is not a photo or clip we take (empty 400, too large 413, not an
+    │                             image 415, too slow to decode 422, a clip too long 422 …)
     ├── Unauthorized       401    no API key, or an unknown one
     │   └── LinkExpired    401    a signed link past its expiry
     ├── Forbidden          403    the key's role may not do this, or a forged or altered signed link
@@ -64,6 +64,7 @@ class GatewayError(Exception):
         status: int | None = None,
         retry_after: int | None = None,
         limit: int | None = None,
+        value: float | None = None,
     ) -> None:
         if message is not None:
             self.message = message
@@ -73,15 +74,16 @@ class GatewayError(Exception):
         self.http_status = status or type(self).status
         self.retry_after = retry_after
         self.limit = limit
+        self.value = value
 
     @classmethod
     def documented(cls) -> tuple[int, ...]:
         return cls.statuses or (cls.status,)
 
     def body(self, language: str | None) -> ErrorBody:
-        text = texts.for_error(self.code, language, retry_after=self.retry_after, limit=self.limit)
+        text = texts.for_error(self.code, language, retry_after=self.retry_after, limit=self.limit, value=self.value)
         return ErrorBody(error=self.code, message=self.message, text=text, retry_after=self.retry_after,
-                         limit=self.limit)  # fmt: skip
+                         limit=self.limit, value=self.value)  # fmt: skip
 
 
 class BadRequest(GatewayError):
@@ -99,13 +101,16 @@ class Unstorable(BadRequest):
 
 
 class BadImage(GatewayError):
-    """An upload we will not take; its code says why (``empty``, ``too_large``, ``not_an_image`` …)."""
+    """An upload we will not take; its code says why (``empty``, ``too_large``, ``not_an_image``, a clip's
+    ``clip_too_long`` …), and for a clip its ``limit`` and ``value`` by how much."""
 
     status = 400
     statuses = (400, 413, 415, 422)
 
-    def __init__(self, code: ErrorCode, message: str, status: int) -> None:
-        super().__init__(message, code=code, status=status)
+    def __init__(
+        self, code: ErrorCode, message: str, status: int, *, limit: int | None = None, value: float | None = None
+    ) -> None:
+        super().__init__(message, code=code, status=status, limit=limit, value=value)
 
 
 class Unauthorized(GatewayError):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
 from typing import Any
 
 from aiohttp import web
@@ -77,7 +76,7 @@ async def get_history(request: web.Request) -> web.Response:
         HistoryEntry(
             job_id=job.id, number=number, received_at=job.received_at, status=job.status,
             text=words.history_line(job, number, at, lang),
-            found=dict(Counter(d["label"] for d in job.detections or [])),
+            found=words.found_labels(job),
             gone=job.purged_at is not None, rerun_of=job.rerun_of,
             reruns={mode: words.rerun_button(number, mode, lang) for mode in reruns_of(job)},
         )
@@ -98,7 +97,7 @@ def reruns_of(job: Job) -> list[RerunMode]:
     if job.status in ACTIVE or job.purged_at is not None:
         return []
     modes: list[RerunMode] = ["lower", "higher"]
-    if job.detections:
+    if words.found_labels(job):
         modes.append("found")
     if job.platform in ("telegram", "discord"):
         modes.append("settings")
@@ -118,7 +117,7 @@ def rerun_params(job: Job, mode: RerunMode) -> dict[str, Any]:
     elif mode == "higher":
         chosen["conf"] = round(min(0.95, applied + (1 - applied) / 2), 2)
     else:  # found
-        chosen["classes"] = sorted({str(d["label"]) for d in job.detections or []})
+        chosen["classes"] = sorted(words.found_labels(job))
     return DetectParams.model_validate(chosen).model_dump(exclude_none=True)
 
 
@@ -179,8 +178,17 @@ async def rerun(request: web.Request) -> web.Response:
         traceparent=tracing.traceparent(),
         rerun_of=job.id,
         rerun_mode=body.mode,
+        media=job.media,
+        clip=_as_probed(job.clip) if job.media == "clip" else None,
     )
     return await take(request, new)
+
+
+def _as_probed(clip: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the probe found of a clip (its length, frames, container, codec), without the last run's results."""
+    if clip is None:
+        return None
+    return {key: clip[key] for key in ("duration_s", "source_frames", "container", "codec") if key in clip}
 
 
 def _origin(

@@ -29,7 +29,7 @@ from queue_gateway.database import Database
 from queue_gateway.errors import GatewayError, TooManyInLine, Unavailable, Unstorable
 from queue_gateway.public import texts
 from queue_gateway.public.contract import DetectParams, ErrorCode
-from queue_gateway.publisher import BrokerUnavailable, Publisher, QueueFull
+from queue_gateway.publisher import BrokerUnavailable, Publisher, QueueFull, clip_return
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +371,10 @@ class Intake:
         outcomes = await asyncio.gather(
             *(
                 self._publisher.publish(
-                    p.new.id, DetectParams.model_validate(p.new.params), traceparent=p.new.traceparent
+                    p.new.id,
+                    DetectParams.model_validate(p.new.params),
+                    traceparent=p.new.traceparent,
+                    clip=clip_return(p.new.media, p.new.platform),
                 )
                 for p in to_publish
             ),

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from db.models import ACTIVE, WAITING, Job, Webhook
+from db.models import ACTIVE, WAITING, Job, JobStatus, Webhook
 from queue_gateway import words
 from queue_gateway.public import texts
-from queue_gateway.public.contract import DetectionOut, ImageInfo, JobError, JobView, Timings, WebhookView
+from queue_gateway.public.contract import (
+    ClipView,
+    DetectionOut,
+    ImageInfo,
+    JobError,
+    JobView,
+    Progress,
+    Timings,
+    WebhookView,
+)
 from queue_gateway.signing import Action, Signer
 from queue_gateway.typed_job import TypedJob
 
@@ -54,6 +63,8 @@ def job_view(
     active = job.status in ACTIVE
     waiting_for_worker = no_worker and job.status in WAITING
     detections = [DetectionOut.model_validate(d) for d in job.detections] if job.detections is not None else None
+    frames = words.frames_done(job) if job.status == JobStatus.PROCESSING else None
+    clip = _clip(job)
     error = None
     if job.error_code:
         error = JobError(code=job.error_code, message=job.error, text=words.failure(job, lang))
@@ -75,15 +86,35 @@ def job_view(
         timings=timings(job),
         status_url=status_url,
         result_url=result_url,
-        crops_url=crops_url if detections and job.purged_at is None else None,
+        crops_url=crops_url if detections and job.media == "photo" and job.purged_at is None else None,
         detections=detections,
         caption=words.caption(job, lang) if job.detections is not None else None,
-        labels={d.label: texts.label(d.label, lang) for d in detections or []},
+        labels={label: texts.label(label, lang) for label in words.found_labels(job)},
         model=job.model if job.detections is not None else None,
         error=error,
         webhook=_webhook(webhook) if webhook is not None else None,
         rerun_of=job.rerun_of,
+        media="clip" if job.media == "clip" else "photo",
+        clip=clip,
+        progress=Progress(done=frames[0], total=frames[1]) if frames is not None else None,
+        result_type=result_type(job),
     )
+
+
+def result_type(job: Job) -> str | None:
+    """The content type of the job's result, while it has one: the annotated JPEG, or a clip's MP4 or GIF."""
+    if job.detections is None or job.purged_at is not None:
+        return None
+    if job.media == "clip":
+        return str((job.clip or {}).get("result_type") or "video/mp4")
+    return "image/jpeg"
+
+
+def _clip(job: Job) -> ClipView | None:
+    """What a clip job's row says of its clip (None for a photo, or a clip from before its probe was kept)."""
+    if job.media != "clip" or not job.clip or "duration_s" not in job.clip:
+        return None
+    return ClipView.model_validate({k: v for k, v in job.clip.items() if k in ClipView.model_fields})
 
 
 def _webhook(hook: Webhook) -> WebhookView:

@@ -32,13 +32,18 @@ UPLOAD = {
             "type": "object",
             "required": ["image"],
             "properties": {
-                "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP"},
+                "image": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "a photo (JPEG, PNG or WebP), or a GIF or short clip (MP4/MOV H.264, WebM)",
+                },
                 "params": {"$ref": REF.format(model="DetectParams")},
                 "origin": {"$ref": REF.format(model="Origin")},
             },
         }
     },
     "image/*": {"schema": {"type": "string", "format": "binary"}},
+    "video/*": {"schema": {"type": "string", "format": "binary"}},
 }
 RESULT = {
     "multipart/form-data": {
@@ -66,9 +71,11 @@ def _models(table: Iterable[Endpoint]) -> list[type[BaseModel]]:
     return list(found.values())
 
 
-def _content(body: type[BaseModel] | str) -> dict[str, Any]:
+def _content(body: type[BaseModel] | str | tuple[str, ...]) -> dict[str, Any]:
     if isinstance(body, str):
         return {body: {}}
+    if isinstance(body, tuple):
+        return {media_type: {} for media_type in body}
     return {"application/json": {"schema": {"$ref": REF.format(model=body.__name__)}}}
 
 

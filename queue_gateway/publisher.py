@@ -15,7 +15,8 @@ import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection, DeliveryMode
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishError
 
-from queue_gateway.public.contract import DetectParams, JobMessage
+from queue_gateway.public.clips import RESULT_MAX_BYTES, prefer_for
+from queue_gateway.public.contract import ClipReturn, DetectParams, JobMessage
 from queue_gateway.public.topology import Declared, Topology, declare
 from queue_gateway.runtime import tracing
 from queue_gateway.runtime.config import safe_url
@@ -125,6 +126,14 @@ class BrokerLink:
             await self.connection.close()
 
 
+def clip_return(media: str, platform: str) -> ClipReturn | None:
+    """How a clip job's animation goes back to where it came from (None for a photo): the smallest of GIF and MP4
+    on Discord, MP4 elsewhere, under the size every chat takes."""
+    if media != "clip":
+        return None
+    return ClipReturn(prefer=prefer_for(platform), max_bytes=RESULT_MAX_BYTES)
+
+
 def worker_link(signer: Signer, action: Action, *, job_id: str, link_gen: int, ttl_s: int) -> str:
     """``gen=…&exp=…&sig=…``: the query of a worker link, signed over the job id and its link generation."""
     return f"gen={link_gen}&" + signer.query(action, f"{job_id}.{link_gen}", ttl_s)
@@ -139,25 +148,37 @@ class Publisher:
         self._url_ttl_s = url_ttl_s
         self._timeout_s = timeout_s
 
-    def message_for(self, job_id: str, params: DetectParams, *, link_gen: int = 0) -> JobMessage:
+    def message_for(
+        self, job_id: str, params: DetectParams, *, link_gen: int = 0, clip: ClipReturn | None = None
+    ) -> JobMessage:
         """The job's message: its worker links are bound to the job, its link generation (a requeue makes the old
-        ones useless) and an expiry."""
+        ones useless) and an expiry. A clip's says how its animation goes back, and where to report progress."""
         link = functools.partial(worker_link, self._signer, job_id=job_id, link_gen=link_gen, ttl_s=self._url_ttl_s)
         return JobMessage(
             job_id=job_id,
             input_url=f"/v1/worker/jobs/{job_id}/input?{link(Action.INPUT)}",
             result_url=f"/v1/worker/jobs/{job_id}/result?{link(Action.RESULT)}",
             params=params,
+            media="clip" if clip is not None else "photo",
+            clip=clip,
+            progress_url=f"/v1/worker/jobs/{job_id}/progress?{link(Action.PROGRESS)}" if clip is not None else None,
         )
 
     async def publish(
-        self, job_id: str, params: DetectParams, *, link_gen: int = 0, traceparent: str | None = None
+        self,
+        job_id: str,
+        params: DetectParams,
+        *,
+        link_gen: int = 0,
+        traceparent: str | None = None,
+        clip: ClipReturn | None = None,
     ) -> None:
         """Return once the broker confirmed the message; raise QueueFull or BrokerUnavailable otherwise."""
         declared = self._link.declared
         if declared is None or not self._link.is_ready:
             raise BrokerUnavailable("not connected to the broker")
-        message = job_message(self.message_for(job_id, params, link_gen=link_gen), traceparent=traceparent)
+        body = self.message_for(job_id, params, link_gen=link_gen, clip=clip)
+        message = job_message(body, traceparent=traceparent)
         try:
             # under the photo's trace, so that the AMQP instrumentation's publish span (tracing on) joins it
             with tracing.span("gateway publish", parent=traceparent, job_id=job_id):

@@ -15,20 +15,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import outbox
 from db.common import now
 from queue_gateway.database import Database
-from queue_gateway.public.contract import DetectParams
-from queue_gateway.publisher import BrokerUnavailable, Publisher, QueueFull
+from queue_gateway.public.contract import ClipReturn, DetectParams
+from queue_gateway.publisher import BrokerUnavailable, Publisher, QueueFull, clip_return
 from queue_gateway.runtime.supervise import Backoff, woken
 
 log = logging.getLogger(__name__)
 
 BATCH = 100
 REFRESH_EVERY_S = 60.0
+
+
+class _Due(NamedTuple):
+    """A job the relay publishes: what its message needs."""
+
+    job_id: str
+    link_gen: int
+    params: DetectParams
+    traceparent: str | None
+    clip: ClipReturn | None
 
 
 class OutboxRelay:
@@ -91,19 +102,21 @@ class OutboxRelay:
             if refreshed:
                 log.info("%d job(s) waited long in the queue: published again with new worker links", refreshed)
 
-        async def due(session: AsyncSession) -> tuple[list[tuple[str, int, DetectParams, str | None]], bool]:
+        async def due(session: AsyncSession) -> tuple[list[_Due], bool]:
             found, holding = await outbox.publishable(
                 session, limit=BATCH, older_than=now() - grace, fair_share=self._fair_share
             )
             return [
-                (job.id, job.link_gen, DetectParams.model_validate(job.params), job.traceparent) for job in found
-            ], holding
+                _Due(job.id, job.link_gen, DetectParams.model_validate(job.params), job.traceparent,
+                     clip_return(job.media, job.platform))
+                for job in found
+            ], holding  # fmt: skip
 
         publishable, self._holding = await self._db.read(due, retry_s=0)
         confirmed: list[str] = []
-        for job_id, link_gen, params, traceparent in publishable:
+        for job_id, link_gen, params, traceparent, clip in publishable:
             try:
-                await self._publisher.publish(job_id, params, link_gen=link_gen, traceparent=traceparent)
+                await self._publisher.publish(job_id, params, link_gen=link_gen, traceparent=traceparent, clip=clip)
             except (QueueFull, BrokerUnavailable) as exc:
                 log.warning("job %s still unpublished: %s", job_id, exc)
                 break

@@ -16,7 +16,7 @@ from pydantic_settings import NoDecode
 from db.blobstore import FileBlobStore
 from db.engine import sqlite_url
 from queue_gateway.auth import parse_keys
-from queue_gateway.public.settings import DiscordConnection, QueueSettings, TelegramConnection
+from queue_gateway.public.settings import ClipSettings, DiscordConnection, QueueSettings, TelegramConnection
 
 MiB = 1024 * 1024
 MIN_KEY_CHARS = 16  # an API key a gateway reachable from other machines accepts
@@ -60,7 +60,7 @@ def _split(value: object) -> object:
     return value
 
 
-class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
+class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection, ClipSettings):
     data_dir: Path = Path(".detectbot")
     database_url: str = ""  # empty: SQLite under data_dir
     blob_dir: Path | None = None  # photos and results by sha256, shared by the replicas; empty: data_dir/blobs
@@ -170,6 +170,10 @@ class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
         if self.blob_dir is None:
             self.blob_dir = self.data_dir / "blobs"
         return self
+
+    def upload_cap(self) -> int:
+        """The most an upload may weigh: a photo's cap, or a clip's."""
+        return max(self.max_upload_bytes, self.clip_max_bytes)
 
     def blob_store(self) -> FileBlobStore:
         """The blob store these settings name (nothing is created until it is prepared)."""

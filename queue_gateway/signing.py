@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 class Action(StrEnum):
     INPUT = "input"  # a worker downloads the job's image
     RESULT = "result"  # a worker uploads the result
+    PROGRESS = "progress"  # a worker says how far it is with a clip
     VIEW = "view"  # the submitter reads status and the annotated image
     WEB_SESSION = "web-session"  # a browser of the open web page, as a client of its own
     WEB_VISITOR = "web-visitor"  # the digest of a visitor's address (their limits), never the address itself

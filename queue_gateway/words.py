@@ -18,13 +18,32 @@ DEAD_CAP = 1000  # "1000+" dead jobs is all an operator needs to read
 
 
 def caption(job: Job, language: str | None) -> str:
-    """``"4 persons, 1 bus"`` (a re-run says with what), or why the photo could not be processed."""
+    """``"4 persons, 1 bus"`` (a clip: ``"up to 3 persons, 1 dog · 3.0 s"``; a re-run says with what), or why it
+    could not be processed."""
     if job.detections is not None:
-        found = texts.caption(job.detections, language)
+        found = found_text(job, language)
         if job.rerun_mode:
             return texts.text("rerun_caption", language, mode=rerun_mode(job.rerun_mode, language), caption=found)
         return found
     return failure(job, language)
+
+
+def found_text(job: Job, language: str | None) -> str:
+    """What a finished job found: ``"4 persons, 1 bus"``, or for a clip the most of each class seen at once and
+    its length."""
+    if job.media == "clip" and job.clip and "most" in job.clip:
+        return texts.clip_caption(job.clip["most"], float(job.clip.get("duration_s") or 0.0), language)
+    return texts.caption(job.detections or [], language)
+
+
+def found_labels(job: Job) -> dict[str, int]:
+    """Each class a finished job found, and how many (a clip: the most seen at once)."""
+    if job.media == "clip" and job.clip and "most" in job.clip:
+        return {str(label): int(n) for label, n in job.clip["most"].items()}
+    counts: dict[str, int] = {}
+    for detection in job.detections or []:
+        counts[str(detection["label"])] = counts.get(str(detection["label"]), 0) + 1
+    return counts
 
 
 def rerun_mode(mode: str, language: str | None) -> str:
@@ -50,7 +69,7 @@ def age(seconds: float, language: str | None) -> str:
 def history_line(job: Job, number: int, at: float, language: str | None) -> str:
     """One photo of /history: ``"1. 2 h ago — 4 persons, 1 bus"``, and whether its photo is gone."""
     if job.detections is not None:
-        what = texts.caption(job.detections, language)
+        what = found_text(job, language)
     elif job.status in (JobStatus.RECEIVED, JobStatus.QUEUED, JobStatus.PROCESSING):
         what = texts.text("history_in_line", language)
     elif job.status == JobStatus.CANCELLED:
@@ -72,8 +91,15 @@ def history(lines: Sequence[str], language: str | None) -> str:
 
 
 def failure(job: Job, language: str | None) -> str:
-    """``"Sorry, I couldn't process that photo: …"`` (or the dead letter's longer sentence)."""
+    """``"Sorry, I couldn't process that photo: …"`` (or the dead letter's longer sentence); a clip the worker
+    would not take says why in its own sentence ("That clip took too long to go through. …")."""
+    code = job.error_code or ""
+    if code.startswith("clip_"):
+        refused = (job.clip or {}).get("refused") or {}
+        return texts.for_error(code, language, limit=refused.get("limit"), value=refused.get("value"))
     key = "dead" if job.status == JobStatus.DEAD else "failed"
+    if job.media == "clip":
+        key += "_clip"
     return texts.text(key, language, reason=reason(job.error_code, job.error, language))
 
 
@@ -89,11 +115,20 @@ def reason(code: str | None, detail: str | None, language: str | None) -> str:
 
 
 def waiting(
-    position: int, eta_s: float, language: str | None, *, processing: bool = False, no_worker: bool = False
+    position: int,
+    eta_s: float,
+    language: str | None,
+    *,
+    processing: bool = False,
+    no_worker: bool = False,
+    frames: tuple[int, int] | None = None,
 ) -> str:
-    """A photo's place in line and estimate (``"Queued — #3 in line, about 4 s."``), "Working on it…", or (no
-    worker running) that it is safe and waits for one."""
+    """A photo's place in line and estimate (``"Queued — #3 in line, about 4 s."``), "Working on it…" (a clip:
+    "Working on it — frame 40 of 120", ``frames`` being done and total), or (no worker running) that it is safe
+    and waits for one."""
     if processing:
+        if frames is not None and frames[1] > 0:
+            return texts.text("processing_clip", language, done=frames[0], total=frames[1])
         return texts.text("processing", language)
     if no_worker:
         return texts.text("no_worker", language)
@@ -118,10 +153,17 @@ def job_status(job: Job, position: int, eta_s: float, language: str | None, *, n
     if job.status in (JobStatus.RECEIVED, JobStatus.QUEUED):
         return waiting(position, eta_s, language, no_worker=no_worker)
     if job.status == JobStatus.PROCESSING:
-        return waiting(0, 0.0, language, processing=True)
+        return waiting(0, 0.0, language, processing=True, frames=frames_done(job))
     if job.status in (JobStatus.FAILED, JobStatus.DEAD):
         return failure(job, language)
     return status_text([job], language)
+
+
+def frames_done(job: Job) -> tuple[int, int] | None:
+    """A clip in a worker's hands: frame done of total, as far as the worker said."""
+    if job.media != "clip" or job.progress_total is None:
+        return None
+    return job.progress_done or 0, job.progress_total
 
 
 def stats_lines(

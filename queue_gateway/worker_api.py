@@ -21,10 +21,11 @@ from queue_gateway.appkeys import (
     wakeups_key,
 )
 from queue_gateway.blobs import send_blob, store_blob
-from queue_gateway.endpoints import Endpoints, Param, answer, first_error
+from queue_gateway.endpoints import Endpoints, Param, answer, first_error, json_body
 from queue_gateway.errors import BadRequest, JobGone, JobNotFound, Unauthorized
 from queue_gateway.images import sniff
-from queue_gateway.public.contract import ErrorCode, ResultAck, ResultMeta
+from queue_gateway.public import clips
+from queue_gateway.public.contract import ClipProgress, ErrorCode, ProgressAck, ResultAck, ResultMeta
 from queue_gateway.signing import Action, SignatureExpired
 from queue_gateway.uploads import is_multipart, read_form
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 endpoints = Endpoints()
 
-MAX_RESULT_BYTES = 12 * 1024 * 1024  # the worker keeps results under 9 MB
+MAX_RESULT_BYTES = 12 * 1024 * 1024  # the worker keeps results under 9 MB, a clip's animation under 10 MiB
 META_CAP = 1024 * 1024  # detections JSON: 300 boxes are ~40 KB
 
 
@@ -118,14 +119,16 @@ async def fetch_input(request: web.Request) -> web.StreamResponse:
     params=(JOB_ID, *SIGNED),
 )
 async def post_result(request: web.Request) -> web.Response:
-    """Workers: record a result; the first one wins, repeats answer 200 and change nothing."""
+    """Workers: record a result (the annotated JPEG, or a clip's animation and summary); the first one wins,
+    repeats answer 200 and change nothing."""
     job_id, link_gen = _verify(request, Action.RESULT)
     meta, image = await _read_result(request)
-    if meta.ok and (image is None or sniff(image) != "JPEG"):
-        raise BadRequest("A successful result needs the annotated JPEG as 'image'.", code=ErrorCode.NO_IMAGE)
+    if meta.ok:
+        _check_image(meta, image)
     seen = request.app[sightings_key].due(meta.worker, meta.model)
     database = request.app[database_key]
-    stored = await store_blob(database.blobs, image, "image/jpeg") if meta.ok and image else None
+    stored = await store_blob(database.blobs, image, meta.content_type) if meta.ok and image else None
+    refused = _refusal(meta)
 
     async def record(session: AsyncSession) -> tuple[Outcome, Finished | None]:
         if seen:
@@ -148,6 +151,7 @@ async def post_result(request: web.Request) -> web.Response:
                 inference_ms=meta.inference_ms,
                 image=stored,
                 conf_used=meta.conf,
+                clip=meta.clip.model_dump() | {"result_type": meta.content_type} if meta.clip is not None else None,
             )
         return await transitions.fail(
             session,
@@ -156,6 +160,7 @@ async def post_result(request: web.Request) -> web.Response:
             message=meta.error or "unknown error",
             worker=meta.worker,
             link_gen=link_gen,
+            refused=refused,
         )
 
     outcome, finished = await database.write(record)
@@ -166,6 +171,52 @@ async def post_result(request: web.Request) -> web.Response:
         _observe(request, finished, meta)
         log.info("job %s %s by %s (%d detections)", job_id, finished.status, meta.worker, len(meta.detections))
     return answer(ResultAck(job_id=job_id, outcome=outcome.value))
+
+
+@endpoints.post(
+    "/v1/worker/jobs/{job_id}/progress",
+    auth="worker",
+    ok={200: ProgressAck},
+    request=ClipProgress,
+    params=(JOB_ID, *SIGNED),
+)
+async def post_progress(request: web.Request) -> web.Response:
+    """Workers: how far a clip is ("frame 40 of 120"), shown in its chat's status message; kept only while the job
+    is in the worker's hands (``recorded`` false otherwise: a worker need not retry it)."""
+    job_id, link_gen = _verify(request, Action.PROGRESS)
+    body = await json_body(request, ClipProgress, 'Send {"done": 40, "total": 120}.')
+    if body.done > body.total:
+        raise BadRequest("done must not be more than total.", code=ErrorCode.BAD_BODY)
+    recorded = await request.app[database_key].write(
+        lambda session: transitions.record_progress(
+            session, job_id, done=body.done, total=body.total, link_gen=link_gen
+        )
+    )
+    if recorded:
+        request.app[wakeups_key].job_changed(job_id)  # the progress updater looks again
+    return answer(ProgressAck(job_id=job_id, recorded=recorded))
+
+
+def _check_image(meta: ResultMeta, image: bytes | None) -> None:
+    """A success carries what it says it does: the annotated JPEG, or a clip's MP4 or GIF with its summary."""
+    if meta.content_type == "image/jpeg":
+        if image is None or sniff(image) != "JPEG":
+            raise BadRequest("A successful result needs the annotated JPEG as 'image'.", code=ErrorCode.NO_IMAGE)
+        return
+    expected = "mp4" if meta.content_type == "video/mp4" else "gif"
+    if image is None or clips.sniff(image) != expected or meta.clip is None:
+        raise BadRequest(
+            f"A clip's result needs its animation ({meta.content_type}) as 'image' and its summary in 'clip'.",
+            code=ErrorCode.NO_IMAGE,
+        )
+
+
+def _refusal(meta: ResultMeta) -> dict[str, float] | None:
+    """A clip the worker would not take: the limit it passed and what it is (for the person's sentence)."""
+    if meta.ok or not (meta.error_code or "").startswith("clip_"):
+        return None
+    found = {"limit": meta.limit, "value": meta.value}
+    return {name: value for name, value in found.items() if value is not None}
 
 
 def _observe(request: web.Request, finished: Finished, meta: ResultMeta) -> None:

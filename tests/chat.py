@@ -777,7 +777,7 @@ def matches(key: str, lang: str | None = None, **known: Any) -> Callable[[str], 
     return lambda text: compiled.fullmatch(text) is not None
 
 
-ALLOWED_LATIN = frozenset({"JPEG", "WebP", "JSON", "detectbot", "telegram", "discord"})
+ALLOWED_LATIN = frozenset({"JPEG", "WebP", "WebM", "JSON", "detectbot", "telegram", "discord"})
 """Latin words a Russian text may hold: formats, the product's and the platforms' names."""
 
 

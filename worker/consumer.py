@@ -22,7 +22,9 @@ from queue_gateway.public.topology import declare
 from queue_gateway.runtime import tracing
 from queue_gateway.runtime.config import safe_url
 from queue_gateway.runtime.logs import job_context
+from worker import clipjobs
 from worker.errors import (
+    BadClip,
     BadImage,
     BrokerUnreachable,
     Gone,
@@ -272,6 +274,8 @@ class Worker:
         """Run the model; a final failure becomes a failure result, a crash or a timeout hands the job back."""
         params = job.params
         base: dict[str, Any] = {"worker": self.settings.name, "model": self.pool.model_name}
+        if job.media == "clip":
+            return await self._infer_clip(job, data, message, base)
         request = Job(
             data,
             conf=params.conf,
@@ -303,6 +307,31 @@ class Worker:
             **{**base, "model": result.model},
         )
         return meta, result.image
+
+    async def _infer_clip(
+        self, job: JobMessage, data: bytes, message: AbstractIncomingMessage, base: dict[str, Any]
+    ) -> tuple[ResultMeta | None, bytes | None]:
+        """A GIF or short clip (``worker.clipjobs``): a refusal is final and told to its sender; a crash or a run past
+        the deadline hands it back, as for a photo."""
+        try:
+            result = await clipjobs.run_clip(self.pool, self.gateway, job, data, self.settings)
+        except BadClip as exc:
+            log.info("job %s: clip refused (%s)", job.job_id, exc)
+            return clipjobs.refusal_meta(exc, base), None
+        except (InferenceCrashed, JobTimedOut) as exc:
+            timed_out = isinstance(exc, JobTimedOut)
+            log.error("job %s: %s (delivery %d)", job.job_id, exc, _delivery_number(message))
+            self.metrics.jobs.labels(outcome="timeout" if timed_out else "crashed").inc()
+            if timed_out:
+                await self._note(job, ResultMeta(ok=False, final=False, error_code="timeout", error=str(exc), **base))
+            await self._give_back(message, job.job_id)
+            return None, None
+        except Exception as exc:  # the model raised: final for this job, told to its sender
+            log.exception("job %s: the model failed on a clip", job.job_id)
+            text = f"the detector could not process it ({type(exc).__name__})"
+            return ResultMeta(ok=False, error_code="model_error", error=text, **base), None
+        self.metrics.inference_seconds.observe(result.inference_ms / 1000)
+        return clipjobs.clip_meta(result, base), result.animation
 
     async def _note(self, job: JobMessage, meta: ResultMeta) -> None:
         """Tell the gateway why this attempt failed (the job stays in the queue); best effort."""

@@ -10,7 +10,7 @@ from urllib.parse import urljoin
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
-from queue_gateway.public.contract import ResultMeta
+from queue_gateway.public.contract import ClipProgress, ResultMeta
 from queue_gateway.runtime import tracing
 from worker.errors import Gone, Refused, Unreachable
 
@@ -51,11 +51,14 @@ class GatewayLink:
         return await self._retrying(attempt)
 
     async def post_result(self, signed_url: str, meta: ResultMeta, image: bytes | None, *, retry: bool = True) -> None:
+        """The result: its meta, and the annotated JPEG (a clip: its animation, of ``meta.content_type``)."""
+        extension = {"video/mp4": "mp4", "image/gif": "gif"}.get(meta.content_type, "jpg")
+
         async def attempt() -> None:
             form = aiohttp.FormData()
             form.add_field("meta", meta.model_dump_json(), content_type="application/json")
             if image is not None:
-                form.add_field("image", image, filename="result.jpg", content_type="image/jpeg")
+                form.add_field("image", image, filename=f"result.{extension}", content_type=meta.content_type)
             headers = self._headers | tracing.headers()
             async with self._session.post(self.url(signed_url), data=form, headers=headers) as response:
                 await _raise_for(response)
@@ -67,6 +70,21 @@ class GatewayLink:
                 raise Unreachable(f"gateway unreachable: {exc or type(exc).__name__}") from exc
             return
         await self._retrying(attempt)
+
+    async def post_progress(self, signed_url: str, done: int, total: int) -> bool:
+        """How far a clip is ("frame 40 of 120"): one try, best effort; whether the gateway recorded it."""
+        body = ClipProgress(done=done, total=total).model_dump()
+        try:
+            async with self._session.post(
+                self.url(signed_url), json=body, headers=self._headers, timeout=aiohttp.ClientTimeout(total=5)
+            ) as response:
+                if response.status >= 300:
+                    log.debug("progress not taken: HTTP %d", response.status)
+                    return False
+                return bool((await response.json()).get("recorded"))
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.debug("progress not sent: %s", exc or type(exc).__name__)
+            return False
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Try until it works, for up to the retry window; then ``Unreachable``."""

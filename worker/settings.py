@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from queue_gateway.public.settings import GatewayAddress, QueueSettings
+from queue_gateway.public.settings import ClipSettings, GatewayAddress, QueueSettings
 from worker.cpus import cpu_budget
 
 AUTO_SLOTS = 4  # each slot holds its own copy of the model (~200 MB for the offline model)
@@ -18,7 +18,7 @@ def _default_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class WorkerSettings(GatewayAddress, QueueSettings):
+class WorkerSettings(GatewayAddress, QueueSettings, ClipSettings):
     heartbeat_s: int = 30  # AMQP heartbeat; inference runs in another process, so it never starves
     broker_retry_s: float = 30.0  # at start: how long to retry a broker that does not answer, then exit
 

@@ -8,12 +8,12 @@ from typing import Annotated, ClassVar
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from queue_gateway.public.settings import GatewayClientSettings
+from queue_gateway.public.settings import ClipSettings, GatewayClientSettings
 
 MiB = 1024 * 1024
 
 
-class BotSettings(GatewayClientSettings):
+class BotSettings(GatewayClientSettings, ClipSettings):
     platform: ClassVar[str | None] = None  # the bot's platform: its admins are that platform's ids
 
     # numeric Telegram / Discord user ids allowed /stats and /dlq (bare, or telegram:ID / discord:ID; the gateway

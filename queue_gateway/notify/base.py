@@ -17,7 +17,7 @@ from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin, objects
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One job of a delivery: its annotated image and caption, or the reason it failed."""
+    """One job of a delivery: its annotated image (a clip's animation) and caption, or the reason it failed."""
 
     job_id: str
     ok: bool
@@ -25,12 +25,31 @@ class Item:
     image: bytes | None = None
     message_id: str | None = None  # the person's message this item answers (Telegram: the photo)
     detections: list[dict[str, Any]] = field(default_factory=list)
+    content_type: str = "image/jpeg"  # of ``image``: image/jpeg, or a clip's video/mp4 or image/gif
+    clip: dict[str, Any] | None = None  # a clip's summary (its length, the most of each class seen at once)
+
+    @property
+    def is_clip(self) -> bool:
+        return self.content_type != "image/jpeg"
+
+    @property
+    def extension(self) -> str:
+        return {"video/mp4": "mp4", "image/gif": "gif"}.get(self.content_type, "jpg")
+
+
+def result_type(data: bytes) -> str:
+    """The content type of a stored result, from its first bytes: a JPEG, or a clip's MP4 or GIF."""
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[4:8] == b"ftyp":
+        return "video/mp4"
+    return "image/jpeg"
 
 
 def objects_buttons(items: list[Item], language: str | None) -> list[tuple[str, str]]:
     """The "Objects" buttons of a result: ``(label, data)`` for each photo that found something ("Objects 2" in an
-    album, numbered as its photos are)."""
-    shown = [item for item in items if item.ok and item.image]
+    album, numbered as its photos are). A clip has none: its objects are not cut out."""
+    shown = [item for item in items if item.ok and item.image and not item.is_clip]
     if len(shown) == 1:
         return (
             [(texts.text("objects_button", language), objects_action(shown[0].job_id))] if shown[0].detections else []
@@ -130,8 +149,9 @@ class Notifier(Protocol):
         the interaction's token is about to expire), else None. Raise RetryLater or Undeliverable."""
         ...
 
-    async def show_activity(self, origin: TelegramOrigin | DiscordOrigin) -> None:
-        """Show that the result is being prepared ("sending photo…"), where the platform can."""
+    async def show_activity(self, origin: TelegramOrigin | DiscordOrigin, *, media: str = "photo") -> None:
+        """Show that the result is being prepared ("sending photo…", a clip's "sending video…"), where the platform
+        can."""
         ...
 
     async def tell(self, user_id: str, text: str) -> None:

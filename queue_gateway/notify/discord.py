@@ -80,9 +80,16 @@ class DiscordNotifier:
             self._client = None
 
     async def send(self, delivery: Delivery) -> Sent:
+        """The photos (and what failed) in one message, then each clip's animation in a message of its own."""
         origin = _discord(delivery)
-        route, message_id = await self._call(self._send(origin, delivery.items))
-        return Sent([message_id], route)
+        clips = [item for item in delivery.items if item.ok and item.image and item.is_clip]
+        rest = [item for item in delivery.items if item not in clips]
+        sent: list[str] = []
+        route = "followup"
+        for group in ([rest] if rest else []) + [[clip] for clip in clips]:
+            route, message_id = await self._call(self._send(origin, group))
+            sent.append(message_id)
+        return Sent(sent, route)
 
     async def edit_status(self, delivery: Delivery, text: str) -> bool:
         return await self._call(self._edit_status(_discord(delivery), delivery.status_message_id, text))
@@ -111,8 +118,10 @@ class DiscordNotifier:
 
     async def _send(self, origin: DiscordOrigin, items: list[Item]) -> tuple[str, str]:
         """Send once; on 413 shrink the images and send again. Returns the route used and the message ids."""
-        originals = [item.image for item in items if item.ok and item.image]
-        images = await asyncio.to_thread(lambda: [fit(image, self._max_bytes) for image in originals])
+        good = [item for item in items if item.ok and item.image]
+        images = await asyncio.to_thread(
+            lambda: [(item.image or b"") if item.is_clip else fit(item.image or b"", self._max_bytes) for item in good]
+        )  # a clip's animation was made to fit by the worker
         use_webhook = self._token_alive(origin)
         for shrinks in range(MAX_SHRINKS + 1):
             try:
@@ -126,10 +135,10 @@ class DiscordNotifier:
                         use_webhook = False
                 return "channel", await self._channel_message(origin, items, images)
             except discord.HTTPException as exc:
-                if not _too_large(exc) or shrinks == MAX_SHRINKS or not images:
+                if not _too_large(exc) or shrinks == MAX_SHRINKS or all(item.is_clip for item in good):
                     raise
                 log.warning("Discord refused the attachments as too large; shrinking (%d)", shrinks + 1)
-                images = await asyncio.to_thread(_shrink_all, images)
+                images = await asyncio.to_thread(_shrink_all, images, [item.is_clip for item in good])
         raise AssertionError("unreachable")
 
     async def _followup(self, origin: DiscordOrigin, items: list[Item], images: list[bytes]) -> str:
@@ -173,7 +182,7 @@ class DiscordNotifier:
             return None
         return await self._call(self._progress(origin, update))
 
-    async def show_activity(self, origin: TelegramOrigin | DiscordOrigin) -> None:
+    async def show_activity(self, origin: TelegramOrigin | DiscordOrigin, *, media: str = "photo") -> None:
         """Discord has no "sending photo" action for a bot's follow-up: nothing to show."""
 
     async def _progress(self, origin: DiscordOrigin, update: StatusUpdate) -> str | None:
@@ -307,9 +316,12 @@ def fit(image: bytes, limit: int = MAX_ATTACHMENT_BYTES) -> bytes:
     return image
 
 
-def _shrink_all(images: list[bytes]) -> list[bytes]:
-    """After a 413: every image about 40 % smaller."""
-    return [shrink(image, target=int(len(image) * 0.6)) for image in images]
+def _shrink_all(images: list[bytes], clips: list[bool]) -> list[bytes]:
+    """After a 413: every photo about 40 % smaller (a clip stays as it is)."""
+    return [
+        image if clip else shrink(image, target=int(len(image) * 0.6))
+        for image, clip in zip(images, clips, strict=True)
+    ]
 
 
 def shrink(image: bytes, *, target: int) -> bytes:
@@ -332,7 +344,7 @@ def shrink(image: bytes, *, target: int) -> bytes:
 def _files(items: Sequence[Item], images: list[bytes]) -> list[discord.File]:
     good = [item for item in items if item.ok and item.image]
     return [
-        discord.File(io.BytesIO(image), filename=f"detected-{item.job_id[:8]}.jpg")
+        discord.File(io.BytesIO(image), filename=f"detected-{item.job_id[:8]}.{item.extension}")
         for item, image in zip(good, images, strict=True)
     ]
 

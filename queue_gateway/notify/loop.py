@@ -26,7 +26,7 @@ from db.common import now
 from db.models import ACTIVE, Job, JobStatus
 from queue_gateway.database import Database
 from queue_gateway.metrics import GatewayMetrics
-from queue_gateway.notify.base import ChatClock, Delivery, Item, Notifier, RetryLater, Undeliverable
+from queue_gateway.notify.base import ChatClock, Delivery, Item, Notifier, RetryLater, Undeliverable, result_type
 from queue_gateway.public.contract import parse_origin
 from queue_gateway.runtime import tracing
 from queue_gateway.runtime.supervise import Backoff, woken
@@ -274,6 +274,8 @@ class DeliveryLoop:
                 image=images.get(m.id),
                 message_id=(m.origin or {}).get("message_id"),
                 detections=list(m.detections or []),
+                content_type=result_type(images[m.id]) if m.id in images else "image/jpeg",
+                clip=m.clip if m.media == "clip" else None,
             )
             for m in members
             if m.status != JobStatus.CANCELLED

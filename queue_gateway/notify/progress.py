@@ -3,7 +3,8 @@
 The updater looks at the chat jobs that have a status message and are not finished, whenever a job moves (and
 at least every ``every_s``), and edits a message when its text changed meaningfully: the photo moved up by a
 fifth of its place (or to #1), or a worker has been at it for ``WORKING_AFTER_S`` ("Working on it…"; Telegram's
-"sending photo…" action as soon as a worker took it).
+"sending photo…" action as soon as a worker took it). A clip's message then follows the worker's frames ("Working
+on it — frame 40 of 120", as often as the message may change).
 Edits are throttled: a message at most every ``message_interval_s``, a chat at most every ``chat_interval_s``
 (Telegram allows about one message a second per chat, twenty a minute in a group). Delivery writes the last
 word ("Done in 1.4 s.").
@@ -108,7 +109,7 @@ class ProgressUpdater:
             processing = row.status == JobStatus.PROCESSING
             says_no_worker = no_worker and not processing
             text = words.waiting(position, self._pace.eta_s(position), job.language, processing=processing,
-                                 no_worker=says_no_worker)  # fmt: skip
+                                 no_worker=says_no_worker, frames=words.frames_done(row))  # fmt: skip
             chat = job.chat
             if row.status == JobStatus.PROCESSING:
                 await self._activity_once(notifier, job, chat, now)  # "sending photo…": not a message
@@ -172,4 +173,4 @@ class ProgressUpdater:
         self._activity[chat] = now
         assert job.origin is not None
         with contextlib.suppress(RetryLater, Undeliverable):
-            await notifier.show_activity(job.origin)
+            await notifier.show_activity(job.origin, media=job.row.media)

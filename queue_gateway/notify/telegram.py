@@ -91,10 +91,11 @@ class TelegramNotifier:
         await self._call(edit)
         return None
 
-    async def show_activity(self, origin: TelegramOrigin | DiscordOrigin) -> None:
-        """Telegram shows "sending photo…" in the chat for a few seconds."""
+    async def show_activity(self, origin: TelegramOrigin | DiscordOrigin, *, media: str = "photo") -> None:
+        """Telegram shows "sending photo…" (a clip: "sending video…") in the chat for a few seconds."""
+        action = ChatAction.UPLOAD_VIDEO if media == "clip" else ChatAction.UPLOAD_PHOTO
         if isinstance(origin, TelegramOrigin):
-            await self._call(lambda: self._bot.send_chat_action(int(origin.chat_id), ChatAction.UPLOAD_PHOTO))
+            await self._call(lambda: self._bot.send_chat_action(int(origin.chat_id), action))
 
     async def tell(self, user_id: str, text: str) -> None:
         """A private chat's id is its person's user id."""
@@ -116,18 +117,25 @@ class TelegramNotifier:
             raise RetryLater(None, f"Telegram unreachable: {exc.message}") from exc
 
     async def _send(self, delivery: Delivery) -> Sent:
+        """The photos (one, or an album of them), then each clip as an animation of its own (an album cannot
+        hold animations), then one message for those that failed."""
         chat_id = _chat_id(delivery)
         items = delivery.items
         good = [item for item in items if item.ok and item.image]
+        photos = [item for item in good if not item.is_clip]
         failed = [item for item in items if not (item.ok and item.image)]
         sent: list[Message] = []
-        if len(good) == 1:
-            sent.append(await self._send_one(chat_id, good[0], delivery.output, _keyboard(delivery)))
-        elif good:
+        if len(photos) == 1:  # in an album its "Objects" button goes under the status message
+            markup = _keyboard(delivery) if len(good) == 1 else None
+            sent.append(await self._send_one(chat_id, photos[0], delivery.output, markup))
+        elif photos:
             media = [
-                InputMediaPhoto(item.image or b"", caption=item.caption, filename=f"{item.job_id}.jpg") for item in good
+                InputMediaPhoto(item.image or b"", caption=item.caption, filename=f"{item.job_id}.jpg")
+                for item in photos
             ]
-            sent.extend(await self._bot.send_media_group(chat_id, media, reply_parameters=_reply_to(good[0])))
+            sent.extend(await self._bot.send_media_group(chat_id, media, reply_parameters=_reply_to(photos[0])))
+        for clip in (item for item in good if item.is_clip):
+            sent.append(await self._send_clip(chat_id, clip, delivery.output))
         if good and delivery.output == "photo+json":
             sent.append(await self._send_detections(chat_id, good, reply_to=sent[0].message_id))
         if failed:
@@ -150,8 +158,22 @@ class TelegramNotifier:
             reply_markup=markup,
         )  # fmt: skip
 
+    async def _send_clip(self, chat_id: int, item: Item, output: str) -> Message:
+        """A clip's annotated animation: ``sendAnimation`` (it plays inline, looping, like the GIF it came as), or
+        the file itself when the chat chose original-quality files."""
+        image, name, reply = item.image or b"", f"detected-{item.job_id[:8]}.{item.extension}", _reply_to(item)
+        if output == "document":
+            return await self._bot.send_document(
+                chat_id, image, filename=name, caption=item.caption, reply_parameters=reply
+            )
+        return await self._bot.send_animation(chat_id, image, filename=name, caption=item.caption,
+                                              reply_parameters=reply)  # fmt: skip
+
     async def _send_detections(self, chat_id: int, items: list[Item], *, reply_to: int) -> Message:
-        payload = [{"job_id": item.job_id, "detections": item.detections} for item in items]
+        payload = [
+            {"job_id": item.job_id, "detections": item.detections, **({"clip": item.clip} if item.clip else {})}
+            for item in items
+        ]
         data = json.dumps(payload if len(payload) > 1 else payload[0], ensure_ascii=False, indent=1).encode()
         return await self._bot.send_document(
             chat_id, data, filename="detections.json",

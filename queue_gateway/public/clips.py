@@ -10,12 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from queue_gateway.public.contract import ErrorCode
+from queue_gateway.public.contract import ErrorCode, Prefer
 
 Container = Literal["gif", "mp4", "mov", "webm"]
-Prefer = Literal["mp4", "gif", "smallest"]
-"""The animation sent back: ``mp4`` (Telegram's ``sendAnimation``, the web page), ``gif``, or the ``smallest`` of
-both (Discord shows either inline)."""
 
 MiB = 1024 * 1024
 DISCORD_MAX_BYTES = 10 * MiB  # attachments of bots and webhooks

@@ -34,6 +34,13 @@ Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A
 """A platform's id of a user, chat, channel or message (Telegram: integers; Discord: snowflakes; "@original")."""
 LanguageTag = Annotated[str, StringConstraints(max_length=16, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")]
 OutputKind = Literal["photo", "photo+json", "document"]
+MediaKind = Literal["photo", "clip"]
+"""What a job is: a photo, or a GIF or short clip (detected frame by frame, answered with an animation)."""
+Prefer = Literal["mp4", "gif", "smallest"]
+"""How a clip's animation goes back: ``mp4`` (Telegram's ``sendAnimation``, the web page), ``gif``, or the
+``smallest`` of both (Discord shows either inline)."""
+ResultType = Literal["image/jpeg", "video/mp4", "image/gif"]
+"""What a worker's result is: the annotated JPEG of a photo, or a clip's animation."""
 
 
 class ErrorCode(StrEnum):
@@ -118,6 +125,13 @@ class DetectParams(BaseModel):
     output: OutputKind | None = None  # how a chat gets the result (workers ignore it)
 
 
+class ClipReturn(BaseModel):
+    """How a worker sends a clip's animation back: the format the chat shows best, under a size it takes."""
+
+    prefer: Prefer = "mp4"
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+
+
 class JobMessage(BaseModel):
     """The AMQP message body: URLs and parameters, never image bytes."""
 
@@ -126,6 +140,9 @@ class JobMessage(BaseModel):
     input_url: str
     result_url: str
     params: DetectParams = DetectParams()
+    media: MediaKind = "photo"
+    clip: ClipReturn | None = None  # a clip: how its animation goes back
+    progress_url: str | None = None  # a clip: where the worker says how far it is ("frame 40 of 120")
 
 
 class DetectionOut(BaseModel):
@@ -135,8 +152,28 @@ class DetectionOut(BaseModel):
     box: list[float] = Field(min_length=4, max_length=4)
 
 
+class ClipResult(BaseModel):
+    """What a clip gave (``ResultMeta.clip``): its animation, and the most of each class seen at once."""
+
+    duration_s: float = Field(ge=0)  # of the clip, as its frames span it
+    frames: int = Field(ge=1)  # the sample times: frames of the animation ("frame 40 of 120")
+    frames_detected: int = Field(ge=0)  # distinct frames run through the model
+    fps: float = Field(gt=0)  # of the animation
+    width: int = Field(ge=1)  # of the animation
+    height: int = Field(ge=1)
+    most: dict[Annotated[Scrubbed, Field(max_length=100)], int] = Field(default_factory=dict, max_length=1000)
+    """label: the most seen in any one frame ("up to 3 persons, 1 dog"), most first"""
+
+
+class ClipProgress(BaseModel):
+    """``POST`` to a clip job's ``progress_url``: how many of its frames the worker has done."""
+
+    done: int = Field(ge=0)
+    total: int = Field(ge=1)
+
+
 class ResultMeta(BaseModel):
-    """The JSON part of a worker's result upload (the annotated JPEG travels beside it)."""
+    """The JSON part of a worker's result upload (the annotated JPEG, or a clip's animation, travels beside it)."""
 
     schema_version: int = SCHEMA_VERSION
     ok: bool
@@ -148,6 +185,10 @@ class ResultMeta(BaseModel):
     error_code: ErrorCode | None = None
     error: Annotated[Scrubbed, Field(max_length=2000)] | None = None
     final: bool = True  # False: only this attempt failed (a timeout); the job goes back to the queue
+    content_type: ResultType = "image/jpeg"  # of the image beside it
+    clip: ClipResult | None = None  # a clip's summary
+    limit: float | None = None  # a refused clip: the limit it passed (seconds, bytes, pixels, frames) …
+    value: float | None = None  # … and what the clip is, when known
 
 
 class _OriginBase(BaseModel):
@@ -285,7 +326,8 @@ class ErrorBody(BaseModel):
     message: str
     text: str = ""  # the person's sentence, in the request's language
     retry_after: int | None = None  # seconds, also in the Retry-After header
-    limit: int | None = None  # the limit that was reached (too_many_in_line, quota)
+    limit: int | None = None  # the limit that was reached (too_many_in_line, quota, a clip's seconds or bytes)
+    value: float | None = None  # a refused clip: what it is (90 s, 25 MB …), beside the limit
 
 
 # --- the HTTP API's bodies (the OpenAPI document is built from these) --------------------------------------------
@@ -297,9 +339,31 @@ JobStatusName = Literal[
 
 
 class ImageInfo(BaseModel):
-    format: str
+    format: str  # JPEG, PNG, WEBP; a clip: GIF, MP4, MOV, WEBM
     width: int
     height: int
+
+
+class ClipView(BaseModel):
+    """A clip job's clip: what it is, and (once done) its animation and what it found."""
+
+    duration_s: float  # its length
+    source_frames: int  # the frames it holds
+    container: str  # gif, mp4, mov, webm
+    codec: str
+    frames: int | None = None  # of the animation (the sample times), once done
+    frames_detected: int | None = None
+    fps: float | None = None
+    width: int | None = None  # of the animation
+    height: int | None = None
+    most: dict[str, int] | None = None  # label: the most seen in any one frame
+
+
+class Progress(BaseModel):
+    """How far a worker is with a clip: frame ``done`` of ``total``."""
+
+    done: int
+    total: int
 
 
 class Timings(BaseModel):
@@ -373,13 +437,17 @@ class JobView(BaseModel):
     status_url: str
     result_url: str
     crops_url: str | None = None  # its objects cut out (a ZIP), once it found any
-    detections: list[DetectionOut] | None = None
-    caption: str | None = None  # "4 persons, 1 bus", in the asked language
+    detections: list[DetectionOut] | None = None  # a photo's (a clip's are in ``clip.most``)
+    caption: str | None = None  # "4 persons, 1 bus" (a clip: "up to 3 persons, 1 dog · 3.0 s"), in the asked language
     labels: dict[str, str] = {}  # each label found, as the image shows it in the asked language
     model: str | None = None
     error: JobError | None = None
     webhook: WebhookView | None = None  # its completion webhook (left out of the webhook's own event)
     rerun_of: str | None = None  # the job whose stored photo this one ran again
+    media: MediaKind = "photo"
+    clip: ClipView | None = None  # a clip's
+    progress: Progress | None = None  # a clip being processed: frame ``done`` of ``total``
+    result_type: str | None = None  # the content type of GET …/result: image/jpeg, video/mp4 or image/gif
 
 
 class CancelResponse(BaseModel):
@@ -595,6 +663,11 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "not ready"]
     checks: dict[str, str] | None = None  # for an admin key: each check and what failed
+
+
+class ProgressAck(BaseModel):
+    job_id: str
+    recorded: bool  # false: the job is not in this worker's hands (finished, cancelled, sent again)
 
 
 class ResultAck(BaseModel):

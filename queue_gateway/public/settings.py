@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
+from queue_gateway.public.clips import SOURCE_FPS, ClipLimits, ClipOptions
 from queue_gateway.public.topology import Topology
 from queue_gateway.runtime.config import DetectbotSettings
 
@@ -51,3 +52,25 @@ class DiscordConnection(DetectbotSettings):
     discord_token: SecretStr | None = None
     discord_api_url: str = "https://discord.com/api/v10"  # REST, interaction callbacks and webhooks
     discord_gateway_url: str = "wss://gateway.discord.gg/"  # the bot's websocket
+
+
+class ClipSettings(DetectbotSettings):
+    """What a GIF or short clip may be (the gateway refuses the rest at once, the bots before they download it) and
+    how a worker samples one. The defaults keep a clip's work near that of 5 photos a second of clip at most."""
+
+    clip_max_seconds: int = Field(default=60, ge=1)  # a clip's length
+    clip_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)  # its file (Telegram's getFile cap)
+    clip_max_pixels: int = Field(default=1920 * 1080, ge=1)  # a frame's (portrait 1080x1920 fits too)
+    clip_max_frames: int = Field(default=120, ge=1, le=1000)  # frames detected per clip ("frame 40 of 120")
+    clip_max_fps: float = Field(default=10.0, gt=0, le=60)  # … and per second of clip
+
+    def clip_limits(self) -> ClipLimits:
+        return ClipLimits(
+            max_bytes=self.clip_max_bytes,
+            max_duration_s=float(self.clip_max_seconds),
+            max_pixels=self.clip_max_pixels,
+            max_source_frames=self.clip_max_seconds * SOURCE_FPS,
+        )
+
+    def clip_options(self) -> ClipOptions:
+        return ClipOptions(limits=self.clip_limits(), max_frames=self.clip_max_frames, max_fps=self.clip_max_fps)

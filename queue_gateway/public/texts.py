@@ -21,6 +21,7 @@ from typing import Any
 DOMAIN = "detectbot"
 LOCALES = Path(__file__).parent / "locales"
 DEFAULT_LANGUAGE = "en"
+MiB = 1024 * 1024
 
 
 def N_(message: str) -> str:
@@ -46,18 +47,21 @@ def C_(context: str, message: str) -> tuple[str, str]:
 MESSAGES: dict[str, str] = {
     # the bots' answers
     "help": N_(
-        "Send me a photo and I'll send it back with the objects I find boxed and labelled.\n"
+        "Send me a photo, a GIF or a short video and I'll send it back with the objects I find boxed and labelled.\n"
         "In groups, caption the photo with /detect or reply /detect to a photo.\n"
         "/settings chooses what I show; /forget deletes your photos and results."
     ),
     "discord_help": N_(
-        "I find objects in photos and send them back boxed and labelled.\n"
-        "Use /detect with a photo attached, or on a message with photos choose Apps → Detect objects.\n"
+        "I find objects in photos, GIFs and short videos and send them back boxed and labelled.\n"
+        "Use /detect with one attached, or on a message with photos or clips choose Apps → Detect objects.\n"
         "/settings chooses what I show; /forget deletes your photos and results."
     ),
-    "accepted_hint": N_("Send me a photo (JPEG, PNG or WebP) and I'll find the objects in it."),
+    "accepted_hint": N_(
+        "Send me a photo (JPEG, PNG or WebP), a GIF or a short video, and I'll find the objects in it."
+    ),
     "discord_hint": N_(
-        "Attach a photo (JPEG, PNG or WebP) to /detect, or use Apps → Detect objects on a photo message."
+        "Attach a photo (JPEG, PNG or WebP), a GIF or a short video (MP4, WebM, MOV) to /detect, or use "
+        "Apps → Detect objects on a message that has one."
     ),
     "group_hint": N_("Reply /detect to a photo, or caption a photo with /detect."),
     "too_big": N_("That file is {size_mb} MB; the limit is {limit_mb} MB. Please send a smaller photo."),
@@ -66,6 +70,7 @@ MESSAGES: dict[str, str] = {
     "queued": N_("Queued — #{position} in line, about {eta}."),
     "queued_now": N_("Got it — working on it now."),
     "processing": N_("Working on it…"),
+    "processing_clip": N_("Working on it — frame {done} of {total}"),
     "status_moved": N_("Still in line — I'll keep you posted below."),
     "no_worker": N_("No worker is running right now. Your photo is safe and will be done as soon as one starts."),
     "waiting_for_service": N_("The service is briefly unavailable. I'm keeping your photo and will queue it soon."),
@@ -83,7 +88,14 @@ MESSAGES: dict[str, str] = {
     "no_objects": N_("No objects found."),
     "no_objects_of": N_("None of the objects you chose ({classes}) were found."),
     "failed": N_("Sorry, I couldn't process that photo: {reason}"),
+    "failed_clip": N_("Sorry, I couldn't process that clip: {reason}"),
     "dead": N_("Sorry, that photo failed several times ({reason}). An admin has been told; you can try again later."),
+    "dead_clip": N_(
+        "Sorry, that clip failed several times ({reason}). An admin has been told; you can try again later."
+    ),
+    # a clip: its caption ("up to 3 persons, 1 dog · 3.0 s")
+    "clip_caption": N_("up to {counts} · {seconds:.1f} s"),
+    "clip_no_objects": N_("No objects found · {seconds:.1f} s"),
     "reason_crashed": N_("the detector kept crashing on it"),
     "reason_timeout": N_("the detector took too long on it"),
     "reason_unknown": N_("something went wrong on our side"),
@@ -97,6 +109,22 @@ MESSAGES: dict[str, str] = {
     "image_corrupt": N_("That image is damaged or incomplete. Please send it again or try another."),
     "image_too_complex": N_(
         "That image is built to be very slow to decode. Please send an ordinary photo (JPEG, PNG or WebP)."
+    ),
+    # a GIF or short clip we do not take
+    "clip_too_long": N_("That clip is {seconds:.0f} s long; the limit is {limit} s."),
+    "clip_too_long_plain": N_("That clip is longer than the limit of {limit} s. Please send a shorter one."),
+    "clip_too_large": N_("That clip is {size_mb:.1f} MB; the limit is {limit_mb:g} MB."),
+    "clip_too_large_plain": N_("That clip is larger than the limit of {limit_mb:g} MB. Please send a smaller one."),
+    "clip_too_many_pixels": N_("That clip's frames are {mp:.1f} megapixels; the limit is {limit_mp:.1f} megapixels."),
+    "clip_too_many_pixels_plain": N_(
+        "That clip's frames are larger than the limit of {limit_mp:.1f} megapixels. Please send a smaller one."
+    ),
+    "clip_too_many_frames": N_("That clip has more frames than I go through ({limit}). Please send a shorter one."),
+    "clip_unsupported": N_("I can't read that kind of clip. Please send a GIF, or an MP4, MOV or WebM video."),
+    "clip_corrupt": N_("That clip is damaged or incomplete. Please send it again or try another."),
+    "clip_too_slow": N_("That clip took too long to go through. Please send a shorter one."),
+    "clip_output_too_large": N_(
+        "The clip with its objects marked would be too large to send back. Please send a shorter one."
     ),
     "not_found": N_("I can't find that photo any more."),
     "history_empty": N_("You haven't sent me a photo here yet."),
@@ -185,7 +213,7 @@ MESSAGES: dict[str, str] = {
     # commands, as the platforms list them
     "cmd_detect": N_("Find objects in a photo (reply to it in groups)"),
     "cmd_detect_discord": N_("Find the objects in a photo"),
-    "cmd_detect_image": N_("A photo: JPEG, PNG or WebP"),
+    "cmd_detect_image": N_("A photo (JPEG, PNG, WebP), a GIF or a short video (MP4, WebM, MOV)"),
     "cmd_detect_menu": N_("Detect objects"),
     "cmd_help": N_("What this bot does"),
     "cmd_history": N_("My last photos here, to run one again"),
@@ -202,7 +230,10 @@ MESSAGES: dict[str, str] = {
     # the web page (/) and the admin dashboard (/admin)
     "web_title": N_("detectbot — find objects in photos"),
     "web_heading": N_("Find the objects in your photos"),
-    "web_intro": N_("Choose or drop photos (JPEG, PNG or WebP): each comes back with the objects boxed and labelled."),
+    "web_intro": N_(
+        "Choose or drop photos (JPEG, PNG or WebP), GIFs or short videos (MP4, WebM, MOV): each comes back with the "
+        "objects boxed and labelled."
+    ),
     "web_choose": N_("Choose photos"),
     "web_drop": N_("or drop them here"),
     "web_drop_here": N_("Drop the photos to send them"),
@@ -640,15 +671,60 @@ def queued_text(position: int, eta_s: float, lang: str | None = None, *, count: 
     return text("queued", lang, position=position, eta=wait)
 
 
-def for_error(code: str, lang: str | None = None, *, retry_after: int | None = None, limit: int | None = None) -> str:
-    """The person's sentence for one of the gateway's error codes (``ErrorCode``)."""
+def for_error(
+    code: str,
+    lang: str | None = None,
+    *,
+    retry_after: int | None = None,
+    limit: float | None = None,
+    value: float | None = None,
+) -> str:
+    """The person's sentence for one of the gateway's error codes (``ErrorCode``); a refused clip's names its
+    ``limit`` and, when known, what the clip is (``value``): "That clip is 90 s long; the limit is 60 s."."""
+    if code.startswith("clip_"):
+        return clip_refusal(code, lang, limit=limit, value=value)
     if code == "busy":
         return text("busy", lang, seconds=retry_after or 30)
     if code == "too_many_in_line":
-        return ntext("too_many_in_line", limit or 3, lang)
+        return ntext("too_many_in_line", int(limit or 3), lang)
     if code == "quota":
-        return ntext("quota", limit or 0, lang)
+        return ntext("quota", int(limit or 0), lang)
     return text(_ERROR_MESSAGES.get(code, "unavailable"), lang)
+
+
+def clip_refusal(code: str, lang: str | None = None, *, limit: float | None, value: float | None) -> str:
+    """Why a clip was refused, with its numbers where the sentence has them (each has a form without ``value``,
+    and a limit-less code falls back to the sentence about the clip's format)."""
+    if code == "clip_too_long" and limit is not None:
+        if value is not None:
+            return text("clip_too_long", lang, seconds=value, limit=_number(limit))
+        return text("clip_too_long_plain", lang, limit=_number(limit))
+    if code == "clip_too_large" and limit is not None:
+        if value is not None:
+            return text("clip_too_large", lang, size_mb=value / MiB, limit_mb=limit / MiB)
+        return text("clip_too_large_plain", lang, limit_mb=limit / MiB)
+    if code == "clip_too_many_pixels" and limit is not None:
+        if value is not None:
+            return text("clip_too_many_pixels", lang, mp=value / 1e6, limit_mp=limit / 1e6)
+        return text("clip_too_many_pixels_plain", lang, limit_mp=limit / 1e6)
+    if code == "clip_too_many_frames" and limit is not None:
+        return text("clip_too_many_frames", lang, limit=_number(limit))
+    if code in ("clip_corrupt", "clip_too_slow", "clip_output_too_large"):
+        return text(code, lang)
+    return text("clip_unsupported", lang)
+
+
+def clip_caption(most: Mapping[str, int], seconds: float, lang: str | None = None) -> str:
+    """``"up to 3 persons, 1 dog · 3.0 s"``: the most of each class seen at once, most first, and the clip's length."""
+    if not most:
+        return text("clip_no_objects", lang, seconds=seconds)
+    ordered = sorted(most.items(), key=lambda item: (-item[1], item[0]))
+    counts = ", ".join(count_of(name, n, lang) for name, n in ordered)
+    return text("clip_caption", lang, counts=counts, seconds=seconds)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
 
 
 def _english_plural(name: str) -> str:

@@ -75,9 +75,17 @@ def bomb_png(side: int = 20_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-def gif() -> bytes:
+def bmp() -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (32, 32), (200, 10, 10)).save(buffer, "GIF")
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(buffer, "BMP")
+    return buffer.getvalue()
+
+
+def long_gif() -> bytes:
+    """A GIF of two frames of 45 s each: a 90 s clip in a few hundred bytes."""
+    frames = [Image.new("RGB", (32, 32), colour) for colour in ((200, 10, 10), (10, 10, 200))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=45_000, loop=0)
     return buffer.getvalue()
 
 
@@ -88,7 +96,9 @@ def gif() -> bytes:
         ("text renamed .jpg", b"hello, this is not a photo\n" * 10, 415, "not_an_image"),
         ("truncated JPEG", jpeg(800, 600)[:3000], 400, "corrupt"),
         ("20000x20000 PNG bomb", bomb_png(), 413, "too_many_pixels"),
-        ("GIF", gif(), 415, "unsupported_format"),
+        ("BMP", bmp(), 415, "unsupported_format"),
+        ("90 s GIF", long_gif(), 422, "clip_too_long"),
+        ("an MP4 that is only its magic", b"\x00\x00\x00\x18ftypmp42" + bytes(64), 400, "clip_corrupt"),
         ("over the byte cap", jpeg(64, 64) + b"\x00" * 300_000, 413, "too_large"),
     ],
 )

@@ -20,7 +20,7 @@ from db.engine import create_engine, session_factory
 from db.migrate import upgrade_engine
 from queue_gateway.database import Database
 from queue_gateway.notify.base import ChatClock, Delivery, RetryLater, Sent, StatusUpdate, Undeliverable
-from queue_gateway.public.contract import DetectParams, DiscordOrigin, TelegramOrigin
+from queue_gateway.public.contract import ClipReturn, DetectParams, DiscordOrigin, TelegramOrigin
 from queue_gateway.publisher import BrokerUnavailable, QueueFull
 from tests.images import jpeg
 
@@ -70,7 +70,7 @@ class FakeNotifier:
         self.updates.append(update)
         return None
 
-    async def show_activity(self, origin: TelegramOrigin | DiscordOrigin) -> None:
+    async def show_activity(self, origin: TelegramOrigin | DiscordOrigin, *, media: str = "photo") -> None:
         self.activities.append(origin.chat_ref)
 
     async def tell(self, user_id: str, text: str) -> None:
@@ -92,15 +92,24 @@ class FakePublisher:
 
     published: list[tuple[str, int]] = field(default_factory=list)
     refuse: type[Exception] | None = None
+    clips: dict[str, ClipReturn] = field(default_factory=dict)  # how each clip job's animation is to go back
 
     async def publish(
-        self, job_id: str, params: DetectParams, *, link_gen: int = 0, traceparent: str | None = None
+        self,
+        job_id: str,
+        params: DetectParams,
+        *,
+        link_gen: int = 0,
+        traceparent: str | None = None,
+        clip: ClipReturn | None = None,
     ) -> None:
         if self.refuse is QueueFull:
             raise QueueFull("queue full")
         if self.refuse is BrokerUnavailable:
             raise BrokerUnavailable("not connected")
         self.published.append((job_id, link_gen))
+        if clip is not None:
+            self.clips[job_id] = clip
 
 
 async def sqlite_database(path: Path) -> AsyncIterator[Database]:

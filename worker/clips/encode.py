@@ -18,8 +18,8 @@ import av
 import numpy as np
 from PIL import Image
 
-from queue_gateway.public.clips import DISCORD_MAX_BYTES, Prefer
-from queue_gateway.public.contract import ErrorCode
+from queue_gateway.public.clips import DISCORD_MAX_BYTES
+from queue_gateway.public.contract import ErrorCode, Prefer
 from worker.detections import RGBImage
 from worker.errors import BadClip, ClipTooSlow
 
