@@ -72,3 +72,34 @@ async def test_a_photo_in_a_worker_says_working_on_it_only_after_a_while(databas
     assert await progress.update_once() == 1
     [shown] = notifier.updates
     assert shown.text == texts.text("processing") and shown.cancel_job_id is None
+
+
+async def test_a_clip_in_a_worker_shows_its_frames_as_the_worker_reports_them(database: Database) -> None:
+    notifier, clock = FakeNotifier(), ManualClock()
+    [job_id] = await in_line(database, 1)
+    async with database.sessions.begin() as session:  # a clip, held by a worker for a while
+        held = await session.get(Job, job_id)
+        assert held is not None
+        held.media = "clip"
+    await database.write(lambda s: transitions.start_attempt(s, job_id, worker="w", max_attempts=3))
+    async with database.sessions.begin() as session:
+        held = await session.get(Job, job_id)
+        assert held is not None
+        held.processing_at = now() - 5
+    progress = updater(database, notifier, clock)
+
+    async def report(done: int, *, total: int = 120, link_gen: int = 0) -> bool:
+        return await database.write(
+            lambda s: transitions.record_progress(s, job_id, done=done, total=total, link_gen=link_gen)
+        )
+
+    assert await report(40)
+    assert not await report(60, link_gen=1)  # a message of another generation has nothing to say
+    assert await progress.update_once() == 1
+    assert notifier.activities == ["telegram:42"] and notifier.updates[-1].text == "Working on it — frame 40 of 120"
+    assert await report(39) is False  # never backwards (a late report)
+    assert await report(80)
+    assert await progress.update_once() == 0  # too soon for the same message
+    clock.advance(2.1)
+    assert await progress.update_once() == 1
+    assert notifier.updates[-1].text == "Working on it — frame 80 of 120"
