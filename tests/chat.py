@@ -51,6 +51,7 @@ from sqlalchemy import func, select
 
 from db.models import Blob, Job
 from queue_gateway.public import texts
+from tests.clips import as_telegram_animation, decoded
 from tests.conftest import eventually
 from tests.detectors import GATE_ENV, Gate
 from tests.discord_stack import GUILD
@@ -145,6 +146,12 @@ class ChatDriver(abc.ABC):
         self, person: Person, data: bytes, *, filename: str, mime_type: str, size: int | None = None
     ) -> Sent:
         """The person sends a file as a document or attachment (``size``: what the platform claims it weighs)."""
+
+    @abc.abstractmethod
+    async def send_clip(self, person: Person, data: bytes, *, seconds: float, filename: str, mime_type: str) -> Sent:
+        """The person sends a GIF (``image/gif``) or a short video (``video/mp4`` …) ``seconds`` long for detection.
+        Telegram: a GIF as an animation (which Telegram hands a bot as an MP4), a video as a video, each with the
+        duration Telegram reads from it; Discord: an attachment."""
 
     @abc.abstractmethod
     async def command(self, person: Person, name: str, **options: str) -> Answer:
@@ -303,6 +310,22 @@ class TelegramChat(ChatDriver):
         )  # fmt: skip
         return Sent(person, update["message"])
 
+    async def send_clip(self, person: Person, data: bytes, *, seconds: float, filename: str, mime_type: str) -> Sent:
+        caption = None if person.chat > 0 else "/detect"
+        frames, _ = decoded(data)
+        height, width = frames[0].shape[:2]
+        if mime_type == "image/gif":  # Telegram turns a GIF into an MP4 animation before a bot sees it
+            update = self.fake.send_animation_update(
+                person.chat, data=as_telegram_animation(data, seconds), duration=round(seconds), width=width,
+                height=height, user_id=person.user, caption=caption,
+            )  # fmt: skip
+        else:
+            update = self.fake.send_video_update(
+                person.chat, data=data, duration=round(seconds), width=width, height=height, user_id=person.user,
+                caption=caption,
+            )  # fmt: skip
+        return Sent(person, update["message"])
+
     async def command(self, person: Person, name: str, **options: str) -> Answer:
         words = " ".join(f"{key} {value}" for key, value in options.items())
         return await self._say(person, f"/{name} {words}".strip())
@@ -388,7 +411,7 @@ class TelegramChat(ChatDriver):
         for call in self.fake.calls:
             if not call.ok or _replies_to(call) != photo or call is status or _chat(call) != sent.person.chat:
                 continue
-            if call.method in ("sendPhoto", "sendDocument"):
+            if call.method in ("sendPhoto", "sendDocument", "sendAnimation"):
                 found.append(Result(str(call.params.get("caption") or ""), call.files.get(call.method[4:].lower())))
             elif call.method == "sendMessage":
                 found.append(Result(str(call.params["text"]), None))
@@ -465,7 +488,7 @@ class TelegramChat(ChatDriver):
                 if c.ok and c.method == "sendMessage" and str(c.params.get("chat_id")) == str(person.user)]  # fmt: skip
 
     def images(self, person: Person) -> list[bytes]:
-        sends = ("sendPhoto", "sendDocument", "sendMediaGroup")
+        sends = ("sendPhoto", "sendDocument", "sendMediaGroup", "sendAnimation")
         return [data for c in self.fake.calls if c.method in sends and c.ok and _chat(c) == person.chat
                 for data in c.files.values()]  # fmt: skip
 
@@ -533,6 +556,9 @@ class DiscordChat(ChatDriver):
     async def send_photo(self, person: Person, data: bytes, *, filename: str = "photo.jpg") -> Sent:
         content_type = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
         return await self.send_file(person, data, filename=filename, mime_type=content_type)
+
+    async def send_clip(self, person: Person, data: bytes, *, seconds: float, filename: str, mime_type: str) -> Sent:
+        return await self.send_file(person, data, filename=filename, mime_type=mime_type)
 
     async def send_file(
         self, person: Person, data: bytes, *, filename: str, mime_type: str, size: int | None = None

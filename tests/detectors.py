@@ -233,3 +233,35 @@ class Gate:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+OFFLINE_MODEL_ENV = "DETECTBOT_TEST_OFFLINE_MODEL"
+
+
+class SlowOffline:
+    """A real offline model (the ONNX file named by DETECTBOT_TEST_OFFLINE_MODEL) that naps DETECTBOT_TEST_NAP_S
+    before each image: its detections are the model's own, and a clip takes long enough for its chat to see the
+    worker's progress ("frame 12 of 30")."""
+
+    def __init__(self, spec: Any) -> None:
+        from worker.model_loader import load_detector
+
+        self._model = load_detector(
+            os.environ[OFFLINE_MODEL_ENV], data_dir=spec.data_dir, conf=spec.conf, iou=spec.iou, imgsz=spec.imgsz,
+            threads=spec.threads, allow_download=False,
+        )  # fmt: skip
+        self.name = self._model.name
+        self.names = self._model.names
+        self.seconds = float(os.environ.get("DETECTBOT_TEST_NAP_S", "0.1"))
+
+    def predict(self, image: RGBImage) -> list[Detection]:
+        if image.shape[0] > 64:  # not the pool's warm-up image
+            time.sleep(self.seconds)
+        return self._model.predict(image)
+
+    def close(self) -> None:
+        self._model.close()
+
+
+def slow_offline(spec: Any) -> SlowOffline:
+    return SlowOffline(spec)

@@ -44,7 +44,8 @@ Interaction = discord.Interaction[Any]
 Tree = app_commands.CommandTree[Any]
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
-MAX_IMAGES = 10  # one delivery group holds at most ten photos (and a Discord message at most ten files)
+CLIP_TYPES = frozenset({"image/gif", "video/mp4", "video/webm", "video/quicktime"})
+MAX_IMAGES = 10  # one delivery group holds at most ten photos or clips (and a Discord message at most ten files)
 ORIGINAL = "@original"  # the interaction's deferred response, as the webhook API names it
 ALREADY_ACKNOWLEDGED = 40060  # a second callback for the same interaction: Discord sent the event twice
 UNKNOWN_INTERACTION = 10062  # our callback came after the 3 s deadline
@@ -228,11 +229,12 @@ class DetectCommands:
 
     @app_commands.describe(image=t("cmd_detect_image"))
     async def detect(self, interaction: Interaction, image: discord.Attachment) -> None:
-        """/detect image:<photo> — find the objects in the attached photo."""
+        """/detect image:<photo or clip> — find the objects in the attached photo, GIF or short video."""
         await self._queue(interaction, [image], target=None)
 
     async def detect_message(self, interaction: Interaction, message: discord.Message) -> None:
-        """Apps → Detect objects on a message: its photos, in order, answered together."""
+        """Apps → Detect objects on a message: its photos and clips, in order, answered together (each clip's
+        animation in a message of its own)."""
         await self._queue(interaction, message.attachments, target=message.id)
 
     async def help(self, interaction: Interaction) -> None:
@@ -308,10 +310,7 @@ class DetectCommands:
         name = interaction.command.name if interaction.command else "?"
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         lang = str(interaction.locale)
-        if isinstance(cause, GatewayRefused):
-            sorry = texts.for_error(cause.code, lang, retry_after=cause.retry_after, limit=cause.limit)
-        else:
-            sorry = texts.text("unavailable", lang)
+        sorry = cause.sentence(lang) if isinstance(cause, GatewayRefused) else texts.text("unavailable", lang)
         if isinstance(cause, GatewayClientError):
             log.warning("command %s (interaction %s) failed: %s", name, interaction.id, cause)
         else:
@@ -344,8 +343,8 @@ class DetectCommands:
         after the defer would otherwise leave "thinking…" for good); what can wait (the chat's language comes
         from the gateway) runs only after that.
         """
-        photos = [a for a in attachments if _is_image(a)][:MAX_IMAGES]
-        fitting = [a for a in photos if self.services.detect.too_big(a.size, None) is None]
+        photos = [a for a in attachments if _is_image(a) or _is_clip(a)][:MAX_IMAGES]
+        fitting = [a for a in photos if self._refusal(a, None) is None]
         request = Request(
             interaction_id=str(interaction.id),
             application_id=str(interaction.application_id),
@@ -366,7 +365,7 @@ class DetectCommands:
             if not await _defer(interaction):
                 return
             lang = await self._lang(interaction)
-            refusals = [refusal for a in photos if (refusal := self.services.detect.too_big(a.size, lang))]
+            refusals = [refusal for a in photos if (refusal := self._refusal(a, lang))]
             if not fitting:
                 await interaction.edit_original_response(content=refusals[0] if refusals else _hint(lang))
                 return
@@ -404,6 +403,12 @@ class DetectCommands:
         await original.edit("\n".join([reply.text, *refusals]), view=_cancel_view(reply))
         if reply.job_ids:
             await self.services.detect.status_posted(reply.job_ids, ORIGINAL)
+
+    def _refusal(self, attachment: discord.Attachment, lang: str | None) -> str | None:
+        """Why an attachment is not even downloaded: a photo over the download cap, a clip over the clip's."""
+        if _is_clip(attachment):
+            return self.services.detect.clip_too_much(size=attachment.size, seconds=None, lang=lang)
+        return self.services.detect.too_big(attachment.size, lang)
 
     async def _download(self, attachment: Attachment) -> bytes:
         async with self._http.get(attachment.url) as response:
@@ -473,7 +478,16 @@ def _cancel_view(reply: Reply) -> discord.ui.View | None:
 
 
 def _is_image(attachment: discord.Attachment) -> bool:
-    return (attachment.content_type or "").split(";")[0].strip().lower() in IMAGE_TYPES
+    return _media_type(attachment) in IMAGE_TYPES
+
+
+def _is_clip(attachment: discord.Attachment) -> bool:
+    """A GIF or a short video (MP4, WebM, MOV): detected frame by frame."""
+    return _media_type(attachment) in CLIP_TYPES
+
+
+def _media_type(attachment: discord.Attachment) -> str:
+    return (attachment.content_type or "").split(";")[0].strip().lower()
 
 
 def _hint(lang: str | None) -> str:

@@ -59,6 +59,17 @@ class DetectService:
             return None
         return texts.text("too_big", lang, size_mb=max(1, round(size / MiB)), limit_mb=limit // MiB)
 
+    def clip_too_much(self, *, size: int | None, seconds: float | None, lang: str | None) -> str | None:
+        """The refusal, with the limit, for a clip the platform says is too long or too large (it is not downloaded
+        then); None when it may be fine (the gateway checks it again, and whatever the platform did not say)."""
+        settings = self.settings
+        if seconds is not None and seconds > settings.clip_max_seconds:
+            return texts.for_error("clip_too_long", lang, limit=settings.clip_max_seconds, value=seconds)
+        limit = min(settings.clip_max_bytes, settings.max_download_bytes)
+        if size is not None and size > limit:
+            return texts.for_error("clip_too_large", lang, limit=limit, value=size)
+        return None
+
     async def submit(
         self, origin: Origin, photos: list[Photo], *, group_key: str | None = None, on_waiting: Waiting | None = None
     ) -> Reply:
@@ -88,8 +99,8 @@ class DetectService:
                 )
             except GatewayRefused as exc:
                 if exc.code in ("busy", "too_many_in_line", "rate_limited", "quota"):
-                    return Reply(texts.for_error(exc.code, lang, retry_after=exc.retry_after, limit=exc.limit))
-                problems.append(texts.for_error(exc.code, lang, retry_after=exc.retry_after, limit=exc.limit))
+                    return Reply(exc.sentence(lang))
+                problems.append(exc.sentence(lang))
                 continue
             except GatewayDown:
                 log.error(
@@ -164,7 +175,7 @@ class DetectService:
                 return Reply(texts.text("rerun_gone", lang), language=lang)
             if exc.code == "not_yours":
                 return Reply(texts.text("rerun_not_yours", lang), language=lang)
-            return Reply(texts.for_error(exc.code, lang, retry_after=exc.retry_after, limit=exc.limit), language=lang)
+            return Reply(exc.sentence(lang), language=lang)
         except GatewayDown:
             return Reply(texts.text("unavailable", lang), language=lang)
         waiting = (answer.job_id,) if answer.position > 0 or answer.status == "received" else ()

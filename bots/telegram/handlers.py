@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Message, MessageEntity, Update
@@ -63,7 +64,8 @@ class Handlers:
         app.add_handler(CallbackQueryHandler(self.objects, pattern=f"^{OBJECTS_ACTION}"))
         app.add_handler(CallbackQueryHandler(self.rerun, pattern=f"^{RERUN_ACTION}"))
         app.add_handler(CallbackQueryHandler(self.settings_button, pattern=r"^set:"))
-        photos = (filters.PHOTO | filters.Document.IMAGE) & (new | filters.UpdateType.CHANNEL_POST)
+        clips = filters.ANIMATION | filters.VIDEO | filters.VIDEO_NOTE | filters.Document.VIDEO
+        photos = (filters.PHOTO | filters.Document.IMAGE | clips) & (new | filters.UpdateType.CHANNEL_POST)
         app.add_handler(MessageHandler(photos, self.photo))
         app.add_handler(MessageHandler(new & filters.ChatType.PRIVATE & filters.COMMAND, self.unknown))
         app.add_handler(MessageHandler(new & filters.ChatType.PRIVATE & ~filters.COMMAND, self.hint))
@@ -278,7 +280,8 @@ class Handlers:
         )
 
     async def photo(self, update: Update, _context: Context) -> None:
-        """A photo or an image file: process it in private chats, or in groups when addressed to the bot."""
+        """A photo or an image file, a GIF (an animation), a video, a video note or a video file: process it in
+        private chats, or in groups when addressed to the bot."""
         message = update.effective_message
         if message is None:
             return
@@ -313,10 +316,7 @@ class Handlers:
             log.error("update failed: %s", error, exc_info=error)
         if isinstance(update, Update) and update.effective_message:
             lang = await self._lang(update)
-            if isinstance(error, GatewayRefused):
-                text = texts.for_error(error.code, lang, retry_after=error.retry_after, limit=error.limit)
-            else:
-                text = texts.text("unavailable", lang)
+            text = error.sentence(lang) if isinstance(error, GatewayRefused) else texts.text("unavailable", lang)
             try:
                 await update.effective_message.reply_text(text)
             except TelegramError:
@@ -381,16 +381,25 @@ class Handlers:
             await self.detect_service.status_posted(reply.job_ids, str(message_id))
 
     async def _download(self, message: Message, key: str, lang: str | None) -> Photo | str:
-        """The image bytes, or a sentence explaining why not."""
-        if message.photo:
+        """The image (or clip) bytes, or a sentence explaining why not: a clip that Telegram says is too long or
+        too large is refused before it is downloaded."""
+        clip = message.animation or message.video or message.video_note
+        if clip is not None:
+            file_id, size = clip.file_id, clip.file_size
+            name = getattr(clip, "file_name", None) or "clip.mp4"
+            refusal = self.detect_service.clip_too_much(size=size, seconds=_seconds(clip.duration), lang=lang)
+        elif message.photo:
             largest = message.photo[-1]
             file_id, size, name = largest.file_id, largest.file_size, "photo.jpg"
+            refusal = self.detect_service.too_big(size, lang)
         elif message.document:
             document = message.document
             file_id, size, name = document.file_id, document.file_size, document.file_name or "image"
+            is_clip = (document.mime_type or "").startswith("video/") or document.mime_type == "image/gif"
+            too_much = self.detect_service.clip_too_much(size=size, seconds=None, lang=lang) if is_clip else None
+            refusal = too_much or self.detect_service.too_big(size, lang)
         else:
             return texts.text("accepted_hint", lang)
-        refusal = self.detect_service.too_big(size, lang)
         if refusal:
             return refusal
         try:
@@ -489,5 +498,15 @@ def _settings_keyboard(lang: str | None) -> InlineKeyboardMarkup:
 
 
 def _has_image(message: Message) -> bool:
+    """A photo, an image file, or a clip (an animation, a video, a video note, a video file)."""
     document = message.document
-    return bool(message.photo) or bool(document and (document.mime_type or "").startswith("image/"))
+    mime_type = (document.mime_type or "") if document else ""
+    clip = message.animation or message.video or message.video_note
+    return bool(message.photo) or clip is not None or mime_type.startswith(("image/", "video/"))
+
+
+def _seconds(value: int | float | dt.timedelta | None) -> float | None:
+    """A duration as Telegram gives it (python-telegram-bot: a timedelta, or whole seconds)."""
+    if value is None:
+        return None
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)

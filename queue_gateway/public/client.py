@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 from pydantic import ValidationError
 
+from queue_gateway.public import texts
 from queue_gateway.public.contract import (
     CancelBody,
     CancelResponse,
@@ -55,7 +56,13 @@ class GatewayRefused(GatewayClientError):
     """The gateway answered with an error; ``code`` is stable, ``message`` is the gateway's English sentence."""
 
     def __init__(
-        self, status: int, code: str, message: str, retry_after: int | None = None, limit: int | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        retry_after: int | None = None,
+        limit: int | None = None,
+        value: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -63,6 +70,11 @@ class GatewayRefused(GatewayClientError):
         self.message = message
         self.retry_after = retry_after
         self.limit = limit
+        self.value = value
+
+    def sentence(self, lang: str | None) -> str:
+        """What to tell the person, in their language ("That clip is 90 s long; the limit is 60 s.")."""
+        return texts.for_error(self.code, lang, retry_after=self.retry_after, limit=self.limit, value=self.value)
 
 
 class GatewayDown(GatewayClientError):
@@ -222,8 +234,9 @@ def _error(status: int, text: str) -> GatewayRefused | GatewayDown:
     try:
         body = ErrorBody.model_validate_json(text)
         code, message, retry_after, limit = str(body.error), body.message, body.retry_after, body.limit
+        value = body.value
     except ValidationError:
-        code, message, retry_after, limit = "error", text[:200] or f"HTTP {status}", None, None
+        code, message, retry_after, limit, value = "error", text[:200] or f"HTTP {status}", None, None, None
     if status >= 500 and code != "busy":  # the gateway (or its database) is briefly away
         return GatewayDown(f"the gateway answered {status}: {message}", retry_after)
-    return GatewayRefused(status, code, message, retry_after, limit)
+    return GatewayRefused(status, code, message, retry_after, limit, value)

@@ -139,13 +139,21 @@ def _int(text: str | None) -> int | None:
 
 
 def _image_size(data: bytes) -> tuple[int | None, int | None]:
-    """Width and height of a PNG or GIF (what Discord reports for image attachments)."""
+    """Width and height of a PNG, a GIF or an MP4/MOV video (what Discord reports for image and video
+    attachments; a video's from its track header, ``tkhd``, whose last 8 bytes are 16.16 fixed-point sides)."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         width, height = struct.unpack(">II", data[16:24])
         return width, height
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
         width, height = struct.unpack("<HH", data[6:10])
         return width, height
+    at = data.find(b"tkhd") if data[4:8] == b"ftyp" else -1
+    if at >= 4:
+        size = struct.unpack(">I", data[at - 4 : at])[0]
+        end = at - 4 + size
+        if size >= 92 and end <= len(data):
+            width, height = struct.unpack(">II", data[end - 8 : end])
+            return width >> 16, height >> 16
     return None, None
 
 

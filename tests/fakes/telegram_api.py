@@ -55,7 +55,7 @@ MAX_CAPTION_LENGTH = 1024
 # Parameters that are plain strings on the wire; PTB JSON-encodes every non-str value.
 _STRING_PARAMS = frozenset(
     {"text", "caption", "parse_mode", "url", "secret_token", "callback_query_id", "file_id", "action"}
-    | {"language_code", "inline_message_id", "business_connection_id", "photo", "document", "video"}
+    | {"language_code", "inline_message_id", "business_connection_id", "photo", "document", "video", "animation"}
 )
 _CHAT_ACTIONS = frozenset(
     {"typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice"}
@@ -206,6 +206,7 @@ class FakeTelegram:
             "sendPhoto": self._send_photo,
             "sendDocument": self._send_document,
             "sendMediaGroup": self._send_media_group,
+            "sendAnimation": self._send_animation,
             "editMessageText": self._edit_message_text,
             "editMessageCaption": self._edit_message_caption,
             "editMessageReplyMarkup": self._edit_message_reply_markup,
@@ -451,11 +452,50 @@ class FakeTelegram:
         user_id: int | None = None,
         caption: str | None = None,
         chat_type: str | None = None,
+        duration: int = 3,
+        width: int = 640,
+        height: int = 360,
+        file_size: int | None = None,
+        media_group_id: str | None = None,
     ) -> JSONDict:
-        stored = self._store_file(data, "videos", ".mp4", None)
-        video = _file_fields(stored) | {"width": 640, "height": 360, "duration": 3, "mime_type": "video/mp4"}
+        """A user's video (an MP4, as Telegram keeps it); ``duration`` in whole seconds, as Telegram says it."""
+        stored = self._store_file(data, "videos", ".mp4", file_size)
+        video = _file_fields(stored) | {"width": width, "height": height, "duration": duration,
+                                         "mime_type": "video/mp4", "file_name": "video.mp4"}  # fmt: skip
         content: JSONDict = {"video": video, **_caption_fields(caption)}
+        if media_group_id is not None:
+            content["media_group_id"] = media_group_id
         return self._user_message(chat_id, content, user_id, chat_type, None, None, None)
+
+    def send_animation_update(
+        self,
+        chat_id: int,
+        *,
+        data: bytes,
+        duration: int,
+        width: int,
+        height: int,
+        user_id: int | None = None,
+        caption: str | None = None,
+        chat_type: str | None = None,
+        file_size: int | None = None,
+        file_name: str = "animation.gif.mp4",
+    ) -> JSONDict:
+        """A user's GIF, as Telegram hands it to a bot: converted to an MP4 ``animation`` (``data`` is that MP4),
+        with the same file as its ``document`` too (for clients that know no animations)."""
+        stored = self._store_file(data, "animations", ".mp4", file_size)
+        document = _file_fields(stored) | {"file_name": file_name, "mime_type": "video/mp4"}
+        animation = document | {"width": width, "height": height, "duration": duration}
+        content: JSONDict = {"animation": animation, "document": document, **_caption_fields(caption)}
+        return self._user_message(chat_id, content, user_id, chat_type, None, None, None)
+
+    def send_video_note_update(
+        self, chat_id: int, *, data: bytes, duration: int, length: int = 240, user_id: int | None = None
+    ) -> JSONDict:
+        """A user's round video note (a square MP4 of ``length`` pixels a side)."""
+        stored = self._store_file(data, "video_notes", ".mp4", None)
+        note = _file_fields(stored) | {"length": length, "duration": duration}
+        return self._user_message(chat_id, {"video_note": note}, user_id, None, None, None, None)
 
     def send_as_anonymous_admin(self, chat_id: int, *, text: str | None = None, data: bytes | None = None) -> JSONDict:
         """A group's anonymous admin writes (a text, or a photo): ``from`` is GroupAnonymousBot, ``sender_chat`` the
@@ -676,6 +716,20 @@ class FakeTelegram:
     def _send_document(self, call: Call) -> JSONDict:
         data, name = self._input_file(call, call.params.get("document"), "document")
         return self._bot_message(call, {"document": self._document(data, name), **self._caption(call.params)})
+
+    def _send_animation(self, call: Call) -> JSONDict:
+        """An animation (GIF, or H.264 MP4 without sound): kept as Telegram keeps it, an MP4 ``animation`` with
+        its ``document``; the sizes a client passes (Telegram reads them from the file)."""
+        data, name = self._input_file(call, call.params.get("animation"), "animation")
+        if len(data) > UPLOAD_LIMIT:
+            raise ApiError(413, "Request Entity Too Large")
+        document = self._document(data, name or "animation.mp4")
+        animation = document | {
+            "width": int(call.params.get("width") or 0),
+            "height": int(call.params.get("height") or 0),
+            "duration": int(call.params.get("duration") or 0),
+        }
+        return self._bot_message(call, {"animation": animation, "document": document, **self._caption(call.params)})
 
     def _send_media_group(self, call: Call) -> list[JSONDict]:
         items = call.params.get("media")

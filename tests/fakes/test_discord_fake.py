@@ -21,6 +21,7 @@ with warnings.catch_warnings():
     from discord.gateway import DiscordWebSocket
     from discord.http import Route
 
+from tests.clips import numbered, video
 from tests.fakes.discord_api import FLAG_EPHEMERAL, MAX_ATTACHMENT_BYTES, FakeDiscord
 
 USER_ID = 1_190_000_000_000_000_042
@@ -169,6 +170,21 @@ async def test_slash_command_defers_downloads_and_follows_up(fake: FakeDiscord, 
     assert state.original_content == "2 objects in cat photo.png"
     assert [a["filename"] for a in state.original_attachments] == ["detected-cat photo.png"]
     assert fake.channel_messages(CHANNEL_ID) == [state.original]
+
+
+async def test_a_video_attachment_is_read_and_an_mp4_follow_up_stored_as_a_video(
+    fake: FakeDiscord, bot: DetectClient
+) -> None:
+    clip = video(numbered(5, size=(320, 240)), fps=10)
+    attachment = fake.add_attachment(clip, "clip.mp4", "video/mp4")
+    assert (attachment["width"], attachment["height"], attachment["content_type"]) == (320, 240, "video/mp4")
+    interaction = await fake.create_slash_interaction(
+        "detect", user_id=USER_ID, channel_id=CHANNEL_ID, guild_id=GUILD_ID, attachments=[attachment]
+    )
+    followup, *_ = await fake.wait_for_call("POST /webhooks/*")
+    assert followup.files == [("files[0]", "detected-clip.mp4", clip)]
+    [stored] = fake.interaction_state(interaction["id"]).original_attachments
+    assert (stored["filename"], stored["content_type"], stored["width"]) == ("detected-clip.mp4", "video/mp4", 320)
 
 
 async def test_context_menu_edits_original_response(fake: FakeDiscord, bot: DetectClient) -> None:

@@ -162,6 +162,49 @@ async def test_get_file_downloads_registered_bytes(fake: FakeTelegram, bot: Bot)
     assert await largest.download_as_bytearray() == data
 
 
+async def test_animations_videos_and_video_notes_as_telegram_sends_them(fake: FakeTelegram, bot: Bot) -> None:
+    clip = b"\x00\x00\x00\x18ftypmp42" + b"frames"
+    kinds: list[str] = []
+
+    async def on_clip(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        assert message is not None
+        if message.animation is not None:  # a GIF: an MP4 animation, with the same file as its document
+            assert message.document is not None and message.document.file_id == message.animation.file_id
+            assert (message.animation.duration, message.animation.width) == (dt.timedelta(seconds=3), 320)
+            kinds.append("animation")
+        elif message.video is not None:
+            assert message.video.duration == dt.timedelta(seconds=90) and message.video.mime_type == "video/mp4"
+            kinds.append("video")
+        elif message.video_note is not None:
+            assert message.video_note.length == 240
+            kinds.append("video note")
+        file = await context.bot.get_file((message.animation or message.video or message.video_note).file_id)
+        assert await file.download_as_bytearray() == clip
+
+    app = Application.builder().token(fake.token).base_url(fake.base_url).base_file_url(fake.base_file_url).build()
+    app.add_handler(MessageHandler(filters.ANIMATION | filters.VIDEO | filters.VIDEO_NOTE, on_clip))
+    await app.initialize()
+    await app.start()
+    assert app.updater is not None
+    await app.updater.start_polling(poll_interval=0, timeout=1)
+    try:
+        fake.send_animation_update(CHAT, data=clip, duration=3, width=320, height=240)
+        fake.send_video_update(CHAT, data=clip, duration=90)
+        fake.send_video_note_update(CHAT, data=clip, duration=5)
+        await fake.wait_for_call("downloadFile", timeout=5, count=3)
+    finally:
+        await app.updater.stop()
+        await app.stop()
+        await app.shutdown()
+    assert sorted(kinds) == ["animation", "video", "video note"]
+
+    sent = await bot.send_animation(CHAT, clip, filename="detected.mp4", caption="up to 2 persons · 3.0 s")
+    assert sent.animation is not None and sent.caption == "up to 2 persons · 3.0 s"
+    [call] = fake.calls_of("sendAnimation")
+    assert call.files["animation"] == clip and call.file_names["animation"] == "detected.mp4"
+
+
 async def test_named_clients_and_held_answers(fake: FakeTelegram) -> None:
     """Each client's own address names it in the record; a held call takes effect but is answered on release."""
     file_id, _ = fake.add_file(jpeg(64, 48))
