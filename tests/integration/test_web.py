@@ -26,6 +26,7 @@ from db.models import Job
 from detectbot.samples import sample_photos
 from queue_gateway.public import texts
 from tests import tools
+from tests.clips import gif, numbered
 from tests.conftest import eventually
 from tests.conftest_models import cache_dir
 from tests.images import jpeg, png, poison_png
@@ -244,6 +245,35 @@ async def test_open_page_finds_people_on_the_bus(
     await ready(tab, "open")
     await finished(tab, "bus.jpg")
     assert tab.outside() == [], tab.outside()
+
+
+async def test_the_page_takes_a_gif_and_plays_its_annotated_animation(
+    start_gateway: StartGateway, start_worker: Any, open_tab: OpenTab
+) -> None:
+    gateway = await start_gateway(web_uploads="open")
+    await start_worker(gateway, model=FIXED)
+    tab = await open_tab(gateway)
+    await ready(tab, "open")
+    accepted = await tab.page.locator("#file-input").get_attribute("accept")
+    assert accepted is not None and {"image/gif", "video/mp4", "video/webm"} <= set(accepted.split(","))
+    clip = {"name": "clip.gif", "mimeType": "image/gif", "buffer": gif(numbered(20, size=(320, 240)), fps=10)}
+    await tab.page.locator("#file-input").set_input_files(clip)
+    entry = item(tab, "clip.gif")
+    await expect(entry).to_have_attribute("data-state", "done", timeout=30 * SECONDS)
+    video = entry.locator("video.result")
+    await expect(video).to_be_visible()
+    await tab.page.wait_for_function(  # it plays, by itself, in a loop, at the clip's size
+        "v => v.readyState >= 2 && v.videoWidth === 320 && v.videoHeight === 240 && !v.paused && v.loop && v.muted",
+        arg=await video.element_handle(),
+    )
+    label = await video.get_attribute("aria-label")
+    assert label and "clip.gif" in label and "up to 1 bus, 1 person" in label
+    await expect(entry.locator(".caption")).to_have_text("up to 1 bus, 1 person · 2.0 s")
+    await expect(entry.locator("a[download$='.detected.mp4']")).to_be_visible()
+    await expect(entry.locator("a[download$='.objects.zip']")).to_have_count(0)  # a clip's objects are not cut out
+    await tab.shot("clip")
+    assert tab.outside() == [], tab.outside()
+    assert tab.console_errors == [], tab.console_errors
 
 
 async def test_several_photos_at_once_each_with_its_own_confidence(

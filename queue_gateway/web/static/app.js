@@ -103,8 +103,8 @@ function persist() {
   const kept = [...state.items.values()]
     .filter((item) => item.job_id)
     .map(({ id, name, conf, job_id, status_url, result_url, crops_url, status, status_text, detections, labels,
-            caption, error, added }) => ({ id, name, conf, job_id, status_url, result_url, crops_url, status,
-            status_text, detections, labels, caption, error, added }));
+            caption, error, added, media, result_type, clip }) => ({ id, name, conf, job_id, status_url, result_url,
+            crops_url, status, status_text, detections, labels, caption, error, added, media, result_type, clip }));
   try {
     sessionStorage.setItem(HISTORY, JSON.stringify(kept));
   } catch {
@@ -197,7 +197,16 @@ function render(item) {
   li.dataset.state = item.state;
   const done = item.state === "done" || item.state === "delivered";
   const figure = el("figure", { class: "thumb" });
-  if (done && item.detections) {
+  if (done && item.detections && item.result_type?.startsWith("video/")) {
+    // a clip's animation: a muted, looping video that plays at once, like the GIF it may have been
+    const video = el("video", {
+      class: "result", src: local(item.result_url), autoplay: "", loop: "", muted: "", playsinline: "", controls: "",
+      "aria-label": t("web_annotated_alt", { name: item.name, caption: item.caption || "" }),
+    });
+    video.muted = true; // the attribute alone does not let a browser play it by itself
+    video.addEventListener("error", () => checkGone(item));
+    figure.append(video);
+  } else if (done && item.detections) {
     const img = el("img", {
       class: "result", src: local(item.result_url), alt: t("web_annotated_alt", { name: item.name, caption: item.caption || "" }),
     });
@@ -217,18 +226,23 @@ function render(item) {
   const status = el("p", { class: "state", role: "status", "aria-live": "polite", text: stateText(item),
                            "aria-label": `${t("web_photo_state", { name: item.name })}: ${stateText(item)}` });
   info.append(status);
-  if (item.state === "processing" || item.state === "sending") info.append(el("progress", { "aria-hidden": "true" }));
+  if (item.state === "processing" && item.progress) { // a clip: frame done of total
+    info.append(el("progress", { "aria-hidden": "true", max: item.progress.total, value: item.progress.done }));
+  } else if (item.state === "processing" || item.state === "sending") {
+    info.append(el("progress", { "aria-hidden": "true" }));
+  }
   if (done && item.caption) info.append(el("p", { class: "caption", text: item.caption }));
   const problem = item.state === "failed" || item.state === "dead" ? item.error?.text || item.status_text : item.problem;
   if (problem) info.append(el("p", { class: "error", role: "alert", text: problem }));
 
   const actions = el("div", { class: "actions" });
   if (done && item.detections) {
-    actions.append(el("a", { class: "button", href: local(item.result_url), download: `${stem(item.name)}.detected.jpg`,
+    const extension = { "video/mp4": "mp4", "image/gif": "gif" }[item.result_type] || "jpg";
+    actions.append(el("a", { class: "button", href: local(item.result_url), download: `${stem(item.name)}.detected.${extension}`,
                              text: t("web_download_image") }));
     if (!item.jsonUrl) {
       const json = JSON.stringify({ job_id: item.job_id, file: item.name, caption: item.caption,
-                                    detections: item.detections, timings: item.timings }, null, 2);
+                                    detections: item.detections, clip: item.clip, timings: item.timings }, null, 2);
       item.jsonUrl = URL.createObjectURL(new Blob([json], { type: "application/json" }));
     }
     actions.append(el("a", { class: "button", href: item.jsonUrl, download: `${stem(item.name)}.detections.json`,
@@ -239,7 +253,8 @@ function render(item) {
     }
   }
   if (done && item.job_id) { // the stored photo runs again as a new job: no upload
-    const modes = item.detections?.length ? ["lower", "higher", "found"] : ["lower", "higher"];
+    const found = item.detections?.length || Object.keys(item.labels || {}).length; // a clip's: its labels
+    const modes = found ? ["lower", "higher", "found"] : ["lower", "higher"];
     actions.append(el("span", { class: "rerun", role: "group", "aria-label": t("web_rerun") },
       el("span", { class: "muted small", text: t("web_rerun") }),
       ...modes.map((mode) => el("button", { type: "button", class: "link", "data-rerun": mode,
@@ -422,8 +437,9 @@ function setWaiting(item, note) {
 
 function pick(body) {
   const { job_id, status_url, result_url, crops_url, status_text, detections, labels, caption, error } = body;
-  const picked = { job_id, status_url, result_url, status_text };
-  if (detections) Object.assign(picked, { detections, labels, caption, crops_url });
+  const picked = { job_id, status_url, result_url, status_text, progress: body.progress || null };
+  if (body.media) Object.assign(picked, { media: body.media, clip: body.clip || null });
+  if (detections) Object.assign(picked, { detections, labels, caption, crops_url, result_type: body.result_type });
   if (error) picked.error = error;
   return picked;
 }
@@ -436,7 +452,8 @@ async function follow(item) {
   let fetched = false; // one look even at a photo finished at once (the same photo again: the stored result)
   item.abort = new AbortController();
   while (!item.removed && (!fetched || !FINAL.has(item.state))) {
-    const wait = item.state === "processing" ? 20 : 5; // short while in line, so the place in line stays current
+    // short while in line, so the place in line stays current; a clip in a worker's hands shows its frames
+    const wait = item.state !== "processing" ? 5 : item.media === "clip" ? 2 : 20;
     let answer;
     try {
       answer = await call(`${local(item.status_url)}&wait=${wait}`, { signal: item.abort.signal });
