@@ -9,7 +9,6 @@ six statements fewer in each photo's transactions. A transaction that rolls back
 from __future__ import annotations
 
 import math
-
 from collections import Counter
 from dataclasses import dataclass, field
 
