@@ -9,11 +9,14 @@ import numpy as np
 from PIL import Image
 
 from benchmarks import sqlcount
+from benchmarks.bench_clip_e2e import unique_clip
 from benchmarks.bench_e2e import CHATS, USERS_PER_CHAT, burst, poisson
 from benchmarks.photos import synthetic, unique
 from benchmarks.procstat import cpu_seconds, top_functions
 from benchmarks.support import percentile, summary
 from queue_gateway.images import validate
+from queue_gateway.public.clipprobe import probe
+from tests.clips import decoded, index_of, numbered, video
 
 
 def _jpeg() -> bytes:
@@ -30,6 +33,16 @@ def test_unique_copies_are_new_photos_with_the_same_pixels_that_the_gateway_acce
         with Image.open(io.BytesIO(copy)) as a, Image.open(io.BytesIO(data)) as b:
             assert np.array_equal(np.asarray(a), np.asarray(b))
         assert validate(copy, max_bytes=20 << 20, max_pixels=25_000_000).width == 320
+
+
+def test_unique_clips_are_new_bytes_of_the_same_clip() -> None:
+    data = video(numbered(10, size=(64, 48)), fps=10)
+    copies = [unique_clip(data, n) for n in range(3)]
+    assert len({hashlib.sha256(c).hexdigest() for c in [data, *copies]}) == 4
+    for copy in copies:
+        info = probe(copy)
+        assert (info.frames, info.width, info.duration_s) == (10, 64, 1.0)
+        assert [index_of(frame) for frame in decoded(copy)[0]] == list(range(10))
 
 
 def test_percentiles_interpolate_between_ranks() -> None:
