@@ -145,7 +145,8 @@ async def _follow(
 async def _save(client: GatewayClient, job: dict[str, Any], photo: Path, output: Path | None) -> Path | None:
     if output is None:
         return None
-    target = output / f"{photo.stem}.detected.jpg"
+    extension = {"video/mp4": "mp4", "image/gif": "gif"}.get(job.get("result_type") or "", "jpg")
+    target = output / f"{photo.stem}.detected.{extension}"  # a clip's result is its animation
     image = await client.result_image(job["job_id"])
     await asyncio.to_thread(_write, target, image)
     return target

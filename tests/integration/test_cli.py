@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from tests.clips import decoded, gif, numbered
 from tests.images import jpeg
 from tests.services import API_KEY, GatewayHandle
 
@@ -75,6 +76,21 @@ async def test_submit_without_json_shows_progress(gateway: GatewayHandle, start_
     assert code == 0
     assert "one.jpg: queued #1" in out or "one.jpg: processing" in out  # a worker may be quicker than the answer
     assert "1 bus, 1 person" in out and "one.detected.jpg" in out
+
+
+async def test_submit_a_gif_saves_its_annotated_animation(gateway: GatewayHandle, start_worker, tmp_path: Path) -> None:
+    await start_worker(gateway, model=FIXED)
+    clip = tmp_path / "wave.gif"
+    clip.write_bytes(gif(numbered(20, size=(160, 120)), fps=10))
+    code, out, err = await detectbot(
+        "submit", str(clip), "--json", "-o", str(tmp_path / "out"), env=cli_env(gateway.url), cwd=tmp_path
+    )
+    assert code == 0, err
+    [line] = [json.loads(line) for line in out.splitlines()]
+    assert line["caption"] == "up to 1 bus, 1 person · 2.0 s"
+    assert line["output"].endswith("wave.detected.mp4")
+    frames, about = decoded(Path(line["output"]).read_bytes())
+    assert about["codec"] == "h264" and len(frames) == 20
 
 
 async def test_submit_says_clearly_when_the_gateway_is_down(tmp_path: Path) -> None:

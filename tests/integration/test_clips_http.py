@@ -9,12 +9,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
 from db.models import Blob, Job
+from queue_gateway.public import texts
 from tests.clips import decoded, gif, numbered, video
 from tests.conftest import eventually
+from tests.detectors import POISON_RGB
 from tests.images import jpeg
 from tests.services import GatewayHandle, WorkerHandle, submit_photo, wait_finished
 
@@ -119,3 +122,29 @@ async def test_a_clip_never_holds_a_slot_past_its_deadline(
     assert handle.worker.pool.pids == [pid]  # it stopped itself: its process was not killed
     _, photo = await submit_photo(http, gateway, jpeg(64, 48))
     assert (await wait_finished(http, gateway, photo["job_id"], timeout=20))["status"] == "done"  # the slot is free
+
+
+async def test_a_clip_that_crashes_the_model_every_time_is_dead_after_three_deliveries(
+    start_gateway: StartGateway, start_worker: StartWorker, http: aiohttp.ClientSession
+) -> None:
+    gateway = await start_gateway()
+    handle = await start_worker(gateway, model="py:tests.detectors:crash_on_poison")
+    poison = gif([np.full((120, 160, 3), POISON_RGB, dtype=np.uint8)] * 10, fps=10)
+    _, body = await submit_photo(http, gateway, poison, filename="poison.gif")
+    dead = await wait_finished(http, gateway, body["job_id"])
+    assert (dead["status"], dead["attempts"], dead["media"]) == ("dead", 3, "clip")
+    assert dead["error"]["text"] == texts.text("dead_clip", reason=texts.text("reason_crashed"))
+    assert not handle.task.done()  # the worker survived its model's crashes, and goes on
+    _, healthy = await submit_photo(http, gateway, gif(numbered(10), fps=10), filename="fine.gif")
+    assert (await wait_finished(http, gateway, healthy["job_id"]))["status"] == "done"
+
+
+async def test_a_clip_waiting_in_line_is_cancelled_like_a_photo(
+    start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    gateway = await start_gateway()  # no worker: it waits
+    _, body = await submit_photo(http, gateway, gif(numbered(10), fps=10), filename="wait.gif")
+    async with http.post(f"{gateway.url}/v1/jobs/{body['job_id']}/cancel", json={}, headers=gateway.headers()) as r:
+        assert r.status == 200
+    job = await wait_finished(http, gateway, body["job_id"], timeout=5)
+    assert (job["status"], job["media"], job["result_type"]) == ("cancelled", "clip", None)
