@@ -80,7 +80,7 @@ class Job(Base):
     rerun_of: Mapped[str | None] = mapped_column(String(32))  # the job whose stored photo this one runs again
     rerun_mode: Mapped[str | None] = mapped_column(String(16))  # lower | higher | found | settings
     conf_used: Mapped[float | None] = mapped_column(Float)  # the confidence threshold the worker applied
-    media: Mapped[str] = mapped_column(String(8), default="photo", server_default="photo")  # photo | clip
+    media: Mapped[str] = mapped_column(String(8), server_default="photo")  # photo | clip (the database fills it in)
     clip: Mapped[dict[str, Any] | None]  # a clip: what it is (probed at intake), then its animation and summary
     progress_done: Mapped[int | None] = mapped_column(Integer)  # a clip in a worker's hands: frame done …
     progress_total: Mapped[int | None] = mapped_column(Integer)  # … of total

@@ -283,6 +283,8 @@ async def get_crops(request: web.Request) -> web.Response:
     job, digest = await request.app[database_key].read(load)
     if job is None or (caller is not None and not caller.may_see(job.owner, job.platform)):
         raise JobNotFound()
+    if job.media == "clip":
+        raise JobNotFound("A clip's objects are not cut out: only a photo's are.")
     if job.status in ACTIVE:
         raise NotReady(f"The job is still {job.status}. Try again shortly.")
     if job.purged_at is not None or digest is None:

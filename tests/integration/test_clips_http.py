@@ -49,6 +49,8 @@ async def test_a_gif_comes_back_as_an_annotated_animation(
     assert clip["duration_s"] == pytest.approx(3.0, abs=0.01) and clip["most"] == {"bus": 1, "person": 1}
     assert job["caption"] == "up to 1 bus, 1 person · 3.0 s"
     assert job["detections"] == [] and job["crops_url"] is None  # a clip's objects are not cut out
+    async with http.get(f"{gateway.url}/v1/jobs/{body['job_id']}/crops", headers=gateway.headers()) as response:
+        assert response.status == 404 and (await response.json())["message"].startswith("A clip's objects")
     assert job["labels"] == {"bus": "bus", "person": "person"}
     async with http.get(body["result_url"]) as response:
         assert response.status == 200 and response.content_type == "video/mp4"

@@ -15,6 +15,8 @@ from PIL import Image
 
 from queue_gateway.notify.discord import MAX_ATTACHMENT_BYTES, fit
 from queue_gateway.public import texts
+from tests.clips import decoded as clip_frames
+from tests.clips import gif, numbered, video
 from tests.discord_stack import CHANNEL, FOLLOWUP, GUILD, ORIGINAL, USER, Stack, _content, bot_settings, make_bot
 from tests.fakes.discord_api import FLAG_EPHEMERAL, FakeDiscord
 from tests.images import jpeg, png
@@ -82,6 +84,31 @@ async def test_detect_objects_on_a_message_answers_its_photos_in_order(stack: St
     assert len(fake.calls_matching(FOLLOWUP)) == 1
     jobs = await stack.jobs()
     assert len(jobs) == 2 and all(j.origin and j.origin["message_id"] == target["id"] for j in jobs)
+
+
+async def test_detect_objects_on_a_message_with_clips_answers_each_clip_on_its_own(stack: Stack) -> None:
+    fake = stack.fake
+    attachments = [
+        fake.add_attachment(jpeg(300, 200), "photo.jpg", "image/jpeg"),
+        fake.add_attachment(gif(numbered(10, size=(160, 120)), fps=10), "wave.gif", "image/gif"),
+        fake.add_attachment(video(numbered(20, size=(320, 240)), fps=10, codec="libvpx", container="webm"),
+                            "walk.webm", "video/webm"),
+    ]  # fmt: skip
+    target = fake.post_message(CHANNEL, author_id=USER, attachments=attachments, content="a photo and two clips")
+    await fake.create_context_menu_interaction(
+        "Detect objects", target_message=target, user_id=USER, channel_id=CHANNEL, guild_id=GUILD
+    )
+    await stack.status("Done in ")
+    photo, wave, walk = await fake.wait_for_call(FOLLOWUP, timeout=30, count=3)  # the photos, then a clip a message
+    [(_, name, data)] = photo.files
+    assert name.endswith(".jpg") and decoded(data).size == (300, 200)
+    assert _content(photo) == "1 bus, 1 person"
+    for call, frames, seconds in ((wave, 10, "1.0"), (walk, 20, "2.0")):
+        [(_, name, data)] = call.files
+        assert name.endswith((".mp4", ".gif"))  # the smaller of the two
+        assert len(clip_frames(data)[0]) == frames
+        assert _content(call) == f"up to 1 bus, 1 person · {seconds} s"
+    assert all(job.media == ("photo" if job.image_format == "JPEG" else "clip") for job in await stack.jobs())
 
 
 async def test_a_result_faster_than_the_queued_edit_does_not_land_in_the_status(

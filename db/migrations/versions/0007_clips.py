@@ -19,16 +19,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("media", sa.String(length=8), nullable=False, server_default="photo"))
-        batch_op.add_column(sa.Column("clip", sa.JSON(), nullable=True))
-        batch_op.add_column(sa.Column("progress_done", sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column("progress_total", sa.Integer(), nullable=True))
+    op.add_column("jobs", sa.Column("media", sa.String(length=8), nullable=False, server_default="photo"))
+    op.add_column("jobs", sa.Column("clip", sa.JSON(), nullable=True))
+    op.add_column("jobs", sa.Column("progress_done", sa.Integer(), nullable=True))
+    op.add_column("jobs", sa.Column("progress_total", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_column("progress_total")
-        batch_op.drop_column("progress_done")
-        batch_op.drop_column("clip")
-        batch_op.drop_column("media")
+    # ALTER TABLE … DROP COLUMN on both (SQLite 3.35 and later): a batch copy of jobs would drop the table, and with
+    # foreign keys on, SQLite would delete its blobs and webhooks rows with it
+    for column in ("progress_total", "progress_done", "clip", "media"):
+        op.drop_column("jobs", column)
