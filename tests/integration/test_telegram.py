@@ -58,14 +58,12 @@ async def test_image_document_is_accepted(telegram: Stack) -> None:
     assert decoded(sent.files["photo"]).size == (300, 200)
 
 
-@pytest.mark.parametrize("kind", ["pdf", "sticker", "video", "text"])
+@pytest.mark.parametrize("kind", ["pdf", "sticker", "text"])  # a video is a clip (tests/integration/test_chat_clips.py)
 async def test_other_things_get_a_hint(telegram: Stack, kind: str) -> None:
     if kind == "pdf":
         telegram.fake.send_document_update(CHAT, data=b"%PDF-1.4\n", file_name="a.pdf", mime_type="application/pdf")
     elif kind == "sticker":
         telegram.fake.send_sticker_update(CHAT)
-    elif kind == "video":
-        telegram.fake.send_video_update(CHAT)
     else:
         telegram.fake.send_text_update(CHAT, "hello there")
     hint = (await telegram.delivered("sendMessage"))[0]
