@@ -77,8 +77,10 @@ def box_cpu() -> tuple[float, float]:
 class _Tree:
     root: int
     with_children: bool = True
+    split: str | None = None  # report the descendants apart from the root process, under this name
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    root_cpu: list[float] = field(default_factory=list)  # the root process's own utime + stime
     peak_rss_kb: int = 0
     hwm_kb: dict[str, int] = field(default_factory=dict)  # "role pid" -> VmHWM
 
@@ -92,9 +94,13 @@ class Sampler:
         self._box: list[tuple[float, float, float]] = []
         self._task: asyncio.Task[None] | None = None
 
-    def watch(self, name: str, pid: int, *, children: bool = True) -> None:
-        """Follow ``pid`` (and its descendants unless ``children=False``) as ``name``, replacing an earlier one."""
-        self._trees[name] = _Tree(pid, children)
+    def watch(self, name: str, pid: int, *, children: bool = True, split: str | None = None) -> None:
+        """Follow ``pid`` (and its descendants unless ``children=False``) as ``name``, replacing an earlier one.
+
+        With ``split``, reports also show the root process alone (``"<name> main"``) and its descendants alone
+        (``split``; children that exited and were reaped count there too): a worker and its inference processes.
+        """
+        self._trees[name] = _Tree(pid, children, split)
         self._sample_tree(self._trees[name], time.time())
 
     def forget(self, name: str) -> None:
@@ -128,6 +134,7 @@ class Sampler:
         cpu = 0.0
         rss = 0
         alive = False
+        own = cpu_seconds(tree.root, reaped=False)
         for index, pid in enumerate(pids):
             seconds = cpu_seconds(pid, reaped=tree.with_children)
             if seconds is None:
@@ -143,14 +150,19 @@ class Sampler:
             return
         tree.times.append(now)
         tree.cpu.append(cpu)
+        tree.root_cpu.append(own if own is not None else (tree.root_cpu[-1] if tree.root_cpu else 0.0))
         tree.peak_rss_kb = max(tree.peak_rss_kb, rss)
 
-    def cpu_s(self, name: str, start: float, end: float) -> float | None:
-        """CPU seconds the tree ``name`` used between two UNIX times (interpolated between samples)."""
+    def cpu_s(self, name: str, start: float, end: float, *, part: str = "tree") -> float | None:
+        """CPU seconds the tree ``name`` used between two UNIX times (interpolated between samples); ``part``:
+        the whole ``tree``, its ``root`` process alone, or its ``descendants`` alone."""
         tree = self._trees.get(name)
         if tree is None or len(tree.times) < 2:
             return None
-        return max(_interpolate(tree.times, tree.cpu, end) - _interpolate(tree.times, tree.cpu, start), 0.0)
+        whole = _interpolate(tree.times, tree.cpu, end) - _interpolate(tree.times, tree.cpu, start)
+        root = _interpolate(tree.times, tree.root_cpu, end) - _interpolate(tree.times, tree.root_cpu, start)
+        value = {"tree": whole, "root": root, "descendants": whole - root}[part]
+        return max(value, 0.0)
 
     def box_busy(self, start: float, end: float) -> float | None:
         """How busy all CPUs were between two UNIX times (1.0 = every core fully busy)."""
@@ -169,19 +181,21 @@ class Sampler:
         """CPU ms per unit of work (``per`` photos) and cores used, per tree, over a window."""
         out: dict[str, Any] = {}
         span = max(end - start, 1e-9)
-        for name in self._trees:
+        parts: dict[str, Any] = {}
+        for name, tree in self._trees.items():
             seconds = self.cpu_s(name, start, end)
             if seconds is None:
                 continue
-            out[name] = {
-                "cpu_ms_per_photo": round(seconds * 1000 / per, 2) if per else None,
-                "cores": round(seconds / span, 3),
-            }
+            out[name] = _usage(seconds, per, span)
+            if tree.split is not None:
+                parts[f"{name} main"] = _usage(self.cpu_s(name, start, end, part="root") or 0.0, per, span)
+                parts[tree.split] = _usage(self.cpu_s(name, start, end, part="descendants") or 0.0, per, span)
         busy = self.box_busy(start, end)
-        out["box_busy"] = busy
         if busy is not None:
-            ours = sum(v["cores"] for v in out.values() if isinstance(v, dict))
+            ours = sum(v["cores"] for v in out.values())
             out["others_cores"] = round(max(busy * (os.cpu_count() or 1) - ours, 0.0), 2)
+        out["box_busy"] = busy
+        out["parts"] = parts
         return out
 
     def memory_report(self) -> dict[str, Any]:
@@ -193,6 +207,10 @@ class Sampler:
             }
             for name, tree in self._trees.items()
         }
+
+
+def _usage(seconds: float, per: int, span: float) -> dict[str, Any]:
+    return {"cpu_ms_per_photo": round(seconds * 1000 / per, 2) if per else None, "cores": round(seconds / span, 3)}
 
 
 def _interpolate(times: list[float], values: list[float], at: float) -> float:

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -116,19 +117,31 @@ def _ready() -> tuple[int, str]:
 
 
 def _detect(job: Job, max_pixels: int) -> Inference:
+    return process(_state["detector"], job, max_pixels)
+
+
+def process(detector: Detector, job: Job, max_pixels: int, *, clock: Callable[[str], None] | None = None) -> Inference:
+    """Decode, detect, filter and annotate one photo: all a slot does to a job (``benchmarks.bench_loop`` times
+    it). ``clock`` is called with each stage's name as it ends (decode, detect, annotate)."""
     from worker.annotate import annotate, decode
 
-    detector: Detector = _state["detector"]
+    tick = clock or _no_clock
     image, scale = decode(job.data, max_pixels=max_pixels)
+    tick("decode")
     started = time.perf_counter()
     found = detector.predict(image)
     elapsed_ms = (time.perf_counter() - started) * 1000
+    tick("detect")
     found = _filter(found, job)
     height, width = image.shape[:2]
-    labels = _labeller(job.language)
-    annotated = annotate(image, found, label=labels)
+    annotated = annotate(image, found, label=_labeller(job.language))
     full_size = [_scaled(d, scale).to_json() for d in found]  # a large JPEG was decoded at a reduced scale
+    tick("annotate")
     return Inference(full_size, annotated, round(width * scale), round(height * scale), elapsed_ms, detector.name)
+
+
+def _no_clock(stage: str) -> None:
+    """No stage timing."""
 
 
 def _scaled(detection: Detection, scale: float) -> Detection:

@@ -11,7 +11,7 @@ from PIL import Image
 from benchmarks import sqlcount
 from benchmarks.bench_e2e import CHATS, USERS_PER_CHAT, burst, poisson
 from benchmarks.photos import synthetic, unique
-from benchmarks.procstat import cpu_seconds, top_functions
+from benchmarks.procstat import Sampler, cpu_seconds, top_functions
 from benchmarks.support import percentile, summary
 from queue_gateway.images import validate
 
@@ -74,6 +74,35 @@ def test_cpu_seconds_reads_this_process() -> None:
     second = cpu_seconds(os.getpid())
     assert first is not None and second is not None and second >= first
     assert cpu_seconds(2**22 + 12345) is None
+
+
+_BURN = "import time\nwhile time.process_time() < 0.4: pass"
+
+
+def test_a_split_tree_reports_its_root_and_its_descendants_apart() -> None:
+    import subprocess
+    import sys
+    import time
+
+    # a parent that only waits, and a child that burns 0.4 s of CPU: the child's time goes to the split part
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {_BURN!r}])"]
+    )
+    sampler = Sampler()
+    started = time.time()
+    sampler.watch("worker", parent.pid, split="inference")
+    deadline = time.monotonic() + 30
+    while parent.poll() is None:
+        assert time.monotonic() < deadline, "the CPU-burning child never finished"
+        sampler.sample()
+        time.sleep(0.02)  # the sampling period of this test
+    sampler.sample()
+    report = sampler.cpu_report(started, time.time(), per=4)
+    whole = report["worker"]["cpu_ms_per_photo"]
+    root, children = (report["parts"][name]["cpu_ms_per_photo"] for name in ("worker main", "inference"))
+    assert children >= 0.3 * 1000 / 4  # most of the child's 0.4 s, reaped after it exited
+    assert root < children / 2
+    assert abs(root + children - whole) < 1.0
 
 
 def test_the_labelled_set_scores_greedily_by_class_with_ignore_regions() -> None:
