@@ -123,18 +123,18 @@ def _detect(job: Job, max_pixels: int) -> Inference:
 def process(detector: Detector, job: Job, max_pixels: int, *, clock: Callable[[str], None] | None = None) -> Inference:
     """Decode, detect, filter and annotate one photo: all a slot does to a job (``benchmarks.bench_loop`` times
     it). ``clock`` is called with each stage's name as it ends (decode, detect, annotate)."""
-    from worker.annotate import annotate, decode
+    from worker.annotate import open_photo, render
 
     tick = clock or _no_clock
-    image, scale = decode(job.data, max_pixels=max_pixels)
+    photo = open_photo(job.data, max_pixels=max_pixels)
     tick("decode")
     started = time.perf_counter()
-    found = detector.predict(image)
+    found = detector.predict(photo.pixels)
     elapsed_ms = (time.perf_counter() - started) * 1000
     tick("detect")
     found = _filter(found, job)
-    height, width = image.shape[:2]
-    annotated = annotate(image, found, label=_labeller(job.language))
+    scale, (height, width) = photo.scale, photo.pixels.shape[:2]
+    annotated = render(photo.picture, found, label=_labeller(job.language))  # drawn on the decoded picture
     full_size = [_scaled(d, scale).to_json() for d in found]  # a large JPEG was decoded at a reduced scale
     tick("annotate")
     return Inference(full_size, annotated, round(width * scale), round(height * scale), elapsed_ms, detector.name)
