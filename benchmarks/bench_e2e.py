@@ -11,9 +11,9 @@ message a second per chat; the gateway's per-person limits allow 3 photos in lin
 every photo is delivered:
 
 1. warm-up: one photo per chat;
-2. saturated: a burst of ``--burst`` photos at once; capacity = photos / (last sendPhoto - first update);
-3. 12 MP: a burst of ``--big-burst`` 4000x3000 photos (1.8 MB; the largest size of a photo update, as
+2. 12 MP: a burst of ``--big-burst`` 4000x3000 photos (1.8 MB; the largest size of a photo update, as
    Telegram gives an image file): what a big photo costs the whole product against a 1280x960 one;
+3. saturated: a burst of ``--burst`` photos at once; capacity = photos / (last sendPhoto - first update);
 4. Poisson arrivals at 10 % and 50 % of that capacity.
 
 Per photo: E2E = update injected -> the gateway's sendPhoto answered (both on this process's clock), the
@@ -24,16 +24,17 @@ hand-off, upload) and its inference processes, RabbitMQ (shared with the box's o
 product, this process (the Telegram fake and the load). The bare loop (``bench_loop``: the 1280x960 and the
 4000x3000 photo) is measured in the same run: throughput for the saturated ratio, detection alone for the
 inference processes, the time of one photo on one default slot (1 thread) for the overhead. Goals (README):
-gateway <= 8 ms, bot <= 5 ms, worker main <= 3 ms per photo at 50 %% load; inference <= 1.2 x detection alone;
-saturated >= 0.8 x the best bare loop; overhead p50 at 10 %% <= 25 ms; a 12 MP photo <= 1.5 x a 1280x960 one.
+gateway <= 8 ms, bot <= 5 ms, worker main <= 3 ms per photo at 50 % load; inference <= 1.2 x detection alone;
+saturated >= 0.8 x the best bare loop; overhead p50 at 10 % <= 25 ms; a 12 MP photo <= 1.5 x a 1280x960 one.
 
-``--profile`` records the gateway and the bot with py-spy over phases 2-4 (``--profile-all``: the worker, with
+``--profile`` records the gateway and the bot with py-spy over phases 3-4 (``--profile-all``: the worker, with
 its inference processes, too), on-CPU Python only (``--gil``: waits and C code without the GIL, such as SQLite
 in aiosqlite's thread, are left out; the threads' CPU from /proc says how big they are), and writes the top
-functions and the share of each part of the product; ``--sql`` runs the gateway under ``benchmarks.sqlcount``
-and reports its SQL statements (count, time) per photo and phase. Both perturb the numbers a little and are
-flagged in the JSON: profile in a run of its own (``--out benchmarks/results/e2e_profile.json``). Writes
-benchmarks/results/e2e.json.
+functions and each part of the service (intake, worker links, delivery, progress …) as a share of the samples
+and in CPU ms per photo (the share x the process's CPU from /proc over the same phases). ``--sql`` runs the
+gateway under ``benchmarks.sqlcount`` and reports its SQL statements (count, time) per photo and phase. Both
+perturb the numbers a little and are flagged in the JSON: profile in a run of its own (``--out
+benchmarks/results/e2e_profile.json``). Writes benchmarks/results/e2e.json.
 """
 
 from __future__ import annotations
@@ -260,6 +261,7 @@ def budget(cpu: dict[str, Any]) -> dict[str, float | None]:
     product = [rows[name] for name in ("bot", "gateway", "worker main", "inference", "rabbitmq")]
     rows["product"] = round(sum(v for v in product if v is not None), 2)
     rows["fake Telegram + load (outside)"] = ms(cpu.get(BENCHMARK))
+    rows["worker"] = ms(cpu.get("worker"))
     return rows
 
 
@@ -353,6 +355,14 @@ async def start_stack(stack: contextlib.AsyncExitStack, args: argparse.Namespace
     return e2e
 
 
+# every module of the gateway but its entry point (on every stack of its main thread) and the parts named below
+_OTHER_GATEWAY = (
+    *(f"/queue_gateway/{name}" for name in ("auth.py", "uploads.py", "images.py", "database.py", "wakeups.py",
+                                            "longpoll.py", "notify/", "retention.py", "metrics.py", "dead_letters.py",
+                                            "worker_sightings.py", "health.py", "public/imagecheck.py",
+                                            "public/redact.py", "public/supervise.py")),
+    "/db/",
+)  # fmt: skip
 # The parts of each service a profile reports (benchmarks.procstat.Groups): first match wins, in this order.
 GATEWAY_PARTS = (
     ("progress updates (queued -> #n in line edits)", ("queue_gateway/notify/progress.py",)),
@@ -360,7 +370,9 @@ GATEWAY_PARTS = (
     ("worker links (the photo out, the result in)", ("queue_gateway/worker_api.py",)),
     ("intake (upload, checks, store, publish)", ("queue_gateway/api.py", "queue_gateway/intake.py",
                                                  "queue_gateway/relay.py", "queue_gateway/publisher.py")),
-    ("other gateway tasks", ("queue_gateway/", "db/")),
+    ("other gateway work (auth, uploads, the database layer, wake-ups …)", _OTHER_GATEWAY),
+    # SQLAlchemy runs its ORM work in greenlets, whose stacks do not show the caller: any part's statements
+    ("SQLAlchemy in its greenlets (statements of any part above)", ("sqlalchemy/",)),
     ("aiosqlite's thread (its Python; SQLite itself runs without the GIL)", ("_connection_worker_thread",)),
     ("HTTP server outside the handlers (aiohttp)", ("aiohttp/web_protocol.py", "aiohttp/http_parser.py",
                                                     "aiohttp/web_server.py")),
@@ -404,12 +416,26 @@ async def profiles_start(args: argparse.Namespace, stack: Stack, workdir: Path) 
     return profiles
 
 
-def per_photo(profile: dict[str, Any], photos: int) -> dict[str, Any]:
-    """A profile's parts in CPU ms per photo (samples / rate / photos) beside their shares."""
-    rate = profile.get("rate_hz") or 100
-    for row in profile.get("parts", []):
-        row["ms_per_photo"] = round(row["samples"] / rate * 1000 / max(photos, 1), 2)
-    profile["ms_per_photo"] = round(profile.get("samples", 0) / rate * 1000 / max(photos, 1), 2)
+def per_photo(profile: dict[str, Any], cpu: dict[str, float | None]) -> dict[str, Any]:
+    """Each part's share of a profile turned into CPU ms per photo with the /proc CPU of the profiled phases.
+
+    A sampling profiler counts a thread that waits for a CPU (two cores shared by every process) as busy, so its
+    samples are shares, not CPU time. A part's ms = its share of the samples of its process x that process's CPU
+    per photo: the gateway's and the bot's parts (Python holding the GIL) x their event-loop thread's CPU; the
+    worker's "main:" parts x its main process's CPU, its "inference:" parts x the inference processes' CPU.
+    """
+    parts = profile.get("parts", [])
+    scales: dict[str, tuple[float | None, int]] = {}
+    for prefix, key in (("main:", "worker main"), ("inference:", "inference")):
+        samples = sum(row["samples"] for row in parts if row["part"].startswith(prefix))
+        if samples:
+            scales[prefix] = (cpu.get(key), samples)
+    whole = sum(row["samples"] for row in parts)
+    for row in parts:
+        prefix = next((p for p in scales if row["part"].startswith(p)), None)
+        scale, samples = scales[prefix] if prefix else (cpu.get(f"{profile['service']} event loop"), whole)
+        row["ms_per_photo"] = round(row["samples"] / samples * scale, 2) if scale is not None and samples else None
+    profile["cpu_ms_per_photo"] = {key: value for key, value in cpu.items() if value is not None}
     return profile
 
 
@@ -424,16 +450,16 @@ async def run(args: argparse.Namespace, model: Path, bare_ms: float, workdir: Pa
         sent, rows = await e2e.phase(warm)
         results["warmup"] = e2e.report("warm-up", sent, rows, bare_ms)
         print(f"  warm-up: {results['warmup']['delivered']}/{len(sent)} delivered", flush=True)
+        if args.big_burst:  # before the profiles start: they cover the 1280x960 photos only
+            results["big"] = await e2e.measured("12 MP burst", burst(args.big_burst), bare_ms, kind="12mp")
+            print(f"  12 MP burst: {results['big']['photos_per_s']} photos/s", flush=True)
         profiles = await profiles_start(args, e2e, workdir)
-        profiled_from = e2e.delivered_total
+        profiled_from, profiled_at = e2e.delivered_total, time.time()
         results["saturated"] = []
         for repeat in range(args.repeats):
             results["saturated"].append(await e2e.measured(f"burst {repeat + 1}", burst(args.burst), bare_ms))
             print(f"  burst {repeat + 1}: {results['saturated'][-1]['photos_per_s']} photos/s", flush=True)
         capacity = statistics.median(r["photos_per_s"] or 0.0 for r in results["saturated"])
-        if args.big_burst:
-            results["big"] = await e2e.measured("12 MP burst", burst(args.big_burst), bare_ms, kind="12mp")
-            print(f"  12 MP burst: {results['big']['photos_per_s']} photos/s", flush=True)
         results["loads"] = []
         for index, share in enumerate(LOADS):
             seconds = args.seconds * (1.5 if share < 0.2 else 1.0)
@@ -443,7 +469,10 @@ async def run(args: argparse.Namespace, model: Path, bare_ms: float, workdir: Pa
             print(f"  {report['phase']}: e2e p50 {report['e2e_ms'].get('p50')} ms, p95 {report['e2e_ms'].get('p95')}"
                   f" ms over {report['photos']} photos", flush=True)  # fmt: skip
         profiled = e2e.delivered_total - profiled_from
-        results["profiles"] = {name: per_photo(await profile.stop(), profiled) for name, profile in profiles}
+        window = budget(sampler.cpu_report(profiled_at, time.time(), profiled))
+        results["profiles"] = {
+            name: per_photo({"service": name, **await profile.stop()}, window) for name, profile in profiles
+        }
         results["profiled_photos"] = profiled if profiles else 0
         results["capacity_photos_per_s"] = round(capacity, 2)
         results["memory"] = sampler.memory_report()
@@ -491,7 +520,7 @@ BUDGET_ROWS = ("bot", "gateway", "gateway event loop", "gateway other threads", 
 
 
 def print_tables(results: dict[str, Any], goal: dict[str, Any], bare: dict[str, Any]) -> None:
-    phases = [*results["saturated"], *([results["big"]] if "big" in results else []), *results["loads"]]
+    phases = [*([results["big"]] if "big" in results else []), *results["saturated"], *results["loads"]]
     rows = []
     for r in phases:
         e, s = r["e2e_ms"], r["stages_ms"]
@@ -521,10 +550,10 @@ def print_tables(results: dict[str, Any], goal: dict[str, Any], bare: dict[str, 
             for row in sql["top"][:8]:
                 print(f"  {row['per_photo']:5.2f}/photo {row['ms_per_photo']:7.3f} ms  {row['statement'][:100]}")
     for name, prof in results.get("profiles", {}).items():
-        print(f"\n{name}: {prof.get('mode')} profile, {prof.get('samples')} samples, {prof.get('ms_per_photo')} ms "
-              "per photo; by part:")  # fmt: skip
+        print(f"\n{name}: {prof.get('mode')} profile, {prof.get('samples')} samples over "
+              f"{results['profiled_photos']} photos; by part (ms per photo = share x the process's CPU):")  # fmt: skip
         for row in prof.get("parts", []):
-            print(f"  {row['pct']:5.1f} %  {row['ms_per_photo']:6.2f} ms/photo  {row['part']}")
+            print(f"  {row['pct']:5.1f} %  {row['ms_per_photo']} ms/photo  {row['part']}")
         print("  top self time:")
         for row in prof.get("top_self", [])[:12]:
             print(f"  {row['self_pct']:5.1f} %  {row['function']}")
@@ -538,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
                         "0: none)")  # fmt: skip
     parser.add_argument("--repeats", type=int, help="bursts (default 2; --quick 1)")
     parser.add_argument("--seconds", type=float, help="seconds per load phase, x1.5 at 10 %% (default 30; --quick 8)")
-    parser.add_argument("--profile", action="store_true", help="py-spy the gateway and the bot over phases 2-4")
+    parser.add_argument("--profile", action="store_true", help="py-spy the gateway and the bot over phases 3-4")
     parser.add_argument("--profile-all", action="store_true", help="py-spy the gateway, the bot and the worker")
     parser.add_argument("--sql", action="store_true", help="count the gateway's SQL statements per photo")
     service_options(parser)

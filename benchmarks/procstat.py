@@ -253,11 +253,12 @@ Groups = Sequence[tuple[str, Sequence[str]]]
 """Parts of a program for a profile: (name, markers); a stack belongs to the first part with a marker in any of its
 frames (``"function (path/file.py"`` or a path); a part without markers takes every stack left."""
 
-# Leaf frames of a thread that waits (py-spy's own idle test misses some under --nonblocking)
+# Leaf frames of a thread that waits (py-spy's own idle test misses some under --nonblocking); a pipe's read or
+# write waits for the other end (a job is written ahead while the slot still works on the one before)
 IDLE_LEAVES = (
     "select (selectors.py", "EpollSelector.select", "_PollLikeSelector.select", "Condition.wait (threading.py",
     "Event.wait (threading.py", "Queue.get (queue.py", "_recv (multiprocessing/connection.py",
-    "wait (multiprocessing/connection.py", "Thread.join",
+    "_send (multiprocessing/connection.py", "wait (multiprocessing/connection.py", "Thread.join",
 )  # fmt: skip
 
 
