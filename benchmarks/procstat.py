@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,37 +320,54 @@ class Profile:
                 "seconds": round(seconds, 1), **found}  # fmt: skip
 
 
+@dataclass
+class _Tally:
+    """Samples counted by leaf function, by every function on the stack, by package, by part and by process."""
+
+    groups: Groups
+    root_pid: int | None
+    samples: int = 0
+    own: Counter[str] = field(default_factory=Counter)
+    total: Counter[str] = field(default_factory=Counter)
+    packages: Counter[str] = field(default_factory=Counter)
+    parts: Counter[str] = field(default_factory=Counter)
+    inside: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # part -> leaves
+    processes: Counter[str] = field(default_factory=Counter)
+
+    def add(self, stack: str, frames: list[str], count: int) -> None:
+        self.samples += count
+        self.own[frames[-1]] += count
+        self.packages[_package(frames[-1])] += count
+        for frame in set(frames):
+            self.total[frame] += count
+        if self.groups:
+            part = _part(stack, self.groups)
+            self.parts[part] += count
+            self.inside[part][_package(frames[-1])] += count
+        if self.root_pid is not None:
+            self.processes[_process(frames, self.root_pid)] += count
+
+
 def top_functions(
     raw: str, top: int = 40, *, groups: Groups = (), root_pid: int | None = None, drop_idle: bool = False
 ) -> dict[str, Any]:
     """py-spy's raw (collapsed) stacks -> the functions with the most self and total samples, by package, by part
-    (``groups``) and, for a profile with subprocesses, by process (the root, ``root_pid``, and its children)."""
-    own: Counter[str] = Counter()
-    total: Counter[str] = Counter()
-    packages: Counter[str] = Counter()
-    parts: Counter[str] = Counter()
-    processes: Counter[str] = Counter()
-    samples = idle = 0
+    (``groups``, with the packages each part's samples end in) and, for a profile with subprocesses, by process
+    (the root, ``root_pid``, and its children)."""
+    tally = _Tally(groups, root_pid)
+    idle = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
-        count = int(count_text)
         frames = stack.split(";")
         if drop_idle and any(marker in frames[-1] for marker in IDLE_LEAVES):
-            idle += count
+            idle += int(count_text)
             continue
-        samples += count
-        own[frames[-1]] += count
-        packages[_package(frames[-1])] += count
-        for frame in set(frames):
-            total[frame] += count
-        if groups:
-            parts[_part(stack, groups)] += count
-        if root_pid is not None:
-            processes[_process(frames, root_pid)] += count
+        tally.add(stack, frames, int(count_text))
+    samples, own, total = tally.samples, tally.own, tally.total
     if not samples:
-        return {"samples": 0, "idle_samples": idle}
+        return {"samples": 0, "idle_samples_dropped": idle}
 
     def rows(counter: Counter[str]) -> list[dict[str, Any]]:
         return [
@@ -368,13 +385,16 @@ def top_functions(
         "top_self": rows(own),
         "top_total": rows(total),
         "self_by_package": [
-            {"package": name, "self_pct": round(100 * count / samples, 1)} for name, count in packages.most_common(15)
+            {"package": name, "self_pct": round(100 * n / samples, 1)} for name, n in tally.packages.most_common(15)
         ],
     }
     if groups:
-        found["parts"] = shares(parts, "part")
-    if root_pid is not None and len(processes) > 1:
-        found["processes"] = shares(processes, "process")
+        found["parts"] = shares(tally.parts, "part")
+        for row in found["parts"]:  # where each part's own time goes: the packages its samples end in
+            leaves = tally.inside[row["part"]]
+            row["leaf_packages_pct"] = {name: round(100 * n / row["samples"], 1) for name, n in leaves.most_common(6)}
+    if root_pid is not None and len(tally.processes) > 1:
+        found["processes"] = shares(tally.processes, "process")
     return found
 
 
