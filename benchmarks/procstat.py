@@ -212,7 +212,8 @@ class Sampler:
             ours = sum(v["cores"] for v in out.values())
             out["others_cores"] = round(max(busy * (os.cpu_count() or 1) - ours, 0.0), 2)
         out["box_busy"] = busy
-        out["parts"] = parts
+        if parts:  # only for trees watched with split or threads (the other benchmarks read every dict as a tree)
+            out["parts"] = parts
         return out
 
     def memory_report(self) -> dict[str, Any]:
