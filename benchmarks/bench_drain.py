@@ -2,9 +2,9 @@
 
     python -m benchmarks.bench_drain [--quick] [--jobs 300] [--repeats 2] [--profile] [--sql]
 
-Starts ``detectbot gateway`` (SQLite, a fresh queue; the client key's fair share raised so that the whole
-backlog lies in the broker) with no worker, queues ``--jobs`` jobs of the 100 KB benchmark photo (each one new
-bytes, so the result cache never answers), then starts one ``detectbot worker``
+Starts ``detectbot gateway`` (SQLite, a fresh queue; the client key's fair share and per-minute limit raised
+so that the whole backlog lies in the broker) with no worker, queues ``--jobs`` jobs of the 100 KB benchmark
+photo (each one new bytes, so the result cache never answers), then starts one ``detectbot worker``
 and waits until every job is done. The drain rate comes from the jobs' own timestamps: jobs / (last
 ``done_at`` - first ``processing_at``), so the worker's start-up is left out. Worker layouts, interleaved:
 
@@ -150,9 +150,11 @@ async def run(args: argparse.Namespace, model: Path, workdir: Path) -> dict[str,
     try:
         async with topology("drain") as queue, database("sqlite", workdir) as url:
             # the whole backlog in the broker: the one client key's fair share (8 by default) would hold the rest
-            # in the gateway and publish them as earlier ones finish, and the drain measures the worker alone
+            # in the gateway and publish them as earlier ones finish, and the drain measures the worker alone; and
+            # the key's per-minute limit (600) would refuse the next rounds
             env = gateway_env(database_url=url, queue=queue, port=free_port(), data_dir=workdir / "gateway",
-                              log_level=args.log_level, fair_share_per_key=str(BACKLOG_MAX))  # fmt: skip
+                              log_level=args.log_level, fair_share_per_key=str(BACKLOG_MAX),
+                              max_per_minute_per_key=str(BACKLOG_MAX))  # fmt: skip
             sql_file = workdir / "gateway-sql.json" if args.sql else None
             gateway, base = await start_gateway(env, workdir, sql_out=sql_file)
             sampler.watch("gateway", gateway.pid)
