@@ -36,6 +36,7 @@ from benchmarks import bench_loop, sqlcount
 from benchmarks.photos import describe, photo, unique
 from benchmarks.procstat import Profile, Sampler
 from benchmarks.support import (
+    UNLIMITED_CLIENT_KEY,
     Service,
     count_status,
     database,
@@ -60,7 +61,6 @@ from benchmarks.support import (
     write_results,
 )
 
-BACKLOG_MAX = 100_000  # jobs of one client key in the broker at once (the gateway's fair share per key)
 VARIANTS: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
     ("default", (), {}),
     ("threads=1", (), {"infer_threads": "1"}),
@@ -149,12 +149,9 @@ async def run(args: argparse.Namespace, model: Path, workdir: Path) -> dict[str,
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in VARIANTS}
     try:
         async with topology("drain") as queue, database("sqlite", workdir) as url:
-            # the whole backlog in the broker: the one client key's fair share (8 by default) would hold the rest
-            # in the gateway and publish them as earlier ones finish, and the drain measures the worker alone; and
-            # the key's per-minute limit (600) would refuse the next rounds
+            # the whole backlog in the broker (the drain measures the worker alone), every round accepted
             env = gateway_env(database_url=url, queue=queue, port=free_port(), data_dir=workdir / "gateway",
-                              log_level=args.log_level, fair_share_per_key=str(BACKLOG_MAX),
-                              max_per_minute_per_key=str(BACKLOG_MAX))  # fmt: skip
+                              log_level=args.log_level, **UNLIMITED_CLIENT_KEY)  # fmt: skip
             sql_file = workdir / "gateway-sql.json" if args.sql else None
             gateway, base = await start_gateway(env, workdir, sql_out=sql_file)
             sampler.watch("gateway", gateway.pid)
