@@ -21,7 +21,9 @@ COPY requirements/gateway.txt /tmp/requirements.txt
 RUN pip install --require-hashes --no-deps -r /tmp/requirements.txt && rm /tmp/requirements.txt
 COPY --from=build /wheels /tmp/wheels
 RUN pip install --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels \
-    && useradd --create-home --uid 10001 --user-group detectbot
+    && useradd --create-home --uid 10001 --user-group detectbot \
+    && install -d -o detectbot -g detectbot -m 0700 /home/detectbot/data /home/detectbot/blobs
+# (a named volume mounted on one of these directories starts out owned by detectbot, not root)
 USER 10001
 WORKDIR /home/detectbot
 ENV DETECTBOT_DATA_DIR=/home/detectbot/data MPLCONFIGDIR=/tmp/matplotlib

@@ -458,6 +458,7 @@ class Chaos:
             host="127.0.0.1",
             port=str(port),
             database_url=self.database_url,
+            blob_dir=str(self.workdir / "blobs"),  # the replicas share the blob store, as they share the database
             amqp_url=self.rabbit.url,
             queue=self.queue,
             api_keys=f"bot:{API_KEY}",

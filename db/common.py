@@ -7,6 +7,8 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import case
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Job
 
@@ -31,6 +33,12 @@ class Outcome(Enum):
 def delivery_time(at: float) -> Any:
     """Chat jobs become due for delivery when they finish; HTTP clients fetch their own results."""
     return case((Job.platform.in_(CHAT_PLATFORMS), at), else_=None)
+
+
+def dialect_insert(session: AsyncSession, model: Any) -> Any:
+    """The database's own INSERT (SQLite's or Postgres's), which knows ``ON CONFLICT``."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
 def rowcount(result: Any) -> int:

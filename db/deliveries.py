@@ -80,9 +80,12 @@ async def release_leases(session: AsyncSession, owner: str) -> int:
     return rowcount(result)
 
 
-async def result_images(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, bytes]:
-    rows = await session.execute(select(Blob.job_id, Blob.data).where(Blob.job_id.in_(job_ids), Blob.kind == "result"))
-    return {str(job_id): bytes(data) for job_id, data in rows}
+async def result_digests(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, str]:
+    """The blob-store digest of each of these jobs' annotated result (those that have one)."""
+    rows = await session.execute(
+        select(Blob.job_id, Blob.digest).where(Blob.job_id.in_(job_ids), Blob.kind == "result")
+    )
+    return {str(job_id): str(digest) for job_id, digest in rows}
 
 
 async def next_delivery_time(session: AsyncSession) -> float | None:

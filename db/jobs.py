@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import rollup
-from db.common import CHAT_PLATFORMS, label_counts, now
+from db import blobs, rollup, webhooks
+from db.blobstore import BlobStore
+from db.common import CHAT_PLATFORMS, dialect_insert, label_counts, now
 from db.models import ACTIVE, WAITING, Blob, Job, JobStatus
 
 
@@ -40,10 +40,17 @@ class NewJob:
     group_index: int = 0
     held: bool = False  # stored, published when its sender's earlier photos have moved on (fairness)
     traceparent: str | None = None  # the trace of the request that brought it (tracing on)
+    webhook: webhooks.Target | None = None  # POSTed to when the job finishes
+    rerun_of: str | None = None  # the earlier job whose stored photo this runs again
+    rerun_mode: str | None = None
+    digest: str = ""  # the image's name in the blob store, once it is there (the gateway puts it before intake)
 
 
-async def add_jobs(session: AsyncSession, batch: Sequence[NewJob], *, at: float | None = None) -> set[str]:
-    """Stage many jobs and their images in the caller's transaction (group commit); return the ids written.
+async def add_jobs(
+    session: AsyncSession, store: BlobStore, batch: Sequence[NewJob], *, at: float | None = None
+) -> set[str]:
+    """Stage many jobs in the caller's transaction (group commit), each naming its image, which is in the blob store
+    already (``NewJob.digest``); return the ids written.
 
     A job whose idempotency key is already taken (by an earlier job, or by another in this batch), or whose id is
     (an earlier try of this same transaction that did commit), is skipped, not an error: the caller answers it
@@ -52,13 +59,17 @@ async def add_jobs(session: AsyncSession, batch: Sequence[NewJob], *, at: float 
     if not batch:
         return set()
     at = now() if at is None else at
-    insert_job = _dialect_insert(session).on_conflict_do_nothing()
+    insert_job = dialect_insert(session, Job).on_conflict_do_nothing()
     rows = await session.execute(insert_job.returning(Job.id), [_job_row(new, at) for new in batch])
     written = {str(job_id) for job_id in rows.scalars()}
     fresh = [new for new in batch if new.id in written]
     if not fresh:
         return written
-    await session.execute(insert(Blob), [_blob_row(n.id, "input", n.content_type, n.image, at) for n in fresh])
+    await blobs.hold(session, store, {_digest(n): n.image for n in fresh}, at=at)
+    await session.execute(
+        insert(Blob), [blobs.blob_row(n.id, "input", n.digest, n.content_type, len(n.image), at) for n in fresh]
+    )
+    await webhooks.add(session, {n.id: n.webhook for n in fresh if n.webhook is not None}, at=at)
     per_platform: dict[str, int] = {}
     for new in fresh:
         per_platform[new.platform] = per_platform.get(new.platform, 0) + 1
@@ -67,14 +78,10 @@ async def add_jobs(session: AsyncSession, batch: Sequence[NewJob], *, at: float 
     return written
 
 
-def _dialect_insert(session: AsyncSession) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Job)
-
-
-def _blob_row(job_id: str, kind: str, content_type: str, data: bytes, at: float) -> dict[str, Any]:
-    return {"job_id": job_id, "kind": kind, "content_type": content_type, "data": data, "size": len(data),
-            "created_at": at}  # fmt: skip
+def _digest(new: NewJob) -> str:
+    if not new.digest:
+        raise ValueError(f"job {new.id}: its image is not in the blob store yet")
+    return new.digest
 
 
 def _job_row(new: NewJob, at: float) -> dict[str, Any]:
@@ -100,6 +107,8 @@ def _job_row(new: NewJob, at: float) -> dict[str, Any]:
         "cache_hit": False,
         "held": new.held,
         "traceparent": new.traceparent,
+        "rerun_of": new.rerun_of,
+        "rerun_mode": new.rerun_mode,
         "received_at": at,
     }
 
@@ -192,14 +201,18 @@ async def cached_results(session: AsyncSession, hashes: Sequence[str]) -> dict[s
     return found
 
 
-async def add_cached_job(session: AsyncSession, new: NewJob, source: Job) -> bool:
-    """Record a job answered from an earlier identical one: done at once, no queue, no model.
+async def add_cached_job(session: AsyncSession, store: BlobStore, new: NewJob, source: Job) -> bool:
+    """Record a job answered from an earlier identical one: done at once, no queue, no model; it names the earlier
+    job's result file (no copy).
 
-    False when its idempotency key is already taken (the caller answers with the job that holds it).
+    False when its idempotency key is already taken (the caller answers with the job that holds it), or when the
+    earlier result is gone after all (the caller stores the job as a new one).
     """
     at = now()
     result = await session.get(Blob, (source.id, "result"))
     if result is None:
+        return False
+    if await blobs.hold(session, store, {_digest(new): new.image, result.digest: None}, at=at):
         return False
     row = _job_row(new, at) | {
         "status": JobStatus.DONE,
@@ -213,16 +226,18 @@ async def add_cached_job(session: AsyncSession, new: NewJob, source: Job) -> boo
         "inference_ms": 0.0,
         "next_delivery_at": at if new.platform in CHAT_PLATFORMS else None,
     }
-    insert_job = _dialect_insert(session).on_conflict_do_nothing()
+    insert_job = dialect_insert(session, Job).on_conflict_do_nothing()
     if (await session.execute(insert_job.returning(Job.id), [row])).first() is None:
         return False
     await session.execute(
         insert(Blob),
         [
-            _blob_row(new.id, "input", new.content_type, new.image, at),
-            _blob_row(new.id, "result", result.content_type, result.data, at),
+            blobs.blob_row(new.id, "input", new.digest, new.content_type, len(new.image), at),
+            blobs.blob_row(new.id, "result", result.digest, result.content_type, result.size, at),
         ],
     )
+    if new.webhook is not None:
+        await webhooks.add(session, {new.id: new.webhook}, at=at)
     for event in ("received", "done", "cache_hit"):
         await rollup.count_event(session, at, new.platform, event)
     if new.platform not in CHAT_PLATFORMS:
@@ -239,6 +254,17 @@ async def statuses(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, s
     return {str(job_id): str(status) for job_id, status in rows}
 
 
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    """How many jobs are in each status (the metrics' gauges)."""
+    rows = await session.execute(select(Job.status, func.count()).group_by(Job.status))
+    return {str(status): int(n) for status, n in rows}
+
+
+async def ping(session: AsyncSession) -> None:
+    """One round trip: the database answers (readiness)."""
+    await session.execute(select(literal(1)))
+
+
 async def get_jobs(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, Job]:
     rows = await session.execute(select(Job).where(Job.id.in_(job_ids)))
     return {job.id: job for job in rows.scalars()}
@@ -252,4 +278,17 @@ async def jobs_in_group(session: AsyncSession, group_key: str) -> list[Job]:
 async def jobs_of_owner(session: AsyncSession, owner: str, *, limit: int = 50) -> list[Job]:
     """The newest jobs one API key (or one browser) submitted."""
     rows = await session.execute(select(Job).where(Job.owner == owner).order_by(Job.received_at.desc()).limit(limit))
+    return list(rows.scalars())
+
+
+async def history(session: AsyncSession, platform: str, user_id: str, chat_id: str, *, limit: int) -> list[Job]:
+    """A person's last photos in one chat, newest first (photos past retention too, while their rows still name
+    them: see ``operations.expire``)."""
+    chat_field = "chat_id" if platform == "telegram" else "channel_id"
+    rows = await session.execute(
+        select(Job)
+        .where(Job.user_ref == f"{platform}:{user_id}", Job.origin[chat_field].as_string() == chat_id)
+        .order_by(Job.received_at.desc())
+        .limit(limit)
+    )
     return list(rows.scalars())

@@ -1,4 +1,5 @@
-"""SQLAlchemy models: jobs, their stored images, per-chat settings, and the stats rollups.
+"""SQLAlchemy models: jobs, the files of their images (the bytes live in the blob store), per-chat settings, and the
+stats rollups.
 
 A job in ``received`` is the outbox: stored but not yet confirmed by the broker; the gateway's relay publishes
 whatever a crash or an outage left there.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -31,6 +32,10 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+def _values(kind: type[StrEnum]) -> list[str]:
+    return [member.value for member in kind]
+
+
 WAITING = (JobStatus.RECEIVED, JobStatus.QUEUED)
 """A job in one of these states waits in line (``received``: stored, not yet confirmed by the broker)."""
 ACTIVE = (*WAITING, JobStatus.PROCESSING)
@@ -43,7 +48,9 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[JobStatus] = mapped_column(
+        Enum(JobStatus, native_enum=False, length=16, values_callable=_values, create_constraint=False)
+    )  # a VARCHAR(16) as before: the values are the enum's
     platform: Mapped[str] = mapped_column(String(16))
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     owner: Mapped[str | None] = mapped_column(String(40))  # the fingerprint of the API key that submitted it
@@ -70,6 +77,9 @@ class Job(Base):
     cache_hit: Mapped[bool] = mapped_column(default=False)
     held: Mapped[bool] = mapped_column(default=False)  # stored, waiting for its sender's earlier photos (fairness)
     traceparent: Mapped[str | None] = mapped_column(String(64))  # the trace of the request that brought it
+    rerun_of: Mapped[str | None] = mapped_column(String(32))  # the job whose stored photo this one runs again
+    rerun_mode: Mapped[str | None] = mapped_column(String(16))  # lower | higher | found | settings
+    conf_used: Mapped[float | None] = mapped_column(Float)  # the confidence threshold the worker applied
 
     received_at: Mapped[float] = mapped_column(Float)
     queued_at: Mapped[float | None] = mapped_column(Float)
@@ -103,16 +113,30 @@ class Job(Base):
 
 
 class Blob(Base):
-    """An input image or an annotated result, stored beside its job."""
+    """A job's input image or annotated result: which file of the blob store holds it (its bytes are not here).
+
+    A row exists only while its file does: the file is written (and synced) before the row commits, and the row is
+    deleted before the file (:mod:`db.blobs`). Jobs with the same photo name the same file.
+    """
 
     __tablename__ = "blobs"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # "input" | "result"
+    digest: Mapped[str] = mapped_column(ForeignKey("blob_files.digest"), index=True)  # sha256 of the bytes
     content_type: Mapped[str] = mapped_column(String(40))
-    data: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class BlobFile(Base):
+    """One file of the blob store that rows may name. Whoever adds a name locks this row first, and so does the
+    collector before it deletes an unnamed file: the database orders the two (:mod:`db.blobs`)."""
+
+    __tablename__ = "blob_files"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    touched_at: Mapped[float] = mapped_column(Float, index=True)  # when a row last began to name it
 
 
 class StatsEvent(Base):
@@ -173,3 +197,40 @@ class ChatSettings(Base):
     output: Mapped[str | None] = mapped_column(String(16))  # photo | photo+json | document
     language: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Webhook(Base):
+    """A job's completion webhook: one durable delivery (like a chat delivery), leased while it is being sent and
+    retried with backoff for a while after its first try; ``event_id`` is the ``webhook-id`` every try carries."""
+
+    __tablename__ = "webhooks"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(String(255))  # the receiver's host: tries are paced per host
+    base_url: Mapped[str] = mapped_column(String(300))  # the gateway's address the job was submitted to (its links)
+    event_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # waiting | pending | delivered | failed | gone
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float | None] = mapped_column(Float)
+    first_attempt_at: Mapped[float | None] = mapped_column(Float)
+    lease_until: Mapped[float | None] = mapped_column(Float)
+    lease_owner: Mapped[str | None] = mapped_column(String(160))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_webhooks_due", "state", "next_attempt_at"),)
+
+
+class Notice(Base):
+    """Something the system tells its admins once (workers gone, workers back): ``since`` when it began,
+    ``told_at`` when an admin was told; a guarded UPDATE lets only one gateway replica tell."""
+
+    __tablename__ = "notices"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    since: Mapped[float | None] = mapped_column(Float)
+    told_at: Mapped[float | None] = mapped_column(Float)
+    waiting: Mapped[int] = mapped_column(Integer, default=0)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import chats
+from db import blobs, chats
 from db.common import Outcome, delivery_time, now
 from db.models import ACTIVE, WAITING, Blob, Job, JobStatus
 
@@ -102,7 +102,7 @@ async def forget_jobs(session: AsyncSession, job_ids: Sequence[str], *, reason: 
     if not job_ids:
         return
     at = now()
-    await session.execute(delete(Blob).where(Blob.job_id.in_(job_ids)))
+    await _drop_blobs(session, job_ids)
     await session.execute(
         update(Job)
         .execution_options(synchronize_session=False)
@@ -130,10 +130,16 @@ async def forget_user(session: AsyncSession, platform: str, user_id: str) -> int
     return len(job_ids)
 
 
-async def expire(session: AsyncSession, *, older_than: float, limit: int = 500) -> int:
-    """Retention: finished jobs received before the cut-off lose their images and everything that names their
-    sender (a batch); the anonymous rows stay for the stats. A job still waiting for a worker keeps its photo,
-    however long it waits."""
+SENDER = ("user_ref", "origin")
+"""What a job row keeps past its photo's retention, while it is in its sender's /history."""
+
+
+async def expire(session: AsyncSession, *, older_than: float, names_older_than: float, limit: int = 500) -> int:
+    """Retention, a batch at a time: finished jobs received before ``older_than`` lose their images (the row keeps
+    what was found, and who sent it in which chat, for their /history); those received before
+    ``names_older_than`` also lose everything that names their sender or chat, and the anonymous rows stay for
+    the stats. A job still waiting for a worker keeps its photo, however long it waits. Returns how many rows
+    changed."""
     job_ids = list(
         (
             await session.execute(
@@ -143,13 +149,32 @@ async def expire(session: AsyncSession, *, older_than: float, limit: int = 500) 
             )
         ).scalars()
     )
-    if not job_ids:
-        return 0
-    await session.execute(delete(Blob).where(Blob.job_id.in_(job_ids)))
-    await session.execute(
-        update(Job)
-        .execution_options(synchronize_session=False)
-        .where(Job.id.in_(job_ids))
-        .values(purged_at=now(), **ANONYMOUS)
+    at = now()
+    if job_ids:
+        await _drop_blobs(session, job_ids)
+        await session.execute(
+            update(Job)
+            .execution_options(synchronize_session=False)
+            .where(Job.id.in_(job_ids))
+            .values(purged_at=at, **{k: v for k, v in ANONYMOUS.items() if k not in SENDER})
+        )
+    named = list(
+        (
+            await session.execute(
+                select(Job.id)
+                .where(Job.received_at < names_older_than, Job.purged_at.is_not(None), Job.user_ref.is_not(None))
+                .limit(limit)
+            )
+        ).scalars()
     )
-    return len(job_ids)
+    if named:
+        await session.execute(
+            update(Job).execution_options(synchronize_session=False).where(Job.id.in_(named)).values(**ANONYMOUS)
+        )
+    return len(job_ids) + len(named)
+
+
+async def _drop_blobs(session: AsyncSession, job_ids: Sequence[str]) -> None:
+    """These jobs name no file any more; the files no other job names are deleted once this commits."""
+    rows = await session.execute(delete(Blob).where(Blob.job_id.in_(job_ids)).returning(Blob.digest))
+    blobs.release(session, rows.scalars())

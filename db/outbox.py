@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import blobs
 from db.common import now, rowcount
 from db.models import Blob, Job, JobStatus
 
@@ -69,12 +70,14 @@ async def withdraw(session: AsyncSession, job_ids: Sequence[str]) -> set[str]:
     """
     if not job_ids:
         return set()
+    named = (await session.execute(select(Blob.job_id, Blob.digest).where(Blob.job_id.in_(job_ids)))).all()
     rows = await session.execute(
         delete(Job).where(Job.id.in_(job_ids), Job.status == JobStatus.RECEIVED).returning(Job.id)
     )
     removed = {str(job_id) for job_id in rows.scalars()}
-    if removed:
+    if removed:  # their images' rows (ON DELETE CASCADE removes them too, where foreign keys are enforced)
         await session.execute(delete(Blob).where(Blob.job_id.in_(removed)))
+        blobs.release(session, [digest for job_id, digest in named if job_id in removed])
     return removed
 
 

@@ -12,7 +12,8 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import rollup
+from db import blobs, rollup
+from db.blobstore import BlobStore, StoredBlob
 from db.common import CHAT_PLATFORMS, Outcome, delivery_time, label_counts, now, rowcount
 from db.models import ACTIVE, FINISHED, WAITING, Blob, Job, JobStatus, WorkerSeen
 
@@ -108,6 +109,7 @@ async def start_attempt(
 
 async def complete(
     session: AsyncSession,
+    store: BlobStore,
     job_id: str,
     *,
     link_gen: int | None = None,
@@ -115,10 +117,11 @@ async def complete(
     model: str,
     worker: str,
     inference_ms: float,
-    image: bytes,
-    content_type: str = "image/jpeg",
+    image: StoredBlob,
+    conf_used: float | None = None,
 ) -> tuple[Outcome, Finished | None]:
-    """Record a successful result; only the first result for a job counts."""
+    """Record a successful result, whose annotated image is in the blob store already; only the first result for
+    a job counts (the file of a repeated one is let go)."""
     at = now()
     values = dict(
         status=JobStatus.DONE,
@@ -127,16 +130,18 @@ async def complete(
         model=model,
         worker=worker,
         inference_ms=inference_ms,
+        conf_used=conf_used,
         error=None,
         error_code=None,
         next_delivery_at=delivery_time(at),
     )
     finished = await _move_on(session, job_id, values, at, link_gen=link_gen)
     if finished is None:
+        blobs.release(session, [image.digest])
         return await _why_not(session, job_id), None
-    blob = {"job_id": job_id, "kind": "result", "content_type": content_type, "data": image, "size": len(image),
-            "created_at": at}  # fmt: skip
-    await session.execute(insert(Blob), [blob])
+    await blobs.hold(session, store, {image.digest: image.data}, at=at)
+    row = blobs.blob_row(job_id, "result", image.digest, image.content_type, len(image.data), at)
+    await session.execute(insert(Blob), [row])
     await rollup.count_event(session, at, finished.platform, "done")
     spans = finished.stages
     if finished.platform in CHAT_PLATFORMS:  # chat jobs end when the chat has the answer (deliveries.delivered)

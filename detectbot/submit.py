@@ -11,8 +11,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from bots.shared.client import GatewayClient
-from bots.shared.errors import GatewayDown, GatewayRefused
+from queue_gateway.public.client import GatewayClient, GatewayDown, GatewayRefused
 from queue_gateway.public.contract import DetectParams
 from queue_gateway.public.settings import GatewayClientSettings
 
@@ -28,6 +27,7 @@ class Options:
     as_json: bool = False
     conf: float | None = None
     timeout_s: float = 120.0
+    webhook_url: str | None = None  # the gateway POSTs each finished job there (signed)
     details: bool = False  # a line per detection (the demo shows them)
 
 
@@ -74,12 +74,14 @@ async def _one(client: GatewayClient, photo: Path, options: Options, reporter: R
         return False
     params = DetectParams(conf=options.conf) if options.conf is not None else None
     try:
-        submitted = await client.submit(data, filename=name, params=params)
+        submitted = await client.submit(data, filename=name, params=params, webhook_url=options.webhook_url)
     except GatewayRefused as exc:
         reporter.progress(f"{name}: {exc.message}")
         reporter.result({"file": str(photo), "status": "rejected", "error": {"code": exc.code, "message": exc.message}})
         return False
     reporter.progress(f"{name}: {_describe(submitted.status, submitted.position)} (job {submitted.job_id})")
+    if submitted.waiting_for_worker:
+        reporter.progress(f"{name}: {submitted.status_text}")
     if submitted.status == "received":
         reporter.progress(f"{name}: the gateway has it, but the broker is unreachable; it starts when it is back")
     if not options.wait:
@@ -101,19 +103,19 @@ async def _one(client: GatewayClient, photo: Path, options: Options, reporter: R
         )
     saved = await _save(client, job, photo, options.output) if job["status"] in ("done", "delivered") else None
     if saved:
-        reporter.progress(f"{name}: {job.get('caption', '')} → {saved}")
+        reporter.progress(f"{name}: {job.get('caption') or ''} → {saved}")
     if options.details:
-        for detection in job.get("detections", []):
+        for detection in job.get("detections") or []:
             box = ", ".join(f"{v:.0f}" for v in detection["box"])
             reporter.progress(f"    {detection['label']:<14} {detection['confidence']:.2f}  [{box}]")
     elif job["status"] in ("failed", "dead"):
-        reporter.progress(f"{name}: {job['status']}: {job.get('error', {}).get('message', 'no reason given')}")
+        reporter.progress(f"{name}: {job['status']}: {(job.get('error') or {}).get('message') or 'no reason given'}")
     reporter.result(
         {
             "file": str(photo),
             "job_id": job["job_id"],
             "status": job["status"],
-            "detections": job.get("detections", []),
+            "detections": job.get("detections") or [],
             "caption": job.get("caption"),
             "timings": job.get("timings", {}),
             "error": job.get("error"),
@@ -130,8 +132,9 @@ async def _follow(
     deadline = loop.time() + timeout_s
     last = ""
     while True:
-        job = await client.job(job_id, wait=min(WAIT_STEP_S, max(0.0, deadline - loop.time())))
-        state = _describe(job["status"], job.get("position", 0))
+        view = await client.job(job_id, wait=min(WAIT_STEP_S, max(0.0, deadline - loop.time())))
+        job = view.model_dump(mode="json")
+        state = _describe(job["status"], job["position"])
         if state != last and job["status"] not in FINISHED:
             reporter.progress(f"{name}: {state}")
         last = state

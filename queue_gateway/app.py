@@ -2,7 +2,7 @@
 
 Resources open and close in pairs (aiohttp's ``cleanup_ctx``): the database, then the broker with intake, the
 outbox relay and the dead-letter consumer, then delivery to chats with retention. Every background task runs
-under one :class:`~queue_gateway.public.supervise.Supervisor`, which restarts a task that crashes and tells
+under one :class:`~queue_gateway.runtime.supervise.Supervisor`, which restarts a task that crashes and tells
 ``/readyz`` about it meanwhile.
 """
 
@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
+from db.blobstore import FileBlobStore
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade_engine
-from queue_gateway import admin_api, api, health, openapi, worker_api
+from queue_gateway import admin_api, api, health, history_api, openapi, worker_api
 from queue_gateway.appkeys import (
     api_keys_key,
+    cutter_key,
     database_key,
+    endpoints_key,
     intake_key,
     link_key,
     longpolls_key,
@@ -32,30 +35,35 @@ from queue_gateway.appkeys import (
     signer_key,
     supervisor_key,
     wakeups_key,
+    worker_watch_key,
 )
 from queue_gateway.auth import ApiKeys, ClientAddresses
+from queue_gateway.crops import Cutter
 from queue_gateway.database import Database, is_outage
 from queue_gateway.dead_letters import DeadLetterConsumer
 from queue_gateway.errors import error_middleware, tracing_middleware
 from queue_gateway.intake import Intake, Limits, Rates
 from queue_gateway.longpoll import LongPolls
 from queue_gateway.metrics import GatewayMetrics
+from queue_gateway.notify.admins import AdminAlerts
 from queue_gateway.notify.base import Notifier
 from queue_gateway.notify.loop import DeliveryLoop, Pacer
 from queue_gateway.notify.progress import ProgressUpdater
 from queue_gateway.pace import Pace
-from queue_gateway.public import process, redact
-from queue_gateway.public.errors import CannotStart
-from queue_gateway.public.settings import secret_values
-from queue_gateway.public.supervise import Supervisor
 from queue_gateway.publisher import BrokerLink, Publisher
 from queue_gateway.relay import OutboxRelay
 from queue_gateway.retention import Retention
-from queue_gateway.settings import GatewaySettings
+from queue_gateway.runtime import process, redact
+from queue_gateway.runtime.config import secret_values
+from queue_gateway.runtime.errors import CannotStart
+from queue_gateway.runtime.supervise import Supervisor
+from queue_gateway.settings import GatewaySettings, webhook_keys
 from queue_gateway.signing import Signer
 from queue_gateway.wakeups import Wakeups
 from queue_gateway.web import routes as web_page
+from queue_gateway.webhooks import WebhookSender
 from queue_gateway.worker_sightings import Sightings
+from queue_gateway.worker_watch import WorkerWatch, follow_workers
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +97,15 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[metrics_key] = GatewayMetrics()
     app[pace_key] = Pace()
     app[sightings_key] = Sightings()
+    app[worker_watch_key] = WorkerWatch(notice_s=settings.no_worker_notice_s)
+    app[cutter_key] = Cutter()
     app[supervisor_key] = Supervisor()
-    for module in (api, worker_api, health, admin_api, openapi):
-        app.add_routes(module.routes)
-    web_page.setup(app, web_tokens)  # /, /admin, /static/…, /v1/web/session, /v1/texts
+    web_page.setup(app, web_tokens)  # what /, /admin, /static/…, /v1/web/session and /v1/texts serve
+    tables = (api.endpoints, history_api.endpoints, admin_api.endpoints, worker_api.endpoints, web_page.endpoints,
+              health.endpoints, openapi.endpoints)  # fmt: skip
+    app[endpoints_key] = [endpoint for table in tables for endpoint in table.all]
+    for table in tables:
+        table.add_to(app)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_broker)
     app.cleanup_ctx.append(_delivery)
@@ -127,8 +140,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     engine = create_engine(settings.database_url)
     try:
-        await prepare_database(engine, settings)
-        app[database_key] = Database(session_factory(engine), retry_s=settings.database_retry_s)
+        blobs = await prepare_database(engine, settings)
+        app[database_key] = Database(session_factory(engine), blobs, retry_s=settings.database_retry_s)
         polls = LongPolls(
             app[database_key],
             app[wakeups_key],
@@ -145,19 +158,34 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await engine.dispose()
 
 
-async def prepare_database(engine: object, settings: GatewaySettings) -> None:
-    """Reach the database (and migrate it) with bounded retries; then one sentence naming the setting."""
+async def open_blob_store(settings: GatewaySettings) -> FileBlobStore:
+    """The blob store's directory, created if need be; one sentence naming the setting when it cannot be used."""
+    store = settings.blob_store()
+    try:
+        await asyncio.to_thread(store.prepare)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot use the blob directory {store.root}: {exc.strerror or exc} (check DETECTBOT_BLOB_DIR, and that "
+            "its volume is mounted and writable)"
+        ) from None
+    return store
+
+
+async def prepare_database(engine: object, settings: GatewaySettings) -> FileBlobStore:
+    """Open the blob store, then reach the database (and migrate it) with bounded retries; one sentence naming the
+    setting when either cannot be used. Returns the blob store."""
+    blobs = await open_blob_store(settings)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(STARTUP_RETRY_S, settings.database_retry_s)
     delay = 0.5
     while True:
         try:
             if settings.auto_migrate:
-                await upgrade_engine(engine)  # type: ignore[arg-type]
+                await upgrade_engine(engine, blobs=blobs)  # type: ignore[arg-type]
             else:
                 async with engine.connect():  # type: ignore[attr-defined]
                     pass
-            return
+            return blobs
         except Exception as exc:
             if not is_outage(exc) or loop.time() + delay > deadline:
                 raise StartupError(
@@ -247,17 +275,42 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
         pacer=Pacer(settings.chat_min_interval_s),
         metrics=app[metrics_key],
     )
-    retention = Retention(app[database_key], days=settings.retention_days, every_s=settings.retention_check_s)
+    retention = Retention(
+        app[database_key], days=settings.retention_days, every_s=settings.retention_check_s,
+        history_days=settings.history_days, grace_s=settings.blob_grace_s,
+    )  # fmt: skip
     app[retention_key] = retention
     progress = ProgressUpdater(
-        app[database_key], notifiers, app[wakeups_key], app[pace_key], chat_interval_s=settings.chat_min_interval_s
+        app[database_key], notifiers, app[pace_key], chat_interval_s=settings.chat_min_interval_s,
+        watch=app[worker_watch_key],
+    )  # fmt: skip
+    app[wakeups_key].listeners.append(progress.job_changed)
+    alerts = AdminAlerts(
+        app[database_key], app[worker_watch_key], notifiers, settings.admin_ids, alert_s=settings.no_worker_alert_s
     )
-    names = ("delivery", "delivery-leases", "retention", "pace", "progress")
+    names = ["delivery", "delivery-leases", "retention", "workers", "progress"]
     supervisor.spawn("progress", progress.run)
     supervisor.spawn("delivery", loop.run)
     supervisor.spawn("delivery-leases", loop.keep_leases)
     supervisor.spawn("retention", retention.run)
-    supervisor.spawn("pace", lambda: _follow_workers(app[link_key], app[pace_key]))
+    supervisor.spawn(
+        "workers",
+        lambda: follow_workers(
+            _consumers(app[link_key]), app[worker_watch_key], app[metrics_key], [app[pace_key].set_workers],
+            alerts.check, every_s=settings.workers_check_s,
+        ),
+    )  # fmt: skip
+    if settings.webhook_secret is not None:
+        sender = WebhookSender(
+            app[database_key], app[signer_key], webhook_keys(settings.webhook_secret), app[metrics_key],
+            owner=settings.name, view_link_ttl_s=settings.view_link_ttl_s, timeout_s=settings.webhook_timeout_s,
+            retry_s=settings.webhook_retry_s, backoff_first_s=settings.webhook_backoff_s,
+            concurrency=settings.webhook_concurrency, per_host=settings.webhook_per_host,
+            allow_private=settings.webhook_allow_private,
+        )  # fmt: skip
+        app[wakeups_key].listeners.append(sender.wake)
+        names.append("webhooks")
+        supervisor.spawn("webhooks", sender.run)
     try:
         yield
     finally:
@@ -266,13 +319,12 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
             await notifier.close()
 
 
-async def _follow_workers(link: BrokerLink, pace: Pace, every_s: float = 5.0) -> None:
-    """Keep the estimate's worker count current (the job queue's consumers)."""
-    while True:
+def _consumers(link: BrokerLink) -> Callable[[], Awaitable[int | None]]:
+    async def count() -> int | None:
         found = await link.queue_stats()
-        if found is not None:
-            pace.set_workers(found[1])
-        await asyncio.sleep(every_s)  # a periodic refresh, not a wait for work
+        return found[1] if found is not None else None
+
+    return count
 
 
 def _first_line(exc: BaseException) -> str:

@@ -4,6 +4,9 @@ A request's work is a function of a session, so that it can run again in full: i
 is locked) in the middle, :meth:`Database.write` and :meth:`Database.read` try again with backoff for up to
 ``retry_s`` seconds, then raise :class:`~queue_gateway.errors.Unavailable` (503, ``Retry-After``). Every write
 is safe to repeat: transitions are guarded, and intake skips rows an earlier try already committed.
+
+The images live in the blob store beside it (:attr:`Database.blobs`). A write that removed rows naming files
+(``db.blobs.release``) has those files collected once it committed: the rows go first, the files after.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
+from db import blobs as blob_rows
+from db.blobstore import BlobStore
 from queue_gateway.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -43,18 +48,37 @@ def is_outage(error: BaseException) -> bool:
 
 
 class Database:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, retry_s: float) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], blobs: BlobStore, *, retry_s: float) -> None:
         self.sessions = sessions
+        self.blobs = blobs
         self._retry_s = retry_s
 
     async def write(self, work: Work[T], *, retry_s: float | None = None) -> T:
-        """Run ``work`` in a transaction that commits when it returns."""
+        """Run ``work`` in a transaction that commits when it returns; then collect the files it stopped naming."""
+        released: set[str] = set()
 
         async def once() -> T:
             async with self.sessions.begin() as session:
-                return await work(session)
+                result = await work(session)
+                freed = blob_rows.released(session)
+            released.clear()
+            released.update(freed)  # the attempt that committed
+            return result
 
-        return await self._retrying(once, retry_s)
+        result = await self._retrying(once, retry_s)
+        if released:
+            await self.collect(released)
+        return result
+
+    async def collect(self, digests: set[str]) -> int:
+        """Delete the files of these digests that no row names any more; return how many. A failure is only logged:
+        retention's sweep deletes what is left."""
+        try:
+            gone = await self.write(lambda session: blob_rows.collect(session, self.blobs, digests), retry_s=2.0)
+        except Exception as exc:
+            log.warning("could not delete %d unnamed images now (%s); the sweep will", len(digests), type(exc).__name__)
+            return 0
+        return len(gone)
 
     async def read(self, work: Work[T], *, retry_s: float | None = None) -> T:
         """Run ``work`` in a session that only reads."""

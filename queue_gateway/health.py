@@ -4,32 +4,30 @@ from __future__ import annotations
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import jobs
 from queue_gateway.appkeys import api_keys_key, database_key, link_key, metrics_key, supervisor_key
 from queue_gateway.auth import ApiKeys, Role
+from queue_gateway.endpoints import Endpoints, answer
 from queue_gateway.errors import GatewayError
+from queue_gateway.public.contract import Health, Readiness
 
-routes = web.RouteTableDef()
+endpoints = Endpoints()
 
 
-@routes.get("/healthz")
+@endpoints.get("/healthz", auth="public", ok={200: Health}, database=False)
 async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """The process answers."""
+    return answer(Health(status="ok"))
 
 
-@routes.get("/readyz")
+@endpoints.get("/readyz", auth="public", ok={200: Readiness, 503: Readiness}, database=False)
 async def readyz(request: web.Request) -> web.Response:
     """503 while the database or the broker is unreachable, or a background task is down; with an admin key the
     body says which (to anyone else, only whether it is ready: error details are for the people who run it)."""
     checks: dict[str, str] = {}
-
-    async def ping(session: AsyncSession) -> None:
-        await session.execute(text("SELECT 1"))
-
     try:
-        await request.app[database_key].read(ping, retry_s=0)
+        await request.app[database_key].read(jobs.ping, retry_s=0)
         checks["database"] = "ok"
     except Exception as exc:  # any failure means "not ready"; the reason goes in the body
         checks["database"] = f"error: {type(exc.__cause__ or exc).__name__}"
@@ -37,10 +35,8 @@ async def readyz(request: web.Request) -> web.Response:
     for task, problem in request.app[supervisor_key].problems().items():
         checks[f"task {task}"] = f"error: {problem}"
     ready = all(v == "ok" for v in checks.values())
-    body: dict[str, object] = {"status": "ready" if ready else "not ready"}
-    if _is_admin(request):
-        body["checks"] = checks
-    return web.json_response(body, status=200 if ready else 503)
+    body = Readiness(status="ready" if ready else "not ready", checks=checks if _is_admin(request) else None)
+    return answer(body, status=200 if ready else 503)
 
 
 def _is_admin(request: web.Request) -> bool:
@@ -53,18 +49,13 @@ def _is_admin(request: web.Request) -> bool:
     return True
 
 
-@routes.get("/metrics")
+@endpoints.get("/metrics", auth="public", ok={200: "text/plain"}, database=False)
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus exposition; the gauges are refreshed from the database and the broker on each scrape (it answers
     while either is away: ``detectbot_database_up`` / ``detectbot_broker_up`` say so)."""
     registry = request.app[metrics_key]
-
-    async def count(session: AsyncSession) -> dict[str, int]:
-        rows = await session.execute(text("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
-        return {str(status): int(n) for status, n in rows}
-
     try:
-        counts = await request.app[database_key].read(count, retry_s=0)
+        counts = await request.app[database_key].read(jobs.count_by_status, retry_s=0)
     except Exception:  # the scrape still answers, so an alert can tell "database away" from "gateway away"
         registry.database_up.set(0)
     else:

@@ -1,6 +1,8 @@
 """Accepting jobs: store job + image durably, publish with a confirm, answer with the place in line.
 
-Requests do not each open a transaction: ``submit`` hands the job to one batcher, which, in ONE transaction
+Each request first puts its photo in the blob store (written and synced, in a thread, while other requests'
+batches are being written); the batch's transaction then only records which file it is. Requests do not each
+open a transaction: ``submit`` hands the job to one batcher, which, in ONE transaction
 (group commit) for everything that arrived meanwhile, checks each person's limits, answers repeats (the same
 idempotency key) and repeated photos (the result cache), and writes the rest; then it publishes the batch with
 concurrent confirms, marks it queued in one statement and answers every waiting request. Under load the
@@ -20,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import chats, jobs, operations, outbox
+from db import blobs, chats, jobs, operations, outbox
 from db.common import Outcome, now
 from db.models import WAITING, Job
 from queue_gateway.database import Database
@@ -58,6 +60,70 @@ class Limits:
 
     def fair_share(self, user_ref: str) -> int:
         return self.of(user_ref).fair_share
+
+
+@dataclass(slots=True)
+class Seen:
+    """What the senders of a batch have now, by ``user_ref``: in line, received in the last minute, today."""
+
+    in_line: dict[str, jobs.InLine]
+    last_minute: dict[str, int]
+    today: dict[str, int]
+
+
+@dataclass(slots=True)
+class Admission:
+    """The batch's verdict: the requests refused (and why), and those stored but held back for fairness."""
+
+    refused: dict[str, GatewayError]
+    held: set[str]
+
+
+def admit(batch: Sequence[jobs.NewJob], seen: Seen, limits: Limits, at: float) -> Admission:
+    """The intake policy, with no I/O: in arrival order, each sender's photos in line (an album counts once), a
+    minute, a day; and a fair share of the broker's queue, beyond which photos are stored but held.
+
+    ``seen`` is updated as the batch's own requests count (two in one batch count as two).
+    """
+    refused: dict[str, GatewayError] = {}
+    held: set[str] = set()
+    for new in batch:
+        user = new.user_ref
+        if not user:
+            continue
+        rates = limits.of(user)
+        line = seen.in_line.setdefault(user, jobs.InLine())
+        joins_album = new.group_key is not None and new.group_key in line.groups
+        if not joins_album and line.submissions >= rates.max_in_line:
+            refused[new.id] = TooManyInLine(
+                f"You already have {line.submissions} photos in line. Please wait for them first.",
+                retry_after=10,
+                limit=rates.max_in_line,
+            )
+            continue
+        if seen.last_minute.get(user, 0) >= rates.per_minute:
+            refused[new.id] = TooManyInLine(
+                "That is a lot of photos at once. Please wait a minute.", retry_after=60, code=ErrorCode.RATE_LIMITED
+            )
+            continue
+        if rates.per_day and seen.today.get(user, 0) >= rates.per_day:
+            refused[new.id] = TooManyInLine(
+                f"You have sent today's {rates.per_day} photos. Please come back tomorrow.",
+                retry_after=int(86400 - at % 86400),
+                code=ErrorCode.QUOTA,
+                limit=rates.per_day,
+            )
+            continue
+        if not joins_album:
+            line.submissions += 1
+        if new.group_key:
+            line.groups.add(new.group_key)
+        if line.queued >= rates.fair_share:
+            held.add(new.id)
+        line.queued += 1
+        seen.last_minute[user] = seen.last_minute.get(user, 0) + 1
+        seen.today[user] = seen.today.get(user, 0) + 1
+    return Admission(refused, held)
 
 
 class Refusals:
@@ -137,6 +203,11 @@ class Intake:
 
     async def submit(self, new: jobs.NewJob) -> Accepted:
         """Store the job durably, then publish it; a repeated idempotency key returns the first job."""
+        try:
+            new.digest = await self._db.blobs.put(new.image)
+        except OSError:
+            log.exception("job %s: the photo could not be stored", new.id)
+            raise Unavailable(retry_after=5) from None
         answer: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(new, answer))
         self._wake.set()
@@ -182,6 +253,8 @@ class Intake:
             for pending in batch:
                 _fail(pending, error)
             return None
+        if unstorable:  # their photos were stored for nothing: let them go now
+            await self._db.collect({p.new.digest for p in batch if p.new.id in unstorable})
         for pending in batch:
             job_id = pending.new.id
             if job_id in unstorable:
@@ -231,11 +304,15 @@ class Intake:
         refused = await self._check_limits(session, fresh, at)
         fresh = [p for p in fresh if p.new.id not in refused]
         await _apply_chat_settings(session, fresh)
+        cached: set[str] = set()
         if self._result_cache:
             for pending, accepted in await self._from_cache(session, fresh):
                 answered[pending.new.id] = accepted
+                cached.add(pending.new.id)
             fresh = [p for p in fresh if p.new.id not in answered]
-        written = await jobs.add_jobs(session, [p.new for p in fresh], at=at)
+        written = await jobs.add_jobs(session, self._db.blobs, [p.new for p in fresh], at=at)
+        # photos stored for requests that made no job (refused, repeats): collected once this commits
+        blobs.release(session, {p.new.digest for p in batch if p.new.id not in written and p.new.id not in cached})
         for pending in fresh:
             if pending.new.id not in written:  # a duplicate within the batch, or a retry after a lost commit
                 holder = (await jobs.by_idempotency_keys(session, [pending.new.idempotency_key or ""])).get(
@@ -249,7 +326,8 @@ class Intake:
     async def _check_limits(
         self, session: AsyncSession, batch: Sequence[_Pending], at: float
     ) -> dict[str, GatewayError]:
-        """Each person's limits: submissions in line, photos a minute, photos a day. Refused requests store nothing."""
+        """Each sender's limits, from what the database says they have in line and sent lately (plus the uploads
+        refused before they were stored); the decision itself is :func:`admit`. Refused requests store nothing."""
         users = sorted({p.new.user_ref for p in batch if p.new.user_ref})
         if not users:
             return {}
@@ -259,45 +337,10 @@ class Intake:
             last_minute[sender] = last_minute.get(sender, 0) + self.refusals.count(sender, at)
         daily = [sender for sender in users if self.limits.of(sender).per_day]
         today = await jobs.received_since(session, daily, at - at % 86400) if daily else {}
-        refused: dict[str, GatewayError] = {}
+        admission = admit([p.new for p in batch], Seen(in_line, last_minute, today), self.limits, at)
         for pending in batch:
-            new, user = pending.new, pending.new.user_ref
-            if not user:
-                continue
-            limits = self.limits.of(user)
-            line = in_line[user]
-            joins_album = new.group_key is not None and new.group_key in line.groups
-            if not joins_album and line.submissions >= limits.max_in_line:
-                refused[new.id] = TooManyInLine(
-                    f"You already have {line.submissions} photos in line. Please wait for them first.",
-                    retry_after=10,
-                    limit=limits.max_in_line,
-                )
-                continue
-            if last_minute.get(user, 0) >= limits.per_minute:
-                refused[new.id] = TooManyInLine(
-                    "That is a lot of photos at once. Please wait a minute.",
-                    retry_after=60,
-                    code=ErrorCode.RATE_LIMITED,
-                )
-                continue
-            if limits.per_day and today.get(user, 0) >= limits.per_day:
-                refused[new.id] = TooManyInLine(
-                    f"You have sent today's {limits.per_day} photos. Please come back tomorrow.",
-                    retry_after=int(86400 - at % 86400),
-                    code=ErrorCode.QUOTA,
-                    limit=limits.per_day,
-                )
-                continue
-            if not joins_album:
-                line.submissions += 1
-            if new.group_key:
-                line.groups.add(new.group_key)
-            new.held = line.queued >= limits.fair_share
-            line.queued += 1
-            last_minute[user] = last_minute.get(user, 0) + 1
-            today[user] = today.get(user, 0) + 1
-        return refused
+            pending.new.held = pending.new.id in admission.held
+        return admission.refused
 
     async def _from_cache(self, session: AsyncSession, batch: Sequence[_Pending]) -> list[tuple[_Pending, Accepted]]:
         """The same photo with the same parameters was done before: answer at once, no model run."""
@@ -309,7 +352,7 @@ class Intake:
                  and _same_sender(j, pending.new)),
                 None,
             )  # fmt: skip
-            if source is not None and await jobs.add_cached_job(session, pending.new, source):
+            if source is not None and await jobs.add_cached_job(session, self._db.blobs, pending.new, source):
                 log.info("job %s answered from the result of job %s", pending.new.id, source.id)
                 hits.append((pending, Accepted(pending.new.id, "done", 0, cache_hit=True)))
         return hits

@@ -16,7 +16,7 @@ from db import jobs
 from queue_gateway.database import Database
 from queue_gateway.errors import TooManyInLine
 from queue_gateway.public.contract import ErrorCode
-from queue_gateway.public.supervise import Backoff
+from queue_gateway.runtime.supervise import Backoff
 from queue_gateway.wakeups import Wakeups
 
 log = logging.getLogger(__name__)

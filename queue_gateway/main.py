@@ -8,7 +8,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from queue_gateway.public.entry import (
+from queue_gateway.runtime.entry import (
     add_log_level,
     configure_logging,
     load_settings,

@@ -45,10 +45,23 @@ class GatewayMetrics:
         self.queue_depth = Gauge("detectbot_queue_depth", "Messages waiting in the job queue", registry=r)
         self.queue_consumers = Gauge("detectbot_queue_consumers", "Workers consuming the job queue", registry=r)
         self.database_up = Gauge("detectbot_database_up", "1 if the database answered this scrape, else 0", registry=r)
+        self.workers_online = Gauge(
+            "detectbot_workers_online", "Workers consuming the job queue now (the broker's count)", registry=r
+        )
+        self.webhook_deliveries = Counter(
+            "detectbot_webhook_deliveries", "Tries of completion webhooks, by outcome", ["outcome"], registry=r
+        )
+        self.webhooks_pending = Gauge(
+            "detectbot_webhooks_pending",
+            "Webhooks of finished jobs not delivered yet (due, or to be tried again)",
+            registry=r,
+        )
         self.broker_up = Gauge("detectbot_broker_up", "1 while the broker connection is ready, else 0", registry=r)
         # every known label value from the start, so that rate() and increase() see the first event too
         for status in ("done", "failed", "dead"):
             self.jobs_finished.labels(status=status)
+        for outcome in ("delivered", "retry", "failed", "gone"):
+            self.webhook_deliveries.labels(outcome=outcome)
         for platform in ("telegram", "discord"):
             for outcome in ("delivered", "retry", "abandoned"):
                 self.deliveries.labels(platform=platform, outcome=outcome)

@@ -15,11 +15,11 @@ import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection, DeliveryMode
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishError
 
-from queue_gateway.public import tracing
 from queue_gateway.public.contract import DetectParams, JobMessage
-from queue_gateway.public.settings import safe_url
 from queue_gateway.public.topology import Declared, Topology, declare
-from queue_gateway.public.tracing import TRACEPARENT
+from queue_gateway.runtime import tracing
+from queue_gateway.runtime.config import safe_url
+from queue_gateway.runtime.tracing import TRACEPARENT
 from queue_gateway.signing import Action, Signer
 
 log = logging.getLogger(__name__)

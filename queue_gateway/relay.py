@@ -22,8 +22,8 @@ from db import outbox
 from db.common import now
 from queue_gateway.database import Database
 from queue_gateway.public.contract import DetectParams
-from queue_gateway.public.supervise import Backoff, woken
 from queue_gateway.publisher import BrokerUnavailable, Publisher, QueueFull
+from queue_gateway.runtime.supervise import Backoff, woken
 
 log = logging.getLogger(__name__)
 

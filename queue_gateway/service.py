@@ -11,7 +11,7 @@ from aiohttp import web
 
 from db.engine import create_engine
 from queue_gateway.app import StartupError, create_app, database_name, prepare_database
-from queue_gateway.public.settings import safe_url
+from queue_gateway.runtime.config import safe_url
 from queue_gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)

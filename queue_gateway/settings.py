@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import secrets
 import socket
@@ -11,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from db.blobstore import FileBlobStore
 from db.engine import sqlite_url
 from queue_gateway.auth import parse_keys
 from queue_gateway.public.settings import DiscordConnection, QueueSettings, TelegramConnection
@@ -19,6 +22,36 @@ MiB = 1024 * 1024
 MIN_KEY_CHARS = 16  # an API key a gateway reachable from other machines accepts
 MIN_SECRET_BYTES = 32  # the signing secret of such a gateway
 KNOWN_WEAK = frozenset({"change-me", "changeme", "secret", "password", "test", "admin", "example", "key", "token"})
+
+
+DISCORD_IDS_FROM = 10**15  # Discord's ids (snowflakes) are this large; Telegram's are far smaller
+
+
+def admin_ref(value: str) -> str:
+    """``"telegram:5001"`` for ``"telegram:5001"``, or a bare id by its size (Discord's snowflakes are huge)."""
+    platform, _, user_id = value.strip().rpartition(":")
+    if not user_id.isdigit() or platform not in ("", "telegram", "discord"):
+        raise ValueError(f"{value!r} is not a user id (a number, or telegram:ID / discord:ID)")
+    return f"{platform or ('discord' if int(user_id) >= DISCORD_IDS_FROM else 'telegram')}:{int(user_id)}"
+
+
+def webhook_keys(secret: SecretStr) -> list[bytes]:
+    """The signing keys of ``DETECTBOT_WEBHOOK_SECRET`` (``whsec_`` + base64, comma-separated while rotating)."""
+    keys = []
+    for part in secret.get_secret_value().replace(" ", ",").split(","):
+        if not part:
+            continue
+        try:
+            key = base64.b64decode(part.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            key = b""
+        if not part.startswith("whsec_") or not 24 <= len(key) <= 64:
+            raise ValueError(
+                "must be whsec_ followed by the base64 of 24 to 64 random bytes "
+                "(make one: python -c \"import base64,os;print('whsec_'+base64.b64encode(os.urandom(32)).decode())\")"
+            )
+        keys.append(key)
+    return keys
 
 
 def _split(value: object) -> object:
@@ -30,6 +63,7 @@ def _split(value: object) -> object:
 class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
     data_dir: Path = Path(".detectbot")
     database_url: str = ""  # empty: SQLite under data_dir
+    blob_dir: Path | None = None  # photos and results by sha256, shared by the replicas; empty: data_dir/blobs
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     name: str = Field(default_factory=socket.gethostname, max_length=120)  # this replica, for delivery leases
@@ -49,6 +83,9 @@ class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
     auto_migrate: bool = True
     retention_days: float = 7.0  # photos and results are deleted after this; job rows stay for stats
     retention_check_s: float = 3600.0
+    history_days: float = Field(default=30.0, ge=0)  # what was found (not the photo) stays in the sender's /history
+    # a stored file no row names is deleted after this (an upload refused, or a crash between storing and recording)
+    blob_grace_s: float = Field(default=3600.0, ge=60)
     result_cache: bool = True  # the same photo with the same parameters again: reuse the stored result
     database_retry_s: float = 20.0  # how long a request keeps retrying a database that went away, then 503
 
@@ -74,6 +111,23 @@ class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
     delivery_lease_s: float = 15.0  # a delivery in hand, renewed while it runs; another replica takes over after
     chat_min_interval_s: float = 1.0  # Telegram allows about one message per second per chat
 
+    # completion webhooks (docs/webhooks.md), signed with this Standard Webhooks secret: "whsec_" + base64 of 24
+    # to 64 random bytes (several, comma-separated, while rotating: each try carries a signature of each)
+    webhook_secret: SecretStr | None = None
+    webhook_allow_private: bool = False  # also receivers on loopback, private and link-local addresses
+    webhook_retry_s: float = Field(default=24 * 3600, ge=0)  # a failing webhook is tried this long after its first try
+    webhook_timeout_s: float = Field(default=10.0, gt=0)  # a receiver must answer within this
+    webhook_backoff_s: float = Field(default=5.0, gt=0)  # the first pause after a failed try; it doubles each time
+    webhook_concurrency: int = Field(default=16, ge=1)  # webhooks sent at once
+    webhook_per_host: int = Field(default=2, ge=1)  # … to one receiver's host (a burst is paced, not fired at once)
+
+    # "no worker is running": when the waiting photos say so, when the admins hear, and who they are: Telegram and
+    # Discord user ids (told in their private chat with the bot); "telegram:ID" / "discord:ID", or a bare id
+    no_worker_notice_s: float = Field(default=30.0, ge=0)
+    no_worker_alert_s: float = Field(default=120.0, ge=0)
+    workers_check_s: float = Field(default=5.0, gt=0)  # how often the gateway counts the queue's consumers
+    admin_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # the web page at / and /admin: "open" (anyone; a signed browser token each), "key" (an API key), "off" (404)
     web_uploads: Literal["open", "key", "off"] = "key"
     web_session_ttl_s: int = Field(default=24 * 3600, ge=60)  # how long a browser token of the open page lasts
@@ -83,6 +137,21 @@ class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _admins(cls, value: object) -> object:
+        parts = _split(value)
+        return [admin_ref(str(part)) for part in parts] if isinstance(parts, list) else parts
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        if value is not None:
+            webhook_keys(value)  # says which part is wrong
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -98,7 +167,13 @@ class GatewaySettings(QueueSettings, TelegramConnection, DiscordConnection):
     def _defaults(self) -> GatewaySettings:
         if not self.database_url:
             self.database_url = sqlite_url(self.data_dir)
+        if self.blob_dir is None:
+            self.blob_dir = self.data_dir / "blobs"
         return self
+
+    def blob_store(self) -> FileBlobStore:
+        """The blob store these settings name (nothing is created until it is prepared)."""
+        return FileBlobStore(self.blob_dir or self.data_dir / "blobs")
 
     def listens_beyond_this_machine(self) -> bool:
         """Whether the gateway binds to an address other machines can reach (not loopback only)."""

@@ -19,11 +19,15 @@ class Action(StrEnum):
 
 
 class SignatureError(Exception):
-    """The URL's signature is missing, wrong, or expired."""
+    """A signed link that does not hold: forged, altered or malformed (the HTTP layer answers 403)."""
 
-    def __init__(self, message: str, *, expired: bool = False) -> None:
-        super().__init__(message)
-        self.expired = expired
+
+class SignatureMissing(SignatureError):
+    """No signature at all (401)."""
+
+
+class SignatureExpired(SignatureError):
+    """A genuine link past its expiry (401)."""
 
 
 class Signer:
@@ -44,7 +48,7 @@ class Signer:
 
     def verify(self, action: Action, job_id: str, exp: str | None, sig: str | None) -> None:
         if not exp or not sig:
-            raise SignatureError("missing signature")
+            raise SignatureMissing("missing signature")
         if not (exp.isascii() and exp.isdigit() and len(exp) <= 12):
             raise SignatureError("malformed expiry")
         expires = int(exp)
@@ -52,4 +56,4 @@ class Signer:
         if not hmac.compare_digest(self.sign(action, job_id, expires).encode(), presented):
             raise SignatureError("bad signature")
         if expires < time.time():
-            raise SignatureError("link expired", expired=True)
+            raise SignatureExpired("link expired")

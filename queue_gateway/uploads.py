@@ -37,9 +37,9 @@ async def read_form(request: web.Request, caps: dict[str, int]) -> dict[str, byt
             elif isinstance(part, BodyPartReader):
                 await part.release()
             else:  # a nested multipart: not something we ask for
-                raise BadRequest("Nested multipart bodies are not supported.", code="bad_multipart")
+                raise BadRequest("Nested multipart bodies are not supported.", code=ErrorCode.BAD_MULTIPART)
     except _MALFORMED as exc:
-        raise BadRequest(f"The multipart body could not be read ({_why(exc)}).", code="bad_multipart") from None
+        raise BadRequest(f"The multipart body could not be read ({_why(exc)}).", code=ErrorCode.BAD_MULTIPART) from None
     return fields
 
 

@@ -7,7 +7,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 
-from queue_gateway.public.supervise import woken
+from queue_gateway.runtime.supervise import woken
 
 
 class Wakeups:

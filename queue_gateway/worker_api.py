@@ -20,15 +20,17 @@ from queue_gateway.appkeys import (
     signer_key,
     wakeups_key,
 )
-from queue_gateway.errors import BadRequest, Forbidden, JobGone, JobNotFound, Unauthorized
+from queue_gateway.blobs import send_blob, store_blob
+from queue_gateway.endpoints import Endpoints, Param, answer, first_error
+from queue_gateway.errors import BadRequest, JobGone, JobNotFound, Unauthorized
 from queue_gateway.images import sniff
-from queue_gateway.public.contract import ResultMeta
-from queue_gateway.signing import Action, SignatureError
+from queue_gateway.public.contract import ErrorCode, ResultAck, ResultMeta
+from queue_gateway.signing import Action, SignatureExpired
 from queue_gateway.uploads import is_multipart, read_form
 
 log = logging.getLogger(__name__)
 
-routes = web.RouteTableDef()
+endpoints = Endpoints()
 
 MAX_RESULT_BYTES = 12 * 1024 * 1024  # the worker keeps results under 9 MB
 META_CAP = 1024 * 1024  # detections JSON: 300 boxes are ~40 KB
@@ -42,12 +44,8 @@ def _verify(request: web.Request, action: Action) -> tuple[str, int]:
         raise Unauthorized("This link needs its generation, expiry and signature (gen, exp and sig).")
     try:
         request.app[signer_key].verify(action, f"{job_id}.{gen}", request.query.get("exp"), request.query.get("sig"))
-    except SignatureError as exc:
-        if exc.expired:  # a job waiting this long was published again with new links: drop this message
-            raise JobGone("This link has expired; the job was sent again with new links.") from None
-        if "missing" in str(exc):
-            raise Unauthorized("This link needs its signature (exp and sig).") from None
-        raise Forbidden(f"Not allowed: {exc}.") from None
+    except SignatureExpired:  # a job waiting this long was published again with new links: drop this message
+        raise JobGone("This link has expired; the job was sent again with new links.") from None
     return job_id, int(gen)
 
 
@@ -57,16 +55,33 @@ def _delivery(request: web.Request) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else None
 
 
-@routes.get("/v1/worker/jobs/{job_id}/input")
-async def fetch_input(request: web.Request) -> web.Response:
-    """Hand the input image to a worker and count the attempt; 410 when there is nothing left to do."""
+JOB_ID = Param("job_id", "path", {"type": "string", "maxLength": 64}, required=True)
+SIGNED = tuple(Param(name, "query", {"type": "string"}, required=True) for name in ("gen", "exp", "sig"))
+WORKER = Param("X-Detectbot-Worker", "header", {"type": "string", "maxLength": 120}, "the worker's name")
+DELIVERY = Param(
+    "X-Detectbot-Delivery",
+    "header",
+    {"type": "string", "pattern": "^[0-9]{1,6}$"},
+    "the broker's delivery number of the message (a repeat of one delivery is the same attempt)",
+)
+
+
+@endpoints.get(
+    "/v1/worker/jobs/{job_id}/input",
+    auth="worker",
+    ok={200: "application/octet-stream"},
+    errors=(JobNotFound,),
+    params=(JOB_ID, *SIGNED, WORKER, DELIVERY),
+)
+async def fetch_input(request: web.Request) -> web.StreamResponse:
+    """Workers: hand over the input image and count the attempt; 410 when there is nothing left to do."""
     job_id, link_gen = _verify(request, Action.INPUT)
     worker = request.headers.get("X-Detectbot-Worker", "unknown")[:120]
     delivery = _delivery(request)
     limit = request.app[settings_key].delivery_limit
     seen = request.app[sightings_key].due(worker)
 
-    async def start(session: AsyncSession) -> tuple[Outcome, bytes | None, str]:
+    async def start(session: AsyncSession) -> tuple[Outcome, str | None, str]:
         if seen:
             await transitions.saw_worker(session, worker)
         outcome = await transitions.start_attempt(
@@ -74,9 +89,9 @@ async def fetch_input(request: web.Request) -> web.Response:
         )
         fetching = outcome in (Outcome.APPLIED, Outcome.REPEATED)
         blob = await jobs.get_blob(session, job_id, "input") if fetching else None
-        return outcome, (bytes(blob.data) if blob else None), (blob.content_type if blob else "")
+        return outcome, (blob.digest if blob else None), (blob.content_type if blob else "")
 
-    outcome, data, content_type = await request.app[database_key].write(start)
+    outcome, digest, content_type = await request.app[database_key].write(start)
     if outcome is Outcome.NOT_FOUND:
         raise JobNotFound()
     if outcome not in (Outcome.APPLIED, Outcome.REPEATED):
@@ -85,22 +100,32 @@ async def fetch_input(request: web.Request) -> web.Response:
         log.warning("job %s dead: %d attempts", job_id, limit)
         request.app[metrics_key].jobs_finished.labels(status="dead").inc()
         raise JobGone("This job failed too many times.")
-    if outcome is Outcome.GONE or data is None:
-        raise JobGone("This job is finished, cancelled or deleted: there is nothing left to do.")
+    gone = JobGone("This job is finished, cancelled or deleted: there is nothing left to do.")
+    if outcome is Outcome.GONE or digest is None:
+        raise gone
     if outcome is Outcome.APPLIED:
         request.app[wakeups_key].job_changed(job_id)  # it left the line: positions move
         log.info("job %s processing on %s", job_id, worker)
-    return web.Response(body=data, content_type=content_type)
+    return await send_blob(request, request.app[database_key], digest, content_type, gone=gone)
 
 
-@routes.post("/v1/worker/jobs/{job_id}/result")
+@endpoints.post(
+    "/v1/worker/jobs/{job_id}/result",
+    auth="worker",
+    ok={200: ResultAck},
+    errors=(JobNotFound,),
+    request="result",
+    params=(JOB_ID, *SIGNED),
+)
 async def post_result(request: web.Request) -> web.Response:
-    """Record a worker's result; the first one wins, repeats answer 200 and change nothing."""
+    """Workers: record a result; the first one wins, repeats answer 200 and change nothing."""
     job_id, link_gen = _verify(request, Action.RESULT)
     meta, image = await _read_result(request)
     if meta.ok and (image is None or sniff(image) != "JPEG"):
-        raise BadRequest("A successful result needs the annotated JPEG as 'image'.", code="no_image")
+        raise BadRequest("A successful result needs the annotated JPEG as 'image'.", code=ErrorCode.NO_IMAGE)
     seen = request.app[sightings_key].due(meta.worker, meta.model)
+    database = request.app[database_key]
+    stored = await store_blob(database.blobs, image, "image/jpeg") if meta.ok and image else None
 
     async def record(session: AsyncSession) -> tuple[Outcome, Finished | None]:
         if seen:
@@ -111,16 +136,18 @@ async def post_result(request: web.Request) -> web.Response:
                 session, job_id, code=meta.error_code or "failed", message=note, link_gen=link_gen
             )
             return outcome, None
-        if meta.ok:
+        if stored is not None:
             return await transitions.complete(
                 session,
+                database.blobs,
                 job_id,
                 link_gen=link_gen,
                 detections=[d.model_dump() for d in meta.detections],
                 model=meta.model,
                 worker=meta.worker,
                 inference_ms=meta.inference_ms,
-                image=image or b"",
+                image=stored,
+                conf_used=meta.conf,
             )
         return await transitions.fail(
             session,
@@ -131,14 +158,14 @@ async def post_result(request: web.Request) -> web.Response:
             link_gen=link_gen,
         )
 
-    outcome, finished = await request.app[database_key].write(record)
+    outcome, finished = await database.write(record)
     if outcome is Outcome.NOT_FOUND:
         raise JobNotFound()
     if finished is not None:
         request.app[wakeups_key].job_changed(job_id, deliverable=finished.deliverable)
         _observe(request, finished, meta)
         log.info("job %s %s by %s (%d detections)", job_id, finished.status, meta.worker, len(meta.detections))
-    return web.json_response({"job_id": job_id, "outcome": outcome.value})
+    return answer(ResultAck(job_id=job_id, outcome=outcome.value))
 
 
 def _observe(request: web.Request, finished: Finished, meta: ResultMeta) -> None:
@@ -151,11 +178,11 @@ def _observe(request: web.Request, finished: Finished, meta: ResultMeta) -> None
 
 async def _read_result(request: web.Request) -> tuple[ResultMeta, bytes | None]:
     if not is_multipart(request):
-        raise BadRequest("Send the result as multipart: 'meta' JSON and 'image'.", code="multipart_required")
+        raise BadRequest("Send the result as multipart: 'meta' JSON and 'image'.", code=ErrorCode.MULTIPART_REQUIRED)
     fields = await read_form(request, {"meta": META_CAP, "image": MAX_RESULT_BYTES})
     if "meta" not in fields:
-        raise BadRequest("The 'meta' JSON part is missing.", code="no_meta")
+        raise BadRequest("The 'meta' JSON part is missing.", code=ErrorCode.NO_META)
     try:
         return ResultMeta.model_validate_json(fields["meta"]), fields.get("image")
     except ValidationError as exc:
-        raise BadRequest(f"The result meta is not valid: {exc.errors()[0]['msg']}.", code="bad_meta") from None
+        raise BadRequest(f"The result meta is not valid: {first_error(exc)}.", code=ErrorCode.BAD_META) from None

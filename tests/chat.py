@@ -178,9 +178,27 @@ class ChatDriver(abc.ABC):
         """What was delivered for the photo so far (none, normally one)."""
 
     @abc.abstractmethod
+    def result_buttons(self, sent: Sent) -> list[tuple[str, str]]:
+        """The buttons under a photo's result (an album's: under its status message), as (label, data)."""
+
+    @abc.abstractmethod
+    async def press_objects(self, sent: Sent, *, by: Person | None = None, n: int = 1) -> Answer:
+        """``by`` (default: the sender) presses the ``n``-th "Objects" button of the result; the answer's images are
+        the crops, its text their captions (or why there are none)."""
+
+    @abc.abstractmethod
+    async def rerun(self, person: Person, listing: Answer, data: str) -> tuple[Answer, Result | None]:
+        """``person`` picks the re-run ``data`` (``rerun:<mode>:<job id>``) under a /history ``listing``: the
+        re-run's status message (or why not), and its result once it came (None when refused)."""
+
+    @abc.abstractmethod
     def said(self, person: Person) -> list[str]:
         """Everything the bot said in the person's chat, oldest first: texts, every edit, captions, buttons'
         labels, and the answers to button presses."""
+
+    @abc.abstractmethod
+    def told_in_private(self, person: Person) -> list[str]:
+        """What the bot said to the person in their private chat with it (an admin's alerts)."""
 
     @abc.abstractmethod
     def images(self, person: Person) -> list[bytes]:
@@ -376,6 +394,56 @@ class TelegramChat(ChatDriver):
                 found.append(Result(str(call.params["text"]), None))
         return found
 
+    def _objects_message(self, sent: Sent) -> tuple[int, list[tuple[str, str]]]:
+        """The message that carries the result's buttons: the result itself, or (an album) the status message."""
+        photo, chat = int(sent.ref["message_id"]), sent.person.chat
+        for call in reversed(self.fake.calls):
+            buttons = list(_keyboard(call.params.get("reply_markup")))
+            if not call.ok or _chat(call) != chat or not any(d.startswith("objects:") for _, d in buttons):
+                continue
+            if call.method in ("sendPhoto", "sendDocument") and _replies_to(call) == photo:
+                return int(call.result["message_id"]), buttons
+            if call.method == "editMessageText" and int(call.params["message_id"]) == self._status_id(sent):
+                return self._status_id(sent), buttons
+        return 0, []
+
+    def result_buttons(self, sent: Sent) -> list[tuple[str, str]]:
+        return self._objects_message(sent)[1]
+
+    async def rerun(self, person: Person, listing: Answer, data: str) -> tuple[Answer, Result | None]:
+        since, listed = time.monotonic(), int(listing.ref)
+        pressed = await self._press(person.chat, person, listed, data)
+        if pressed.text:  # refused: an alert to the presser
+            return pressed, None
+        [status] = await self.fake.wait_for_call(
+            "sendMessage", lambda c: c.at >= since and _chat(c) == person.chat and _replies_to(c) == listed, timeout=20
+        )
+        [result] = await self.fake.recorder.wait_for(
+            lambda c: c.ok and c.method in ("sendPhoto", "sendDocument") and c.at >= since
+            and _chat(c) == person.chat and _replies_to(c) not in (None, listed),
+            count=1, timeout=30, what="the re-run's result",
+        )  # fmt: skip
+        answer = Answer(str(status.params["text"]), buttons=_keyboard(status.params.get("reply_markup")))
+        return answer, Result(str(result.params.get("caption") or ""), result.files.get(result.method[4:].lower()))
+
+    async def press_objects(self, sent: Sent, *, by: Person | None = None, n: int = 1) -> Answer:
+        message_id, buttons = self._objects_message(sent)
+        data = [d for _, d in buttons if d.startswith("objects:")][n - 1]
+        since = time.monotonic()
+        pressed = await self._press(sent.person.chat, by or sent.person, message_id, data)
+        if pressed.text:  # refused (an alert), or nothing to show
+            return pressed
+        [call, *_] = await self.fake.recorder.wait_for(
+            lambda c: c.ok and c.method in ("sendMediaGroup", "sendPhoto") and c.at >= since
+            and _chat(c) == sent.person.chat and _replies_to(c) == message_id,
+            count=1, timeout=20, what="the objects",
+        )  # fmt: skip
+        media = (
+            call.params["media"] if call.method == "sendMediaGroup" else [{"media": "attach://photo", **call.params}]
+        )
+        images = tuple(call.files[str(item["media"]).removeprefix("attach://")] for item in media)
+        return Answer("\n".join(str(item.get("caption") or "") for item in media), images)
+
     def said(self, person: Person) -> list[str]:
         said: list[str] = []
         for call in self.fake.calls:
@@ -390,6 +458,11 @@ class TelegramChat(ChatDriver):
             said += [str(call.params[key]) for key in ("text", "caption") if call.params.get(key)]
             said += [label for label, _ in _keyboard(call.params.get("reply_markup"))]
         return said
+
+    def told_in_private(self, person: Person) -> list[str]:
+        """Texts the bot (or the gateway, with its token) sent into the person's private chat (its id: theirs)."""
+        return [str(c.params["text"]) for c in self.fake.calls
+                if c.ok and c.method == "sendMessage" and str(c.params.get("chat_id")) == str(person.user)]  # fmt: skip
 
     def images(self, person: Person) -> list[bytes]:
         sends = ("sendPhoto", "sendDocument", "sendMediaGroup")
@@ -516,7 +589,9 @@ class DiscordChat(ChatDriver):
         assert callback.status == 200, callback
         if callback.json["type"] in (4, 7):
             data = callback.json.get("data") or {}
-            return Answer(str(data.get("content") or ""), private=bool(int(data.get("flags") or 0) & FLAG_EPHEMERAL))
+            choices = [*_components(data.get("components")), *((label, value) for label, value in _options(data))]
+            return Answer(str(data.get("content") or ""), private=bool(int(data.get("flags") or 0) & FLAG_EPHEMERAL),
+                          buttons=tuple(choices), ref=str(interaction["id"]))  # fmt: skip
         said, *_ = await self.fake.wait_for_call(
             f"/webhooks/{self.fake.application_id}/{token}",
             lambda c: c.status == 200 and c.method in ("POST", "PATCH") and bool((c.json or {}).get("content")),
@@ -561,6 +636,43 @@ class DiscordChat(ChatDriver):
         ]
         return found
 
+    def _result_message(self, sent: Sent) -> dict[str, Any] | None:
+        state = self.fake.interaction_state(sent.ref["id"])
+        found = [m for m in state.followups if any(d.startswith("objects:") for _, d in _components(m["components"]))]
+        return found[-1] if found else None
+
+    def result_buttons(self, sent: Sent) -> list[tuple[str, str]]:
+        message = self._result_message(sent)
+        return list(_components(message["components"])) if message else []
+
+    async def rerun(self, person: Person, listing: Answer, data: str) -> tuple[Answer, Result | None]:
+        listed = self.fake.interaction_state(listing.ref).original
+        assert listed is not None, "the /history answer is not a message"
+        menu = next(custom for _, custom, values in _selects(listed["components"]) if data in values)
+        pressed = await self.fake.create_component_interaction(
+            listed, menu, values=[data], user_id=person.user, guild_id=GUILD, locale=_locale(person)
+        )
+        self._channels[pressed["token"]] = person.chat
+        status = await self._answer(pressed)
+        token = pressed["token"]
+        [result] = await self.fake.recorder.wait_for(
+            lambda c: c.status == 200 and c.method == "POST" and bool(c.files)
+            and c.path == f"/webhooks/{self.fake.application_id}/{token}",
+            count=1, timeout=30, what="the re-run's result",
+        )  # fmt: skip
+        return status, Result(str(result.json.get("content") or ""), result.files[0][2])
+
+    async def press_objects(self, sent: Sent, *, by: Person | None = None, n: int = 1) -> Answer:
+        message = self._result_message(sent)
+        assert message is not None, "the result has no Objects button"
+        data = [d for _, d in _components(message["components"]) if d.startswith("objects:")][n - 1]
+        presser = by or sent.person
+        pressed = await self.fake.create_component_interaction(
+            message, data, user_id=presser.user, guild_id=GUILD, locale=_locale(presser)
+        )
+        self._channels[pressed["token"]] = presser.chat
+        return await self._answer(pressed)
+
     def said(self, person: Person) -> list[str]:
         said: list[str] = []
         for call in self.fake.calls:
@@ -572,6 +684,10 @@ class DiscordChat(ChatDriver):
             said += [str(payload["content"])] if payload.get("content") else []
             said += [label for label, _ in _components(payload.get("components"))]
         return said
+
+    def told_in_private(self, person: Person) -> list[str]:
+        """Texts posted into the bot's direct-message channel with the person."""
+        return [str(m["content"]) for m in self.fake.dm_messages(person.user)]
 
     def images(self, person: Person) -> list[bytes]:
         return [data for c in self.fake.calls if c.status == 200 and self._channel_of(c) == person.chat
@@ -596,6 +712,28 @@ class DiscordChat(ChatDriver):
 
 def _locale(person: Person) -> str:
     return person.language or "en-US"
+
+
+def _options(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Every choice of every select menu in a message: (label, value)."""
+    for component in _walk(data.get("components")):
+        if component.get("type") == 3:
+            yield from ((str(o["label"]), str(o["value"])) for o in component.get("options") or [])
+
+
+def _walk(rows: Any) -> Iterator[dict[str, Any]]:
+    for component in rows or []:
+        yield component
+        yield from _walk(component.get("components"))
+
+
+def _selects(rows: Any) -> Iterator[tuple[str, str, list[str]]]:
+    """Each select menu among a message's components: (placeholder, custom id, its options' values)."""
+    for component in rows or []:
+        if component.get("type") == 3:
+            values = [str(option["value"]) for option in component.get("options") or []]
+            yield str(component.get("placeholder") or ""), str(component["custom_id"]), values
+        yield from _selects(component.get("components"))
 
 
 def _components(rows: Any) -> Iterator[tuple[str, str]]:
@@ -674,6 +812,7 @@ def start_chat(
         if admins:
             first = TELEGRAM_PERSON if platform == "telegram" else DISCORD_PERSON
             bot |= {"admin_ids": [first + n for n in admins], "admin_api_key": SecretStr(ADMIN_KEY)}
+            gateway = {"admin_ids": [f"{platform}:{first + n}" for n in admins], **(gateway or {})}
         stack = await start_stack(worker=False, gateway_overrides=gateway, **bot)
         if platform == "telegram":
             return TelegramChat(stack, start_worker)

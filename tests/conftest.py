@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import pytest
 
-from queue_gateway.public.redact import INTERACTION_TOKEN, TELEGRAM_TOKEN
+from queue_gateway.runtime.redact import INTERACTION_TOKEN, TELEGRAM_TOKEN
 
 pytest_plugins = [
     "tests.services",

@@ -170,6 +170,24 @@ def crowd(_spec: Any) -> Crowd:
     return Crowd()
 
 
+class Street(_Base):
+    """Four persons and a bus, the bus the largest box: the "Objects" button's album, largest first."""
+
+    def predict(self, image: RGBImage) -> list[Detection]:
+        h, w = image.shape[:2]
+        return [
+            Detection(0, "person", 0.91, (w * 0.05, h * 0.30, w * 0.20, h * 0.95)),
+            Detection(0, "person", 0.84, (w * 0.22, h * 0.35, w * 0.34, h * 0.90)),
+            Detection(5, "bus", 0.88, (w * 0.35, h * 0.10, w * 0.98, h * 0.85)),
+            Detection(0, "person", 0.66, (w * 0.01, h * 0.50, w * 0.10, h * 0.90)),
+            Detection(0, "person", 0.52, (w * 0.85, h * 0.60, w * 0.93, h * 0.98)),
+        ]
+
+
+def street(_spec: Any) -> Street:
+    return Street()
+
+
 GATE_ENV = "DETECTBOT_TEST_GATE"
 
 

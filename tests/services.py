@@ -4,6 +4,7 @@ per test), SQLite, the real gateway and workers, started with the same factories
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
 import json
@@ -28,6 +29,7 @@ from queue_gateway.service import server_options
 from queue_gateway.settings import GatewaySettings
 from tests.conftest import eventually
 from worker.consumer import Worker
+from worker.main import build_worker
 from worker.settings import WorkerSettings
 
 AMQP_URL = os.environ.get("DETECTBOT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -37,6 +39,9 @@ ADMIN_KEY = "test-admin-key-0123456789"
 CLIENT_KEY = "test-client-key-0123456789"  # a plain HTTP client's key
 OTHER_CLIENT_KEY = "test-other-client-key-0123456789"
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
+WEBHOOK_SECRET = (
+    "whsec_" + base64.b64encode(b"test-webhook-secret-0123456789ab").decode()
+)  # 32 bytes, Standard Webhooks
 
 # --- services -------------------------------------------------------------------------------------------
 
@@ -203,10 +208,14 @@ class WorkerHandle:
     worker: Worker
     task: asyncio.Task[None]
     settings: WorkerSettings
+    http: aiohttp.ClientSession
 
     async def stop(self) -> None:
         self.worker.request_stop()
-        await asyncio.wait_for(self.task, 60)
+        try:
+            await asyncio.wait_for(self.task, 60)
+        finally:
+            await self.http.close()
 
 
 def worker_settings(gateway: GatewayHandle, tmp_path: Path, **overrides: Any) -> WorkerSettings:
@@ -231,9 +240,10 @@ async def start_worker(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[
 
     async def start(gateway: GatewayHandle, *, model: str, **overrides: Any) -> WorkerHandle:
         settings = worker_settings(gateway, tmp_path, **overrides)
-        worker = Worker(settings, model=model)
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        worker = build_worker(settings, http, model=model)  # as worker.main builds it
         task = asyncio.create_task(worker.run())
-        handle = WorkerHandle(worker, task, settings)
+        handle = WorkerHandle(worker, task, settings, http)
         started.append(handle)
         consuming = asyncio.create_task(worker.consuming.wait())
         done, _ = await asyncio.wait({consuming, task}, timeout=120, return_when=asyncio.FIRST_COMPLETED)
@@ -247,6 +257,8 @@ async def start_worker(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[
     for handle in reversed(started):
         if not handle.task.done():
             await handle.stop()
+        else:
+            await handle.http.close()
 
 
 @dataclass

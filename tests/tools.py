@@ -1,5 +1,6 @@
 """The outside programs some tests drive, found or provided in one place: Debian's Chromium (the web page),
-Debian's ``promtool`` (alert rules, dashboards, every ``/metrics``) and ``checkov`` (the Kubernetes manifests).
+Debian's ``promtool`` (alert rules, dashboards, every ``/metrics``), ``checkov`` (the Kubernetes manifests), and
+the programs docs/operations.md backs up and restores with (``pg_dump``, ``pg_restore``, ``sqlite3``, ``rsync``).
 
 Each is looked for first (an environment variable, then ``PATH``); where it is missing it is installed once for the
 machine (``apt-get`` for the Debian packages; a virtualenv under the test cache for checkov, whose pinned
@@ -69,6 +70,16 @@ def debian_program(path: str, package: str, *, env: str | None = None) -> str:
                     f"{installed.returncode}: {installed.stderr.strip()[-800:]}"
                 )
     return path
+
+
+def backup_tools() -> dict[str, str]:
+    """What docs/operations.md runs: Postgres' client programs, SQLite's shell and rsync."""
+    return {
+        "pg_dump": debian_program("/usr/bin/pg_dump", "postgresql-client"),
+        "pg_restore": debian_program("/usr/bin/pg_restore", "postgresql-client"),
+        "sqlite3": debian_program("/usr/bin/sqlite3", "sqlite3"),
+        "rsync": debian_program("/usr/bin/rsync", "rsync"),
+    }
 
 
 def chromium() -> str:

@@ -12,17 +12,16 @@ import logging
 from typing import Any, Literal
 
 import aio_pika
-import aiohttp
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
 from aiohttp import web
 from pydantic import ValidationError
 
-from queue_gateway.public import tracing
 from queue_gateway.public.contract import JobMessage, ResultMeta
-from queue_gateway.public.logs import job_context
-from queue_gateway.public.settings import safe_url
 from queue_gateway.public.topology import declare
+from queue_gateway.runtime import tracing
+from queue_gateway.runtime.config import safe_url
+from queue_gateway.runtime.logs import job_context
 from worker.errors import (
     BadImage,
     BrokerUnreachable,
@@ -58,11 +57,20 @@ def detector_spec(settings: WorkerSettings, model: str) -> DetectorSpec:
 
 
 class Worker:
-    """Owns the inference pool, the AMQP connection and the HTTP session: ``start()``, then ``stop()``."""
+    """Consumes the job queue: ``start()``, then ``stop()``.
 
-    def __init__(self, settings: WorkerSettings, *, model: str) -> None:
+    Built by ``worker.main.build_worker`` (the composition root; the tests build it the same way) from the
+    inference pool (whose processes it starts and stops), the gateway link over the caller's HTTP session (which
+    the caller closes), and its metrics. It opens its own AMQP connection at start, retrying for a while.
+    """
+
+    def __init__(
+        self, settings: WorkerSettings, *, pool: InferencePool, gateway: GatewayLink, metrics: WorkerMetrics
+    ) -> None:
         self.settings = settings
-        self.pool = InferencePool(detector_spec(settings, model), settings.slots, timeout_s=settings.job_timeout_s)
+        self.pool = pool
+        self.gateway = gateway
+        self.metrics = metrics
         self.topology = settings.topology()
         self.connection: AbstractRobustConnection | None = None
         self.channel: AbstractRobustChannel | None = None
@@ -70,13 +78,10 @@ class Worker:
         self.consumer_tag: str | None = None
         self.consuming = asyncio.Event()
         self.processed = 0
-        self.metrics = WorkerMetrics()
         self.problem: str | None = "starting: loading the model"
         self.http_port: int | None = None
         self._stop_requested = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._http: aiohttp.ClientSession | None = None
-        self._gateway: GatewayLink | None = None
         self._http_runner: web.AppRunner | None = None
         self._pool_started = False
         self._stopped = False
@@ -112,13 +117,6 @@ class Worker:
         self._pool_started = True
         self.problem = None
         self.metrics.model.info({"name": self.pool.model_name, "slots": str(self.settings.slots)})
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        self._gateway = GatewayLink(
-            self._http,
-            self.settings.gateway_url,
-            worker=self.settings.name,
-            retry_window_s=self.settings.retry_window_s,
-        )
         self.channel = await connection.channel()
         await self.channel.set_qos(prefetch_count=self.settings.prefetch_count())
         declared = await declare(self.channel, self.topology)
@@ -143,8 +141,6 @@ class Worker:
         self.consuming.clear()
         while self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
-        if self._http is not None:
-            await self._http.close()
         if self.connection is not None:
             await self.connection.close()
         if self._pool_started:
@@ -234,8 +230,7 @@ class Worker:
                 await self._give_back(message, job.job_id)
 
     async def _process(self, job: JobMessage, message: AbstractIncomingMessage) -> None:
-        gateway = self._gateway
-        assert gateway is not None
+        gateway = self.gateway
         try:
             data = await gateway.fetch_input(job.input_url, delivery=_delivery_number(message))
         except Gone:
@@ -316,9 +311,8 @@ class Worker:
 
     async def _note(self, job: JobMessage, meta: ResultMeta) -> None:
         """Tell the gateway why this attempt failed (the job stays in the queue); best effort."""
-        assert self._gateway is not None
         with contextlib.suppress(Gone, Refused, Unreachable):
-            await self._gateway.post_result(job.result_url, meta, None, retry=False)
+            await self.gateway.post_result(job.result_url, meta, None, retry=False)
 
     async def _give_back(self, message: AbstractIncomingMessage, job_id: str) -> None:
         """Requeue, unless this was the last delivery the queue allows: then dead-letter it now."""

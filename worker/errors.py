@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from queue_gateway.public.errors import CannotStart
+from queue_gateway.runtime.errors import CannotStart
 
 
 class WorkerError(Exception):

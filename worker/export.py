@@ -12,22 +12,16 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from worker.errors import ModelUnavailable
-from worker.model_specs import offline_message
+from worker.model_specs import Progress, no_progress, offline_message
 from worker.offline import prepare_offline_env
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
 _MODEL_ERROR_EXIT = 3  # the child exited with a ModelUnavailable: its last stderr line is the message
-
-
-def _no_progress(_: str) -> None:
-    """Discard progress lines."""
 
 
 def _sha12(path: Path) -> str:
@@ -49,7 +43,7 @@ def _ensure_env(cache_dir: Path) -> None:
     prepare_offline_env(cache_dir / "ultralytics-config")
 
 
-def source_weights(model: str | Path, cache_dir: Path, *, progress: Progress = _no_progress) -> Path:
+def source_weights(model: str | Path, cache_dir: Path, *, progress: Progress = no_progress) -> Path:
     """The .pt to export: ``model`` itself, or a ``.yaml`` architecture built once and saved in the cache."""
     if not _is_yaml(model):
         path = Path(model).expanduser()
@@ -74,7 +68,7 @@ def source_weights(model: str | Path, cache_dir: Path, *, progress: Progress = _
     return target
 
 
-def fetch_weights(path: Path, *, progress: Progress = _no_progress) -> Path:
+def fetch_weights(path: Path, *, progress: Progress = no_progress) -> Path:
     """Download an ultralytics release asset (``…/yolo11n.pt``) to ``path`` unless it is there already."""
     if path.is_file():
         return path
@@ -105,7 +99,7 @@ def export_onnx(
     *,
     imgsz: int = 640,
     dynamic: bool = True,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
     isolated: bool = False,
     download: bool = False,
 ) -> Path:
@@ -133,7 +127,7 @@ def export_onnx(
     return target
 
 
-def export_openvino(model: str | Path, cache_dir: Path, *, imgsz: int = 640, progress: Progress = _no_progress) -> Path:
+def export_openvino(model: str | Path, cache_dir: Path, *, imgsz: int = 640, progress: Progress = no_progress) -> Path:
     """Export ``model`` (.pt or .yaml) to an OpenVINO folder once (needs the ``openvino`` package)."""
     if importlib.util.find_spec("openvino") is None:
         raise ModelUnavailable(

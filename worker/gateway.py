@@ -10,8 +10,8 @@ from urllib.parse import urljoin
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
-from queue_gateway.public import tracing
 from queue_gateway.public.contract import ResultMeta
+from queue_gateway.runtime import tracing
 from worker.errors import Gone, Refused, Unreachable
 
 log = logging.getLogger(__name__)

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from queue_gateway.public.entry import add_log_level, load_settings, parse, run_main, serve, start_process
+import aiohttp
+
+from queue_gateway.runtime.entry import add_log_level, load_settings, parse, run_main, start_process
+from queue_gateway.runtime.runner import run_until_signalled
+
+if TYPE_CHECKING:
+    from worker.consumer import Worker
+    from worker.settings import WorkerSettings
 
 DESCRIPTION = "Run a detection worker (consumes the job queue)."
 
@@ -27,10 +36,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from worker.consumer import Worker
     from worker.model_loader import choose_model
     from worker.settings import WorkerSettings
 
     settings = load_settings(WorkerSettings, args, slots=args.slots, model=args.model)
     start_process(settings, "worker")
-    serve(Worker(settings, model=choose_model(settings.model, settings.data_dir)))
+    asyncio.run(serve(settings, model=choose_model(settings.model, settings.data_dir)))
+
+
+async def serve(settings: WorkerSettings, *, model: str) -> None:
+    """Build the worker around one HTTP session for the gateway and run it until SIGINT/SIGTERM."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+        await run_until_signalled(build_worker(settings, http, model=model))
+
+
+def build_worker(settings: WorkerSettings, http: aiohttp.ClientSession, *, model: str) -> Worker:
+    """The worker's composition root: its inference pool, its gateway link over ``http``, its metrics."""
+    from worker.consumer import Worker, detector_spec
+    from worker.gateway import GatewayLink
+    from worker.inference import InferencePool
+    from worker.metrics import WorkerMetrics
+
+    pool = InferencePool(detector_spec(settings, model), settings.slots, timeout_s=settings.job_timeout_s)
+    gateway = GatewayLink(http, settings.gateway_url, worker=settings.name, retry_window_s=settings.retry_window_s)
+    return Worker(settings, pool=pool, gateway=gateway, metrics=WorkerMetrics())

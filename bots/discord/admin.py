@@ -13,7 +13,6 @@ import discord
 from discord import app_commands
 
 from bots.discord.commands import scope_of, t
-from bots.shared.admin import format_dead
 from bots.shared.services import BotServices
 from queue_gateway.public import texts
 
@@ -55,14 +54,14 @@ class AdminCommands:
             return
         await interaction.response.defer(thinking=True, ephemeral=True)
         lang = await self._lang(interaction)
-        jobs = await self.admin.dead_jobs(limit=20)
+        dead = await self.admin.dead_jobs(lang, limit=20)
         if requeue:
-            matches = [job for job in jobs if job.job_id.startswith(requeue.strip().lower())]
+            matches = [job for job in dead.job_ids if job.startswith(requeue.strip().lower())]
             found = len(matches) == 1
-            text = await self.admin.requeue(matches[0].job_id, lang) if found else texts.text("dlq_pick", lang)
+            text = await self.admin.requeue(matches[0], lang) if found else texts.text("dlq_pick", lang)
             await interaction.followup.send(text, ephemeral=True)
             return
-        await interaction.followup.send(format_dead(jobs, lang), ephemeral=True)
+        await interaction.followup.send(dead.text, ephemeral=True)
 
     async def forget(self, interaction: Interaction) -> None:
         """/forget: delete this person's photos and results now."""

@@ -4,7 +4,7 @@ runner). As in discord.py's ``advanced_startup`` example, resources come in thro
 async set-up (command sync) happens in ``setup_hook``.
 
 discord.py reads its REST base and its websocket URL from class attributes, so they are process-global: they are
-set once per process by :func:`queue_gateway.public.process.use_discord`.
+set once per process by :func:`queue_gateway.runtime.process.use_discord`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import discord
 from discord import app_commands
 
 from bots.discord.admin import AdminCommands
-from bots.discord.commands import CancelButton, CatalogueTranslator, DetectCommands
+from bots.discord.commands import CancelButton, CatalogueTranslator, DetectCommands, ObjectsButton, RerunPick
 from bots.discord.settings import DiscordSettings
 from bots.shared.metrics import HealthServer
 from bots.shared.services import BotServices
-from queue_gateway.public import process, redact
-from queue_gateway.public.errors import CannotStart
-from queue_gateway.public.settings import secret_values
+from queue_gateway.runtime import process, redact
+from queue_gateway.runtime.config import secret_values
+from queue_gateway.runtime.errors import CannotStart
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class DetectClient(discord.Client):
         AdminCommands(services).register(self.tree)
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(CancelButton)
+        self.add_dynamic_items(CancelButton, ObjectsButton, RerunPick)
         await self.tree.set_translator(CatalogueTranslator())
         await self._sync_commands()
 

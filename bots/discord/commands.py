@@ -12,11 +12,12 @@ would otherwise be overwritten by it. The gateway delivers the result as a follo
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import aiohttp
 import discord
@@ -25,11 +26,17 @@ from discord import app_commands
 from bots.discord.settings import DiscordSettings
 from bots.shared import chat_settings
 from bots.shared.detect import Photo, Reply
-from bots.shared.errors import BotError, GatewayRefused
 from bots.shared.inbox import Inbox
 from bots.shared.services import BotServices
 from queue_gateway.public import texts
-from queue_gateway.public.contract import DiscordOrigin, cancel_action
+from queue_gateway.public.client import GatewayClientError, GatewayRefused
+from queue_gateway.public.contract import (
+    CANCEL_ACTION,
+    OBJECTS_ACTION,
+    DiscordOrigin,
+    parse_rerun_action,
+    rerun_action,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,26 +107,102 @@ class Request:
         )
 
 
-class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"cancel:(?P<job>[0-9a-f]{32})"):
-    """The Cancel button under "queued"; it works after a restart too (its job id is in its custom id)."""
+class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"(?!)"):
+    """A button whose custom id names its job (``<action>:<job id>``), so it works after a restart too; each kind
+    names its template and its custom id, and answers the press."""
 
-    def __init__(self, job_id: str, label: str = "Cancel") -> None:
-        super().__init__(
-            discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, custom_id=cancel_action(job_id))
-        )
+    action: ClassVar[str]  # the custom id's prefix: "cancel:", "objects:"
+
+    def __init__(self, job_id: str, label: str = "") -> None:
+        button = discord.ui.Button[Any](label=label or None, style=discord.ButtonStyle.secondary,
+                                        custom_id=self.action + job_id)  # fmt: skip
+        super().__init__(button)
         self.job_id = job_id
 
     @classmethod
     async def from_custom_id(
         cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> CancelButton:
+    ) -> Self:
         return cls(match["job"])
+
+
+class CancelButton(JobButton, template=r"cancel:(?P<job>[0-9a-f]{32})"):
+    """The Cancel button under "queued"."""
+
+    action = CANCEL_ACTION
 
     async def callback(self, interaction: Interaction) -> None:
         services: BotServices = interaction.client.services
         lang = str(interaction.locale)
         text = await services.detect.cancel([self.job_id], lang, user_id=interaction.user.id)
         await interaction.response.send_message(text, ephemeral=True)
+
+
+class ObjectsButton(JobButton, template=r"objects:(?P<job>[0-9a-f]{32})"):
+    """The "Objects" button the gateway puts under a result: the photo's objects cut out, shown to the presser
+    (in a guild only the photo's sender or a member who may manage the channel; the gateway checks the sender)."""
+
+    action = OBJECTS_ACTION
+
+    async def callback(self, interaction: Interaction) -> None:
+        services: BotServices = interaction.client.services
+        lang = await services.chats.language(scope_of(interaction), str(interaction.locale))
+        await interaction.response.defer(thinking=True, ephemeral=True)  # cutting takes a moment
+        admin = interaction.guild_id is not None and may_change(interaction)
+        found = await services.detect.objects(self.job_id, lang, user_id=None if admin else str(interaction.user.id))
+        if not found.crops:
+            await interaction.followup.send(found.text, ephemeral=True)
+            return
+        lines = [f"{n}. {text}" for n, (_, text) in enumerate(found.crops, start=1)]
+        files = [discord.File(io.BytesIO(image), filename=f"object-{n:02d}.jpg")
+                 for n, (image, _) in enumerate(found.crops, start=1)]  # fmt: skip
+        await interaction.followup.send("\n".join([found.text, *lines]), files=files, ephemeral=True)
+
+
+class RerunPick(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"rerun-pick:(?P<n>[0-9])"):
+    """A /history menu: pick a photo and how it runs again (one menu per 25 choices, Discord's most). The choice
+    is a new job on the stored photo; this interaction's answer becomes its status message."""
+
+    def __init__(self, n: int, options: list[discord.SelectOption] | None = None, placeholder: str | None = None):
+        super().__init__(
+            discord.ui.Select(
+                custom_id=f"rerun-pick:{n}",
+                options=options or [discord.SelectOption(label="-")],
+                placeholder=placeholder,
+            )
+        )
+        self.n = n
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> RerunPick:
+        return cls(int(match["n"]))
+
+    async def callback(self, interaction: Interaction) -> None:
+        services: BotServices = interaction.client.services
+        values = self.item.values  # the choice, as discord.py read it from the interaction
+        action = parse_rerun_action(str(values[0])) if values else None
+        if action is None:
+            await interaction.response.defer()
+            return
+        mode, job_id = action
+        lang = await services.chats.language(scope_of(interaction), str(interaction.locale))
+        if not await _defer(interaction):  # the "thinking…" answer becomes the re-run's status message
+            return
+        origin = DiscordOrigin(
+            application_id=str(interaction.application_id), interaction_token=interaction.token,
+            interaction_created_at=interaction.created_at.timestamp(), channel_id=str(interaction.channel_id),
+            user_id=str(interaction.user.id), language=lang,
+        )  # fmt: skip
+        reply = await services.detect.rerun(job_id, mode, origin, lang, idempotency_key=f"discord:{interaction.id}")
+        view = _cancel_view(reply)
+        if view is None:
+            await interaction.edit_original_response(content=reply.text)
+        else:
+            await interaction.edit_original_response(content=reply.text, view=view)
+        if reply.job_ids and not reply.silent:
+            await services.detect.status_posted(reply.job_ids, ORIGINAL)
 
 
 class DetectCommands:
@@ -140,6 +223,7 @@ class DetectCommands:
             app_commands.Command(name="settings", description=t("cmd_settings"), callback=self.settings_command)
         )
         tree.add_command(app_commands.Command(name="privacy", description=t("cmd_privacy"), callback=self.privacy))
+        tree.add_command(app_commands.Command(name="history", description=t("cmd_history"), callback=self.history))
         tree.error(self.on_error)
 
     @app_commands.describe(image=t("cmd_detect_image"))
@@ -195,6 +279,25 @@ class DetectCommands:
         lang = await self._lang(interaction)
         await interaction.response.send_message(chat_settings.describe(found, lang, own=scope.private), ephemeral=True)
 
+    async def history(self, interaction: Interaction) -> None:
+        """/history: your last photos in this channel, shown only to you, with menus to run one again."""
+        lang = await self._lang(interaction)
+        found = await self.services.detect.history(
+            "discord", str(interaction.user.id), str(interaction.channel_id), lang
+        )
+        if isinstance(found, str):
+            await interaction.response.send_message(found, ephemeral=True)
+            return
+        choices = [discord.SelectOption(label=label[:100], value=rerun_action(mode, entry.job_id))
+                   for entry in found.entries for mode, label in entry.reruns.items()]  # fmt: skip
+        view = discord.ui.View(timeout=None)
+        for n, start in enumerate(range(0, len(choices), 25)):
+            view.add_item(RerunPick(n, choices[start : start + 25], texts.text("rerun_pick", lang)))
+        if choices:
+            await interaction.response.send_message(found.text, view=view, ephemeral=True)
+        else:
+            await interaction.response.send_message(found.text, ephemeral=True)
+
     async def privacy(self, interaction: Interaction) -> None:
         """/privacy: what is kept about you, and for how long, shown only to the asker."""
         lang = await self._lang(interaction)
@@ -209,7 +312,7 @@ class DetectCommands:
             sorry = texts.for_error(cause.code, lang, retry_after=cause.retry_after, limit=cause.limit)
         else:
             sorry = texts.text("unavailable", lang)
-        if isinstance(cause, BotError):
+        if isinstance(cause, GatewayClientError):
             log.warning("command %s (interaction %s) failed: %s", name, interaction.id, cause)
         else:
             log.error("command %s (interaction %s) failed: %r", name, interaction.id, cause, exc_info=cause)

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import aiohttp
 
 from bots.discord.settings import DiscordSettings
-from queue_gateway.public.entry import add_log_level, load_settings, parse, run_main, start_process
-from queue_gateway.public.runner import run_until_signalled
+from queue_gateway.runtime.entry import add_log_level, load_settings, parse, run_main, start_process
+from queue_gateway.runtime.runner import run_until_signalled
 
 DESCRIPTION = "Run the Discord bot (/detect and the 'Detect objects' message menu)."
 

@@ -7,6 +7,7 @@ from queue_gateway.public.settings import DiscordConnection
 
 
 class DiscordSettings(BotSettings, DiscordConnection):
+    platform = "discord"
     discord_guild_id: int | None = None  # sync the commands to this guild only (instant); unset: globally
     discord_guild_ready_timeout: float = 2.0  # how long discord.py waits for guilds after READY (tests lower it)
     discord_start_timeout_s: float = 60.0  # start() gives up when the client is not ready by then

@@ -16,8 +16,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from bots.shared.client import GatewayClient
 from queue_gateway.public import texts
+from queue_gateway.public.client import GatewayClient
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class ChatSettingsService:
 
     async def update(self, scope: Scope, changes: dict[str, Any]) -> dict[str, Any]:
         """Change the settings of this chat (the caller has checked it may), or the person's own in a private chat."""
-        found: dict[str, Any] = await self._client.patch_json(scope.path, changes)
+        found = (await self._client.change_settings(scope.path, changes)).model_dump(exclude_none=True)
         self._remember(scope.path, found.get("language"))
         return found
 
@@ -129,7 +129,7 @@ class ChatSettingsService:
         return platform_language
 
     async def _read(self, path: str) -> dict[str, Any]:
-        found: dict[str, Any] = await self._client.get_json(path)
+        found = (await self._client.settings(path)).model_dump(exclude_none=True)
         self._remember(path, found.get("language"))
         return found
 
@@ -227,7 +227,9 @@ def describe(settings: dict[str, Any], lang: str | None, *, own: bool = False) -
     )
     lines = [
         texts.text("settings_header_own" if own else "settings_header", lang),
-        texts.text("settings_conf", lang, conf=settings.get("conf") or 0.25),
+        texts.text("settings_conf", lang, conf=settings["conf"])
+        if settings.get("conf")
+        else texts.text("settings_conf_default", lang),
         texts.text("settings_classes", lang, classes=shown),
         texts.text("settings_output", lang, output=texts.text(f"output_{settings.get('output') or 'photo'}", lang)),
         texts.text("settings_language", lang, language=texts.text("language_name", lang)),

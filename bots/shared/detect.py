@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
-from bots.shared.client import GatewayClient, Origin
-from bots.shared.errors import GatewayDown, GatewayRefused
 from bots.shared.settings import BotSettings
-from queue_gateway.public import texts, tracing
+from queue_gateway.public import texts
+from queue_gateway.public.client import GatewayClient, GatewayDown, GatewayRefused, Origin
+from queue_gateway.public.contract import HistoryResponse, RerunMode, SubmitResponse
+from queue_gateway.runtime import tracing
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class DetectService:
     ) -> Reply:
         lang = origin.language
         grouped = group_key is not None and len(photos) > 1
-        accepted: list[tuple[str, int, float, bool, str]] = []
+        accepted: list[SubmitResponse] = []
         problems: list[str] = []
         told = _Once(on_waiting, texts.text("waiting_for_service", lang))
         for index, photo in enumerate(photos):
@@ -96,19 +97,21 @@ class DetectService:
                 )
                 return Reply(texts.text("unavailable", lang))
             lang = answer.language or lang
-            accepted.append((answer.job_id, answer.position, answer.eta_s, answer.duplicate, answer.status))
+            accepted.append(answer)
         return self._reply(accepted, problems, lang)
 
-    def _reply(self, accepted: list[tuple[str, int, float, bool, str]], problems: list[str], lang: str | None) -> Reply:
+    def _reply(self, accepted: list[SubmitResponse], problems: list[str], lang: str | None) -> Reply:
         if not accepted:
             return Reply("\n".join(problems) or texts.text("accepted_hint", lang), language=lang)
-        job_ids = tuple(job_id for job_id, *_ in accepted)
-        waiting = tuple(job_id for job_id, position, _, _, status in accepted if position > 0 or status == "received")
-        if all(duplicate for *_, duplicate, _ in accepted):
+        job_ids = tuple(answer.job_id for answer in accepted)
+        waiting = tuple(a.job_id for a in accepted if a.position > 0 or a.status == "received")
+        if all(answer.duplicate for answer in accepted):
             return Reply("", job_ids, silent=True, language=lang)  # Telegram/Discord sent the same thing again
-        position = min(pos for _, pos, *_ in accepted)
-        eta = max(eta for _, _, eta, *_ in accepted)
-        if len(accepted) > 1:
+        position = min(answer.position for answer in accepted)
+        eta = max(answer.eta_s or 0.0 for answer in accepted)
+        if any(answer.waiting_for_worker for answer in accepted):
+            text = texts.text("no_worker", lang)  # safe, and done as soon as a worker starts: no made-up estimate
+        elif len(accepted) > 1:
             text = texts.queued_text(max(position, 1), eta, lang, count=len(accepted))
         elif position > 0:
             text = texts.queued_text(position, eta, lang)
@@ -120,8 +123,7 @@ class DetectService:
         """Tell the gateway which message says "queued", so it can keep it up to date and end it with "Done"."""
         for job_id in job_ids:
             try:
-                path = f"/v1/jobs/{job_id}/status-message"
-                await self.retrying(lambda path=path: self.client.post_json(path, {"message_id": message_id}))  # type: ignore[misc]
+                await self.retrying(lambda job_id=job_id: self.client.name_status_message(job_id, message_id))  # type: ignore[misc]
             except (GatewayRefused, GatewayDown) as exc:
                 log.warning("job %s: could not name the status message: %s", job_id, exc)
 
@@ -130,12 +132,58 @@ class DetectService:
         cancelled = 0
         for job_id in job_ids:
             try:
-                await self.client.post_json(f"/v1/jobs/{job_id}/cancel", {"user_id": str(user_id)})
+                await self.client.cancel(job_id, user_id=str(user_id))
                 cancelled += 1
             except GatewayRefused as exc:
                 if exc.code != "too_late":
                     return texts.for_error(exc.code, lang)
         return texts.text("cancelled", lang) if cancelled else texts.text("too_late", lang)
+
+    async def history(self, platform: str, user_id: str, chat: str, lang: str | None) -> HistoryResponse | str:
+        """/history: the person's last photos in this chat with their re-run buttons, or why not (a sentence)."""
+        try:
+            return await self.client.history(platform, user_id, chat, lang)
+        except GatewayRefused as exc:
+            return texts.for_error(exc.code, lang)
+        except GatewayDown:
+            return texts.text("unavailable", lang)
+
+    async def rerun(
+        self, job_id: str, mode: RerunMode, origin: Origin, lang: str | None, *, idempotency_key: str
+    ) -> Reply:
+        """A re-run button: the photo runs again as a new job; the reply is its status message ("Running your
+        photo again with a lower confidence. Queued — #1 …"), or why not."""
+        try:
+            answer = await self.retrying(
+                lambda: self.client.rerun(
+                    job_id, mode, user_id=origin.user_id, origin=origin, idempotency_key=idempotency_key, lang=lang
+                )
+            )
+        except GatewayRefused as exc:
+            if exc.code in ("gone", "not_found"):
+                return Reply(texts.text("rerun_gone", lang), language=lang)
+            if exc.code == "not_yours":
+                return Reply(texts.text("rerun_not_yours", lang), language=lang)
+            return Reply(texts.for_error(exc.code, lang, retry_after=exc.retry_after, limit=exc.limit), language=lang)
+        except GatewayDown:
+            return Reply(texts.text("unavailable", lang), language=lang)
+        waiting = (answer.job_id,) if answer.position > 0 or answer.status == "received" else ()
+        return Reply(answer.status_text, (answer.job_id,), silent=answer.duplicate, language=lang, waiting=waiting)
+
+    async def objects(self, job_id: str, lang: str | None, *, user_id: str | None) -> Objects:
+        """The "Objects" button: the photo's objects cut out, each with its caption; or why not. ``user_id``: the
+        person who pressed it (None for a chat's admin, who may have any photo's)."""
+        try:
+            index, images = await self.client.crops(job_id, user_id=user_id, lang=lang)
+        except GatewayRefused as exc:
+            if exc.code in ("gone", "not_found"):
+                return Objects(texts.text("objects_gone", lang))
+            if exc.code == "not_yours":
+                return Objects(texts.text("objects_not_yours", lang), refused=True)
+            return Objects(texts.for_error(exc.code, lang))
+        except GatewayDown:
+            return Objects(texts.text("unavailable", lang))
+        return Objects(index.caption, [(image, item.text) for image, item in zip(images, index.objects, strict=True)])
 
     async def retrying(self, call: Callable[[], Awaitable[T]], on_first_failure: _Once | None = None) -> T:
         """``call()``, again and again while the gateway is down, for up to ``gateway_retry_s``."""
@@ -155,6 +203,19 @@ class DetectService:
             with attempt:
                 return await call()
         raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying returns or raises
+
+
+@dataclass(frozen=True, slots=True)
+class Objects:
+    """What the "Objects" button brings: the album's caption (or why there is nothing), and each crop with its own."""
+
+    text: str
+    crops: list[tuple[bytes, str]] = field(default_factory=list)
+    refused: bool = False  # someone else's photo: say so to the presser only
+
+    def captions(self) -> list[str]:
+        """Each crop's caption; the first one also carries the album's ("5 objects, largest first.")."""
+        return [f"{text}\n{self.text}" if n == 0 else text for n, (_, text) in enumerate(self.crops)]
 
 
 class _Once:

@@ -8,10 +8,10 @@ import aiohttp
 
 from bots.shared.admin import AdminService
 from bots.shared.chat_settings import ChatSettingsService
-from bots.shared.client import GatewayClient
 from bots.shared.detect import DetectService
 from bots.shared.metrics import BotMetrics
 from bots.shared.settings import BotSettings
+from queue_gateway.public.client import GatewayClient
 
 
 @dataclass(frozen=True, slots=True)

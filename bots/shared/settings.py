@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
@@ -14,7 +14,10 @@ MiB = 1024 * 1024
 
 
 class BotSettings(GatewayClientSettings):
-    # numeric Telegram / Discord user ids allowed /stats and /dlq; nobody else is an admin
+    platform: ClassVar[str | None] = None  # the bot's platform: its admins are that platform's ids
+
+    # numeric Telegram / Discord user ids allowed /stats and /dlq (bare, or telegram:ID / discord:ID; the gateway
+    # tells them when no worker runs); nobody else is an admin
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     max_download_bytes: int = 20 * MiB  # Telegram's getFile cap; the gateway refuses more anyway
     gateway_retry_s: float = Field(default=120.0, ge=0)  # keep a photo and retry this long while the gateway is away
@@ -26,7 +29,12 @@ class BotSettings(GatewayClientSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
-            return [int(part) for part in value.replace(" ", "").split(",") if part]
+            ids = []
+            for part in value.replace(" ", "").split(","):
+                platform, _, user_id = part.rpartition(":")
+                if part and platform in ("", cls.platform or platform):
+                    ids.append(int(user_id))
+            return ids
         if isinstance(value, int):
             return [value]
         return value

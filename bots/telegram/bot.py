@@ -18,13 +18,14 @@ from bots.shared.services import BotServices
 from bots.telegram.handlers import Handlers
 from bots.telegram.poller import DurablePoller, Ledger, handle
 from bots.telegram.settings import TelegramSettings
-from queue_gateway.public import process, redact, texts
-from queue_gateway.public.errors import CannotStart
-from queue_gateway.public.settings import secret_values
+from queue_gateway.public import texts
+from queue_gateway.runtime import process, redact
+from queue_gateway.runtime.config import secret_values
+from queue_gateway.runtime.errors import CannotStart
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("detect", "settings", "help", "forget", "privacy")
+COMMANDS = ("detect", "history", "settings", "help", "forget", "privacy")
 
 
 def commands(lang: str | None) -> list[BotCommand]:

@@ -5,21 +5,28 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Message, MessageEntity, Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bots.shared import chat_settings
-from bots.shared.admin import format_dead
 from bots.shared.detect import Photo, Reply
-from bots.shared.errors import BotError, GatewayDown, GatewayRefused
 from bots.shared.services import BotServices
 from bots.telegram.albums import AlbumCollector
 from bots.telegram.poller import Ledger
 from bots.telegram.settings import TelegramSettings
 from queue_gateway.public import texts
-from queue_gateway.public.contract import CANCEL_ACTION, TelegramOrigin, cancel_action
+from queue_gateway.public.client import GatewayClientError, GatewayDown, GatewayRefused
+from queue_gateway.public.contract import (
+    CANCEL_ACTION,
+    OBJECTS_ACTION,
+    RERUN_ACTION,
+    TelegramOrigin,
+    cancel_action,
+    parse_rerun_action,
+    rerun_action,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +53,15 @@ class Handlers:
             (["settings"], self.settings_command),
             (["forget"], self.forget),
             (["privacy"], self.privacy),
+            (["history"], self.history),
             (["stats"], self.stats),
             (["dlq"], self.dlq),
         ):
             app.add_handler(CommandHandler(names, callback, filters=new))
         app.add_handler(CallbackQueryHandler(self.requeue, pattern=r"^requeue:"))
         app.add_handler(CallbackQueryHandler(self.cancel, pattern=f"^{CANCEL_ACTION}"))
+        app.add_handler(CallbackQueryHandler(self.objects, pattern=f"^{OBJECTS_ACTION}"))
+        app.add_handler(CallbackQueryHandler(self.rerun, pattern=f"^{RERUN_ACTION}"))
         app.add_handler(CallbackQueryHandler(self.settings_button, pattern=r"^set:"))
         photos = (filters.PHOTO | filters.Document.IMAGE) & (new | filters.UpdateType.CHANNEL_POST)
         app.add_handler(MessageHandler(photos, self.photo))
@@ -164,12 +174,10 @@ class Handlers:
             await self.unknown(update, context)
             return
         lang = await self._lang(update)
-        jobs = await self.admin.dead_jobs()
-        buttons = [
-            [_button(texts.text("requeue_button", lang, job=job.job_id[:8]), f"requeue:{job.job_id}")] for job in jobs
-        ]
+        dead = await self.admin.dead_jobs(lang)
+        buttons = [[_button(texts.text("requeue_button", lang, job=job[:8]), f"requeue:{job}")] for job in dead.job_ids]
         markup = InlineKeyboardMarkup(buttons) if buttons else None
-        await message.reply_text(format_dead(jobs, lang), reply_markup=markup)
+        await message.reply_text(dead.text, reply_markup=markup)
 
     async def requeue(self, update: Update, _context: Context) -> None:
         """A requeue button under /dlq (admins only)."""
@@ -193,6 +201,81 @@ class Handlers:
         job_id = query.data.removeprefix(CANCEL_ACTION)  # only its sender may: the gateway checks
         text = await self.detect_service.cancel([job_id], lang, user_id=query.from_user.id)
         await query.answer(text[:200])
+
+    async def history(self, update: Update, _context: Context) -> None:
+        """/history: the person's last photos in this chat, each with buttons to run it again."""
+        message = update.effective_message
+        if message is None:
+            return
+        scope = _scope(message)
+        lang = await self._lang(update)
+        if scope.user_id is None:
+            return
+        found = await self.detect_service.history("telegram", scope.user_id, scope.chat_id, lang)
+        if isinstance(found, str):
+            await message.reply_text(found)
+            return
+        rows: list[list[InlineKeyboardButton]] = []
+        for entry in found.entries:
+            buttons = [_button(label, rerun_action(mode, entry.job_id)) for mode, label in entry.reruns.items()]
+            rows += [row for row in (buttons[:2], buttons[2:]) if row]
+        await message.reply_text(found.text, reply_markup=InlineKeyboardMarkup(rows) if rows else None)
+
+    async def rerun(self, update: Update, _context: Context) -> None:
+        """A /history button: the photo runs again as a new job; its status message answers the list (only the
+        photo's sender may: the gateway checks)."""
+        query = update.callback_query
+        if query is None or query.data is None or not isinstance(query.message, Message):
+            return
+        action = parse_rerun_action(query.data)
+        if action is None:
+            await query.answer()
+            return
+        mode, job_id = action
+        message, lang = query.message, await self._lang(update)
+        origin = TelegramOrigin(chat_id=str(message.chat_id), user_id=str(query.from_user.id), language=lang)
+        reply = await self.detect_service.rerun(
+            job_id, mode, origin, lang, idempotency_key=f"telegram:callback:{query.id}"
+        )
+        if not reply.job_ids:  # refused: tell the presser only
+            await query.answer(reply.text[:200], show_alert=True)
+            return
+        await query.answer()
+        if reply.silent:
+            return
+        sent = await message.reply_text(reply.text, reply_markup=_cancel_keyboard(reply), do_quote=True)
+        await self.detect_service.status_posted(reply.job_ids, str(sent.message_id))
+
+    async def objects(self, update: Update, _context: Context) -> None:
+        """The "Objects" button under a result: its objects cut out, as an album replying to it. In a group only
+        the photo's sender or an admin may (the gateway checks the sender)."""
+        query = update.callback_query
+        if query is None or query.data is None or not isinstance(query.message, Message):
+            return
+        message, lang = query.message, await self._lang(update)
+        scope = chat_settings.Scope("telegram", str(message.chat_id), str(query.from_user.id),
+                                    message.chat.type == ChatType.PRIVATE)  # fmt: skip
+        admin = not scope.private and await self._may_change(scope, message.get_bot())
+        found = await self.detect_service.objects(
+            query.data.removeprefix(OBJECTS_ACTION), lang, user_id=None if admin else str(query.from_user.id)
+        )
+        if found.refused or not found.crops:
+            await query.answer(found.text[:200], show_alert=found.refused)
+            if not found.refused:
+                await message.reply_text(found.text, do_quote=True)
+            return
+        await query.answer()
+        captions = found.captions()
+        if len(found.crops) == 1:
+            await message.reply_photo(found.crops[0][0], caption=captions[0], do_quote=True)
+            return
+        await message.reply_media_group(
+            [
+                InputMediaPhoto(image, caption=caption)
+                for (image, _), caption in zip(found.crops, captions, strict=True)
+            ],
+            do_quote=True,
+        )
 
     async def photo(self, update: Update, _context: Context) -> None:
         """A photo or an image file: process it in private chats, or in groups when addressed to the bot."""
@@ -224,7 +307,7 @@ class Handlers:
     async def error(self, update: object, context: Context) -> None:
         """One error handler: log it, and tell the person what happened, in their language."""
         error = context.error
-        if isinstance(error, BotError):
+        if isinstance(error, GatewayClientError):
             log.warning("update failed: %s", error)
         else:
             log.error("update failed: %s", error, exc_info=error)

@@ -20,8 +20,8 @@ from telegram import Update
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application
 
-from queue_gateway.public.errors import CannotStart
-from queue_gateway.public.supervise import Backoff, woken
+from queue_gateway.runtime.errors import CannotStart
+from queue_gateway.runtime.supervise import Backoff, woken
 
 log = logging.getLogger(__name__)
 

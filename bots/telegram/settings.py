@@ -9,6 +9,7 @@ from queue_gateway.public.settings import TelegramConnection
 
 
 class TelegramSettings(BotSettings, TelegramConnection):
+    platform = "telegram"
     telegram_webhook_url: str | None = None  # public HTTPS URL; unset: long polling
     telegram_webhook_secret: SecretStr | None = None  # checked against X-Telegram-Bot-Api-Secret-Token
     telegram_webhook_host: str = "127.0.0.1"  # where our webhook server listens (behind your TLS proxy)

@@ -7,10 +7,12 @@ delivery loop decides what is due, in which order, what to record and when to re
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin
+from queue_gateway.public import texts
+from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin, objects_action
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,21 @@ class Item:
     image: bytes | None = None
     message_id: str | None = None  # the person's message this item answers (Telegram: the photo)
     detections: list[dict[str, Any]] = field(default_factory=list)
+
+
+def objects_buttons(items: list[Item], language: str | None) -> list[tuple[str, str]]:
+    """The "Objects" buttons of a result: ``(label, data)`` for each photo that found something ("Objects 2" in an
+    album, numbered as its photos are)."""
+    shown = [item for item in items if item.ok and item.image]
+    if len(shown) == 1:
+        return (
+            [(texts.text("objects_button", language), objects_action(shown[0].job_id))] if shown[0].detections else []
+        )
+    return [
+        (texts.text("objects_button_n", language, n=n), objects_action(item.job_id))
+        for n, item in enumerate(shown, start=1)
+        if item.detections
+    ]
 
 
 @dataclass(slots=True)
@@ -67,16 +84,17 @@ class ChatClock:
     """When the bot last wrote into each chat (a message or an edit). Delivery and the progress updater share
     their notifier's clock, so that together they keep to the platform's pace (about one a second per chat)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._last: dict[str, float] = {}
 
     def last(self, chat: str) -> float:
-        """``time.monotonic()`` of the last write into ``chat`` (-inf: none yet)."""
+        """The clock's time of the last write into ``chat`` (-inf: none yet)."""
         return self._last.get(chat, float("-inf"))
 
     def mark(self, chat: str, *, at: float | None = None) -> None:
         """A write into ``chat`` starts now, or at ``at`` (marked before it goes out: no other writer slips in)."""
-        self._last[chat] = time.monotonic() if at is None else at
+        self._last[chat] = self._clock() if at is None else at
 
 
 class RetryLater(Exception):
@@ -114,6 +132,11 @@ class Notifier(Protocol):
 
     async def show_activity(self, origin: TelegramOrigin | DiscordOrigin) -> None:
         """Show that the result is being prepared ("sending photo…"), where the platform can."""
+        ...
+
+    async def tell(self, user_id: str, text: str) -> None:
+        """A message in a person's private chat with the bot (an admin's alert). Raise RetryLater or
+        Undeliverable (they never started a chat with the bot, or blocked it)."""
         ...
 
     async def close(self) -> None: ...

@@ -6,7 +6,7 @@ gone (401 code 50027, 404), it goes to the channel as a bot message that replies
 context menu's target) or mentions them.
 
 discord.py sends every REST call (webhooks included) to the process-global ``discord.http.Route.BASE``, set once
-per process by ``queue_gateway.public.process.use_discord`` from ``DETECTBOT_DISCORD_API_URL``.
+per process by ``queue_gateway.runtime.process.use_discord`` from ``DETECTBOT_DISCORD_API_URL``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,16 @@ import aiohttp
 import discord
 from PIL import Image
 
-from queue_gateway.notify.base import ChatClock, Delivery, Item, RetryLater, Sent, StatusUpdate, Undeliverable
+from queue_gateway.notify.base import (
+    ChatClock,
+    Delivery,
+    Item,
+    RetryLater,
+    Sent,
+    StatusUpdate,
+    Undeliverable,
+    objects_buttons,
+)
 from queue_gateway.public import texts
 from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin
 
@@ -78,6 +87,16 @@ class DiscordNotifier:
     async def edit_status(self, delivery: Delivery, text: str) -> bool:
         return await self._call(self._edit_status(_discord(delivery), delivery.status_message_id, text))
 
+    async def tell(self, user_id: str, text: str) -> None:
+        """Open (or find) the direct-message channel with the person, then post there."""
+
+        async def send() -> None:
+            client = await self._rest_client()
+            channel = await client.create_dm(discord.Object(id=int(user_id)))
+            await channel.send(content=text, allowed_mentions=discord.AllowedMentions.none())
+
+        await self._call(send())
+
     async def _call(self, step: Awaitable[T]) -> T:
         try:
             return await step
@@ -117,8 +136,9 @@ class DiscordNotifier:
         webhook = self._webhook(origin)
         content = _content(items)
         message = await webhook.send(
-            content=content, files=_files(items, images), wait=True, allowed_mentions=discord.AllowedMentions.none()
-        )
+            content=content, files=_files(items, images), wait=True, allowed_mentions=discord.AllowedMentions.none(),
+            view=_buttons(items, origin.language),
+        )  # fmt: skip
         return str(message.id)
 
     async def _channel_message(self, origin: DiscordOrigin, items: list[Item], images: list[bytes]) -> str:
@@ -136,6 +156,7 @@ class DiscordNotifier:
         message = await channel.send(
             content=_content(items, prefix=mention),
             files=_files(items, images),
+            view=_buttons(items, origin.language),
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=True),
             **reply,
         )
@@ -252,6 +273,28 @@ class DiscordNotifier:
                     raise
                 self._client = client
         return self._client
+
+
+# --- buttons ------------------------------------------------------------------------------------------------
+
+
+class Buttons(discord.ui.View):
+    """Buttons whose presses the bot process answers (each custom id names its job): the gateway only sends them,
+    so discord.py here neither listens for them nor keeps the view."""
+
+    def __init__(self, buttons: Sequence[tuple[str, str]]) -> None:
+        super().__init__(timeout=None)
+        for label, custom_id in buttons:
+            self.add_item(discord.ui.Button(label=label, custom_id=custom_id, style=discord.ButtonStyle.secondary))
+
+    def is_dispatchable(self) -> bool:
+        return False
+
+
+def _buttons(items: list[Item], language: str | None) -> Any:
+    """The result's "Objects" buttons (discord.py's "no view" when there are none)."""
+    buttons = objects_buttons(items, language)
+    return Buttons(buttons) if buttons else discord.utils.MISSING
 
 
 # --- attachments --------------------------------------------------------------------------------------

@@ -16,21 +16,23 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import deliveries, jobs
+from db.blobstore import BlobMissing, BlobStore
 from db.common import now
 from db.models import ACTIVE, Job, JobStatus
 from queue_gateway.database import Database
 from queue_gateway.metrics import GatewayMetrics
 from queue_gateway.notify.base import ChatClock, Delivery, Item, Notifier, RetryLater, Undeliverable
-from queue_gateway.notify.words import caption, status_text
-from queue_gateway.public import tracing
 from queue_gateway.public.contract import parse_origin
-from queue_gateway.public.supervise import Backoff, woken
+from queue_gateway.runtime import tracing
+from queue_gateway.runtime.supervise import Backoff, woken
+from queue_gateway.typed_job import TypedJob
 from queue_gateway.wakeups import Wakeups
+from queue_gateway.words import caption, status_text
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +43,33 @@ class Pacer:
     """At most one delivery per ``interval`` seconds to the same chat, and one at a time; with a ``clock``, also
     ``interval`` after anything else the bot wrote there (the progress updater's edits)."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(
+        self,
+        interval: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._interval = interval
+        self._clock = clock
+        self._sleep = sleep
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last: dict[str, float] = {}
 
     @contextlib.asynccontextmanager
     async def slot(self, chat: str, clock: ChatClock | None = None) -> AsyncIterator[None]:
         async with self._locks[chat]:
-            wait = self._last_write(chat, clock) + self._interval - time.monotonic()
+            wait = self._last_write(chat, clock) + self._interval - self._clock()
             if clock is not None:  # taken from now on: nothing else writes there meanwhile
-                clock.mark(chat, at=time.monotonic() + max(wait, 0.0))
+                clock.mark(chat, at=self._clock() + max(wait, 0.0))
             if wait > 0:
-                await asyncio.sleep(wait)  # pacing a chat, not waiting for work
+                await self._sleep(wait)  # pacing a chat, not waiting for work
             try:
                 yield
             finally:
-                self._last[chat] = time.monotonic()
+                self._last[chat] = self._clock()
                 if clock is not None:
-                    clock.mark(chat)
+                    clock.mark(chat, at=self._clock())
 
     def _last_write(self, chat: str, clock: ChatClock | None) -> float:
         last = self._last.get(chat, 0.0)
@@ -251,10 +261,11 @@ class DeliveryLoop:
         return await self._db.write(gather_group)
 
     async def _build(self, members: Sequence[Job]) -> Delivery:
-        first = members[0]
-        origin = parse_origin(first.origin or {"platform": first.platform})
-        language = (first.params or {}).get("language") or origin.language
-        images = await self._db.read(lambda s: deliveries.result_images(s, [m.id for m in members]))
+        first = TypedJob.of(members[0])
+        origin = first.origin or parse_origin({"platform": first.row.platform})
+        language = first.language
+        digests = await self._db.read(lambda s: deliveries.result_digests(s, [m.id for m in members]))
+        images = await _read_images(self._db.blobs, digests)
         items = [
             Item(
                 job_id=m.id,
@@ -271,8 +282,8 @@ class DeliveryLoop:
             origin=origin,
             items=items,
             status_text=status_text(members, language),
-            status_message_id=first.status_message_id,
-            output=str((first.params or {}).get("output") or "photo"),
+            status_message_id=first.row.status_message_id,
+            output=first.output,
             language=language,
         )
 
@@ -295,3 +306,12 @@ class DeliveryLoop:
 
     async def _release(self, job_ids: list[str]) -> None:
         await self._db.write(lambda s: deliveries.park(s, job_ids))
+
+
+async def _read_images(store: BlobStore, digests: Mapping[str, str]) -> dict[str, bytes]:
+    """The annotated images, by job; one deleted since its row was read (/forget meanwhile) is left out."""
+    images = {}
+    for job_id, digest in digests.items():
+        with contextlib.suppress(BlobMissing):
+            images[job_id] = await store.get(digest)
+    return images

@@ -15,18 +15,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from db import deliveries
-from db.models import Job, JobStatus
+from db.models import JobStatus
+from queue_gateway import words
 from queue_gateway.database import Database
 from queue_gateway.notify.base import Notifier, RetryLater, StatusUpdate, Undeliverable
 from queue_gateway.pace import Pace
-from queue_gateway.public import texts
-from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin, parse_origin
-from queue_gateway.public.supervise import woken
-from queue_gateway.wakeups import Wakeups
+from queue_gateway.runtime.supervise import woken
+from queue_gateway.typed_job import TypedJob
+from queue_gateway.worker_watch import WorkerWatch
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class _Shown:
     text: str
     position: int
     at: float
+    no_worker: bool = False  # it says that no worker is running (a change either way is always shown)
 
 
 class ProgressUpdater:
@@ -48,13 +49,14 @@ class ProgressUpdater:
         self,
         database: Database,
         notifiers: Mapping[str, Notifier],
-        wakeups: Wakeups,
         pace: Pace,
         *,
         every_s: float = 2.0,
         message_interval_s: float = 2.0,
         chat_interval_s: float = 1.0,
         settle_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        watch: WorkerWatch | None = None,
     ) -> None:
         self._db = database
         self._notifiers = notifiers
@@ -63,11 +65,16 @@ class ProgressUpdater:
         self._message_interval_s = message_interval_s
         self._chat_interval_s = chat_interval_s
         self._settle_s = settle_s
+        self._clock = clock
+        self._watch = watch
         self._shown: dict[str, _Shown] = {}
         self._chat_last: dict[str, float] = {}
         self._activity: dict[str, float] = {}
         self._wake = asyncio.Event()
-        wakeups.listeners.append(lambda _job_id: self._wake.set())
+
+    def job_changed(self, _job_id: str) -> None:
+        """A job moved: look again (``create_app`` subscribes this to the gateway's wake-ups)."""
+        self._wake.set()
 
     async def run(self) -> None:
         while True:
@@ -88,59 +95,66 @@ class ProgressUpdater:
         for gone in set(self._shown) - live:
             del self._shown[gone]
         edited = 0
-        now = time.monotonic()
-        for job, position in found:
-            notifier = self._notifiers.get(job.platform)
-            if notifier is None or not job.status_message_id:
+        now = self._clock()
+        no_worker = self._watch is not None and self._watch.waiting_for_worker()
+        noticed_since = self._watch.noticed_since() if self._watch is not None else None
+        for row, position in found:
+            notifier = self._notifiers.get(row.platform)
+            if notifier is None or not row.status_message_id:
                 continue
-            text = self._text(job, position)
-            chat = _chat(job)
-            if job.status == JobStatus.PROCESSING:
+            job = TypedJob.of(row)
+            if job.origin is None or job.chat is None:
+                continue
+            processing = row.status == JobStatus.PROCESSING
+            says_no_worker = no_worker and not processing
+            text = words.waiting(position, self._pace.eta_s(position), job.language, processing=processing,
+                                 no_worker=says_no_worker)  # fmt: skip
+            chat = job.chat
+            if row.status == JobStatus.PROCESSING:
                 await self._activity_once(notifier, job, chat, now)  # "sending photo…": not a message
-                if time.time() - (job.processing_at or 0.0) < WORKING_AFTER_S:
+                if time.time() - (row.processing_at or 0.0) < WORKING_AFTER_S:
                     continue
-            if job.id not in self._shown and job.status != JobStatus.PROCESSING:
-                self._shown[job.id] = _Shown("", position, now)  # the bot showed this place itself
+            if row.id not in self._shown and row.status != JobStatus.PROCESSING:
+                # the bot showed this place itself, and said "no worker" if that was so when the photo came
+                told = noticed_since is not None and row.received_at >= noticed_since
+                self._shown[row.id] = _Shown("", position, now, told)
                 continue
-            if not self._due(notifier, job, position, text, chat, now):
+            if not self._due(notifier, job, position, text, chat, now, says_no_worker):
                 continue
             notifier.clock.mark(chat)
             if await self._edit(notifier, job, position, text):
-                self._shown[job.id] = _Shown(text, position, now)
+                self._shown[row.id] = _Shown(text, position, now, says_no_worker)
                 self._chat_last[chat] = now
                 edited += 1
         return edited
 
-    def _text(self, job: Job, position: int) -> str:
-        language = (job.params or {}).get("language") or (job.origin or {}).get("language")
-        if job.status == JobStatus.PROCESSING:
-            return texts.text("processing", language)
-        return texts.queued_text(position, self._pace.eta_s(position), language)
-
-    def _due(self, notifier: Notifier, job: Job, position: int, text: str, chat: str, now: float) -> bool:
+    def _due(
+        self, notifier: Notifier, job: TypedJob, position: int, text: str, chat: str, now: float, no_worker: bool
+    ) -> bool:
         shown = self._shown.get(job.id)
         if shown is not None and shown.text == text:
             return False
-        gap = GROUP_INTERVAL_S if _is_group(job) else self._chat_interval_s
+        gap = GROUP_INTERVAL_S if job.is_group else self._chat_interval_s
         if now - max(self._chat_last.get(chat, float("-inf")), notifier.clock.last(chat)) < gap:
             return False  # this chat heard from the bot (progress, or a delivery) too recently
         if shown is None:
             return True
         if now - shown.at < self._message_interval_s:
             return False
-        if job.status == JobStatus.PROCESSING:
+        if job.row.status == JobStatus.PROCESSING or shown.no_worker != no_worker:
             return True
         moved = shown.position - position
         return position <= 1 or moved >= max(1, round(shown.position * 0.2))
 
-    async def _edit(self, notifier: Notifier, job: Job, position: int, text: str) -> bool:
-        origin = parse_origin(job.origin or {"platform": job.platform})
+    async def _edit(self, notifier: Notifier, job: TypedJob, position: int, text: str) -> bool:
+        assert job.origin is not None
+        waiting = job.row.status != JobStatus.PROCESSING and position > 0
         update = StatusUpdate(
-            origin=origin,
-            status_message_id=job.status_message_id or "",
+            origin=job.origin,
+            status_message_id=job.row.status_message_id or "",
             text=text,
-            cancel_job_id=job.id if job.status != JobStatus.PROCESSING and position > 0 else None,
-            language=(job.params or {}).get("language") or origin.language,
+            cancel_job_id=job.id if waiting else None,
+            language=job.language,
         )
         try:
             moved_to = await notifier.update_status(update)
@@ -152,20 +166,10 @@ class ProgressUpdater:
             await self._db.write(lambda session: deliveries.set_status_message(session, job_id, moved_to))
         return True
 
-    async def _activity_once(self, notifier: Notifier, job: Job, chat: str, now: float) -> None:
+    async def _activity_once(self, notifier: Notifier, job: TypedJob, chat: str, now: float) -> None:
         if now - self._activity.get(chat, float("-inf")) < 4.0:  # an action shows for about five seconds
             return
         self._activity[chat] = now
-        origin: TelegramOrigin | DiscordOrigin = parse_origin(job.origin or {"platform": job.platform})
+        assert job.origin is not None
         with contextlib.suppress(RetryLater, Undeliverable):
-            await notifier.show_activity(origin)
-
-
-def _chat(job: Job) -> str:
-    origin = job.origin or {}
-    return f"{job.platform}:{origin.get('chat_id') or origin.get('channel_id')}"
-
-
-def _is_group(job: Job) -> bool:
-    chat_id = str((job.origin or {}).get("chat_id") or "")
-    return job.platform == "telegram" and chat_id.startswith("-")
+            await notifier.show_activity(job.origin)

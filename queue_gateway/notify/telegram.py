@@ -15,7 +15,16 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.request import HTTPXRequest
 
-from queue_gateway.notify.base import ChatClock, Delivery, Item, RetryLater, Sent, StatusUpdate, Undeliverable
+from queue_gateway.notify.base import (
+    ChatClock,
+    Delivery,
+    Item,
+    RetryLater,
+    Sent,
+    StatusUpdate,
+    Undeliverable,
+    objects_buttons,
+)
 from queue_gateway.public import texts
 from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin, cancel_action
 
@@ -87,6 +96,10 @@ class TelegramNotifier:
         if isinstance(origin, TelegramOrigin):
             await self._call(lambda: self._bot.send_chat_action(int(origin.chat_id), ChatAction.UPLOAD_PHOTO))
 
+    async def tell(self, user_id: str, text: str) -> None:
+        """A private chat's id is its person's user id."""
+        await self._call(lambda: self._bot.send_message(int(user_id), text))
+
     async def _call(self, step: Callable[[], Awaitable[T]]) -> T:
         try:
             if not self._ready:
@@ -109,7 +122,7 @@ class TelegramNotifier:
         failed = [item for item in items if not (item.ok and item.image)]
         sent: list[Message] = []
         if len(good) == 1:
-            sent.append(await self._send_one(chat_id, good[0], delivery.output))
+            sent.append(await self._send_one(chat_id, good[0], delivery.output, _keyboard(delivery)))
         elif good:
             media = [
                 InputMediaPhoto(item.image or b"", caption=item.caption, filename=f"{item.job_id}.jpg") for item in good
@@ -122,17 +135,20 @@ class TelegramNotifier:
             sent.append(await self._bot.send_message(chat_id, text, reply_parameters=_reply_to(failed[0])))
         return Sent([str(message.message_id) for message in sent])
 
-    async def _send_one(self, chat_id: int, item: Item, output: str) -> Message:
+    async def _send_one(self, chat_id: int, item: Item, output: str, markup: InlineKeyboardMarkup | None) -> Message:
         image = item.image or b""
         reply = _reply_to(item)
         if output != "document" and fits_photo_limits(image):
             try:
-                return await self._bot.send_photo(chat_id, image, caption=item.caption, reply_parameters=reply)
+                return await self._bot.send_photo(
+                    chat_id, image, caption=item.caption, reply_parameters=reply, reply_markup=markup
+                )
             except BadRequest as exc:  # e.g. PHOTO_INVALID_DIMENSIONS: a document always goes through
                 log.warning("job %s: sendPhoto refused (%s); sending as a document", item.job_id, exc.message)
         return await self._bot.send_document(
-            chat_id, image, filename=f"detected-{item.job_id[:8]}.jpg", caption=item.caption, reply_parameters=reply
-        )
+            chat_id, image, filename=f"detected-{item.job_id[:8]}.jpg", caption=item.caption, reply_parameters=reply,
+            reply_markup=markup,
+        )  # fmt: skip
 
     async def _send_detections(self, chat_id: int, items: list[Item], *, reply_to: int) -> Message:
         payload = [{"job_id": item.job_id, "detections": item.detections} for item in items]
@@ -145,14 +161,24 @@ class TelegramNotifier:
     async def _edit(self, delivery: Delivery, text: str) -> bool:
         if not delivery.status_message_id:
             return False
-        try:
+        album = len([item for item in delivery.items if item.ok and item.image]) > 1
+        try:  # an album's photos cannot carry buttons: its "Objects n" buttons go under the status message
             await self._bot.edit_message_text(
-                text, chat_id=_chat_id(delivery), message_id=int(delivery.status_message_id)
-            )
+                text, chat_id=_chat_id(delivery), message_id=int(delivery.status_message_id),
+                reply_markup=_keyboard(delivery) if album else None,
+            )  # fmt: skip
         except BadRequest as exc:  # deleted by the person, or it already says so: nothing to fix
             log.info("status message %s not edited: %s", delivery.status_message_id, exc.message)
             return False
         return True
+
+
+def _keyboard(delivery: Delivery) -> InlineKeyboardMarkup | None:
+    buttons = [
+        InlineKeyboardButton(label, callback_data=data)
+        for label, data in objects_buttons(delivery.items, delivery.language)
+    ]
+    return InlineKeyboardMarkup([buttons[n : n + 5] for n in range(0, len(buttons), 5)]) if buttons else None
 
 
 def _chat_id(delivery: Delivery) -> int:

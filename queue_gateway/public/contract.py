@@ -7,7 +7,7 @@ gateway's OpenAPI document, built from these models.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, field_validator
 
@@ -34,6 +34,66 @@ Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A
 """A platform's id of a user, chat, channel or message (Telegram: integers; Discord: snowflakes; "@original")."""
 LanguageTag = Annotated[str, StringConstraints(max_length=16, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")]
 OutputKind = Literal["photo", "photo+json", "document"]
+
+
+class ErrorCode(StrEnum):
+    """Every stable code of the gateway's answers (``ErrorBody.error``), of a worker's result (``ResultMeta``) and of
+    a failed job (``JobView.error``): one list, which the bots and the page turn into sentences for a person."""
+
+    # a request that is not right as it is
+    BAD_REQUEST = "bad_request"
+    BAD_BODY = "bad_body"
+    BAD_CHAT = "bad_chat"
+    BAD_IDEMPOTENCY_KEY = "bad_idempotency_key"
+    BAD_LIMIT = "bad_limit"
+    BAD_MULTIPART = "bad_multipart"
+    BAD_ORIGIN = "bad_origin"
+    BAD_PARAMS = "bad_params"
+    BAD_WAIT = "bad_wait"
+    BAD_WEBHOOK_URL = "bad_webhook_url"  # not http(s), or a host that is private, loopback or unknown
+    WEBHOOKS_OFF = "webhooks_off"  # this gateway has no webhook secret: it sends no webhooks
+    BAD_META = "bad_meta"  # a worker's result meta
+    MULTIPART_REQUIRED = "multipart_required"
+    NO_IMAGE = "no_image"
+    NO_META = "no_meta"
+    UNSTORABLE = "unstorable"  # the database refused what this request holds (the rest of its batch was stored)
+    REQUEST_TIMEOUT = "request_timeout"  # the request's body did not arrive in time
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    # who is asking
+    UNAUTHORIZED = "unauthorized"
+    EXPIRED = "expired"
+    FORBIDDEN = "forbidden"
+    NOT_YOURS = "not_yours"  # someone else's photo (a Cancel button pressed by another person in a group)
+    # the job
+    NOT_FOUND = "not_found"
+    NOT_READY = "not_ready"
+    NOT_DEAD = "not_dead"
+    TOO_LATE = "too_late"
+    GONE = "gone"
+    # limits and load
+    TOO_MANY_IN_LINE = "too_many_in_line"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_WAITING = "too_many_waiting"  # too many long-polls held open at once
+    QUOTA = "quota"
+    BUSY = "busy"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
+    # the photo itself
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    NOT_AN_IMAGE = "not_an_image"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    CORRUPT = "corrupt"
+    TOO_COMPLEX = "too_complex"  # built to be slow to decode: too many scans, segments or chunks
+    # why a job failed (a worker's result, or the gateway's own verdict)
+    BAD_IMAGE = "bad_image"  # the worker could not decode it
+    MODEL_ERROR = "model_error"  # the model raised on it
+    JOB_TIMEOUT = "timeout"  # the model ran past the job's deadline (that attempt)
+    WORKER_CRASH = "worker_crash"  # it stopped the worker every time
+    DEAD = "dead"  # the queue's delivery limit ran out
+    FORGOTTEN = "forgotten"  # deleted at its sender's request
+    FAILED = "failed"  # a worker's failure without a code of its own
 
 
 class DetectParams(BaseModel):
@@ -75,7 +135,8 @@ class ResultMeta(BaseModel):
     model: Annotated[Scrubbed, Field(max_length=120)] = ""
     detections: list[DetectionOut] = []
     inference_ms: float = 0.0
-    error_code: Annotated[Scrubbed, Field(max_length=32)] | None = None
+    conf: float | None = Field(default=None, ge=0.0, le=1.0)  # the confidence threshold it applied
+    error_code: ErrorCode | None = None
     error: Annotated[Scrubbed, Field(max_length=2000)] | None = None
     final: bool = True  # False: only this attempt failed (a timeout); the job goes back to the queue
 
@@ -158,11 +219,14 @@ class SubmitResponse(BaseModel):
     job_id: str
     status: str
     position: int
-    eta_s: float = 0.0  # about how long until it is done
+    eta_s: float | None = 0.0  # about how long until it is done (None: no worker is running, nobody can say)
+    waiting_for_worker: bool = False  # no worker has been running for a while: it waits, safe, for one to start
+    status_text: str = ""  # its place in line as a sentence, in the asked language
     language: str | None = None  # the language the chat chose with /settings, if it chose one
     status_url: str
     result_url: str
     duplicate: bool = False
+    rerun_of: str | None = None  # the job whose photo this runs again
 
 
 CANCEL_ACTION = "cancel:"
@@ -174,41 +238,356 @@ def cancel_action(job_id: str) -> str:
     return f"{CANCEL_ACTION}{job_id}"
 
 
-class ErrorCode(StrEnum):
-    """The stable ``error`` codes of the gateway's answers; the bots turn each into a sentence for the person."""
+OBJECTS_ACTION = "objects:"
+"""The data of an "Objects" button under a result: ``objects:<job id>`` (the gateway adds it to the result, the bot
+handles the press: the objects cut out, as an album)."""
 
-    BAD_REQUEST = "bad_request"
-    TIMEOUT = "timeout"  # the request's body did not arrive in time
-    UNAUTHORIZED = "unauthorized"
-    EXPIRED = "expired"
-    FORBIDDEN = "forbidden"
-    NOT_YOURS = "not_yours"  # someone else's photo (a Cancel button pressed by another person in a group)
-    NOT_FOUND = "not_found"
-    NOT_READY = "not_ready"
-    NOT_DEAD = "not_dead"
-    TOO_LATE = "too_late"
-    GONE = "gone"
-    TOO_MANY_IN_LINE = "too_many_in_line"
-    RATE_LIMITED = "rate_limited"
-    TOO_MANY_WAITING = "too_many_waiting"  # too many long-polls held open at once
-    QUOTA = "quota"
-    BUSY = "busy"
-    UNAVAILABLE = "unavailable"
-    INTERNAL = "internal"
-    # the photo itself
-    EMPTY = "empty"
-    TOO_LARGE = "too_large"
-    NOT_AN_IMAGE = "not_an_image"
-    UNSUPPORTED_FORMAT = "unsupported_format"
-    TOO_MANY_PIXELS = "too_many_pixels"
-    CORRUPT = "corrupt"
-    TOO_COMPLEX = "too_complex"  # built to be slow to decode: too many scans, segments or chunks
+
+def objects_action(job_id: str) -> str:
+    return f"{OBJECTS_ACTION}{job_id}"
+
+
+class CropView(BaseModel):
+    """One object cut out, in ``GET /v1/jobs/{id}/crops``'s ``index.json``."""
+
+    file: str  # its name in the ZIP: 01-bus.jpg …
+    label: str
+    text: str  # "bus 94%", in the asked language
+    confidence: float
+    box: list[float]  # x1, y1, x2, y2 in the original photo's pixels
+
+
+class CropsIndex(BaseModel):
+    """``index.json`` of ``GET /v1/jobs/{id}/crops``: the objects, largest first, and what was left out."""
+
+    job_id: str
+    language: str
+    caption: str  # "5 objects, largest first. 2 more were too small to show."
+    objects: list[CropView]
+    too_small: int  # under 32 px on a side
+    more: int  # beyond the first 10
 
 
 class ErrorBody(BaseModel):
-    """Every 4xx/5xx body: a stable code and a sentence for a person."""
+    """Every 4xx/5xx body: a stable code, a sentence in English for a program's log, and the sentence for a person
+    in the language the request asked for (``Accept-Language``, or ``?lang=``)."""
 
-    error: str
+    error: ErrorCode
     message: str
+    text: str = ""  # the person's sentence, in the request's language
     retry_after: int | None = None  # seconds, also in the Retry-After header
     limit: int | None = None  # the limit that was reached (too_many_in_line, quota)
+
+
+# --- the HTTP API's bodies (the OpenAPI document is built from these) --------------------------------------------
+
+
+JobStatusName = Literal[
+    "received", "queued", "processing", "done", "delivered", "failed", "dead", "cancelled"
+]  # fmt: skip
+
+
+class ImageInfo(BaseModel):
+    format: str
+    width: int
+    height: int
+
+
+class Timings(BaseModel):
+    queue_wait_s: float | None
+    processing_s: float | None
+    inference_ms: float | None
+    total_s: float | None
+    delivered_after_s: float | None
+
+
+class JobError(BaseModel):
+    code: str  # an ``ErrorCode``; a worker of another version may have its own
+    message: str | None  # the worker's or the gateway's own words (English)
+    text: str  # the person's sentence, in the asked language ("Sorry, I couldn't process that photo: …")
+
+
+WebhookState = Literal["waiting", "pending", "delivered", "failed", "gone"]
+
+
+class WebhookView(BaseModel):
+    """A job's completion webhook: ``waiting`` for the job to finish, ``pending`` (due, or failing and tried again
+    later), ``delivered``, ``failed`` (its retry window ran out) or ``gone`` (the receiver answered 410)."""
+
+    url: str
+    state: WebhookState
+    attempts: int
+    event_id: str  # the webhook-id header of every try
+    last_status: int | None = None  # the receiver's last HTTP status
+    next_attempt_at: float | None = None
+    delivered_at: float | None = None
+
+
+class WebhookFailure(BaseModel):
+    """A webhook that is failing now, or failed for good, as ``/admin`` lists it."""
+
+    job_id: str
+    host: str  # the receiver's host (its full URL may hold a token)
+    state: WebhookState
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: float | None
+    created_at: float
+
+
+class WebhooksResponse(BaseModel):
+    """``GET /v1/webhooks`` (admin): how many wait to be sent, and the failing ones, newest first."""
+
+    pending: int
+    failing: list[WebhookFailure]
+
+
+class JobView(BaseModel):
+    """``GET /v1/jobs/{id}``: a job as its sender sees it, every sentence already in the asked language."""
+
+    job_id: str
+    status: JobStatusName
+    finished: bool
+    platform: str
+    position: int  # its place in line (0 once a worker has it)
+    eta_s: float | None  # about how long until it is done (0 once finished; None while no worker is running)
+    waiting_for_worker: bool = False  # in line, and no worker has been running for a while
+    attempts: int
+    cache_hit: bool
+    language: str  # the language its sentences are in
+    status_text: str  # "Queued — #3 in line, about 4 s.", "Working on it…", "Done in 1.4 s.", "Cancelled." …
+    image: ImageInfo
+    params: DetectParams
+    timestamps: dict[str, float | None]
+    timings: Timings
+    status_url: str
+    result_url: str
+    crops_url: str | None = None  # its objects cut out (a ZIP), once it found any
+    detections: list[DetectionOut] | None = None
+    caption: str | None = None  # "4 persons, 1 bus", in the asked language
+    labels: dict[str, str] = {}  # each label found, as the image shows it in the asked language
+    model: str | None = None
+    error: JobError | None = None
+    webhook: WebhookView | None = None  # its completion webhook (left out of the webhook's own event)
+    rerun_of: str | None = None  # the job whose stored photo this one ran again
+
+
+class CancelResponse(BaseModel):
+    job_id: str
+    status: Literal["cancelled"]
+    cancelled: list[str]  # this job, or every photo of its album still in line
+
+
+class StatusMessageResponse(BaseModel):
+    job_id: str
+    status: str
+
+
+class DeletedResponse(BaseModel):
+    job_id: str
+    status: Literal["deleted"]
+    was: str  # its status before
+
+
+class RequeueResponse(BaseModel):
+    job_id: str
+    status: Literal["received"]
+
+
+RerunMode = Literal["lower", "higher", "found", "settings"]
+"""How a photo is run again: a lower or a higher confidence, only the classes found, or the sender's /settings now."""
+
+RERUN_ACTION = "rerun:"
+"""The data of a re-run button under /history: ``rerun:<mode>:<job id>``."""
+
+
+def rerun_action(mode: RerunMode, job_id: str) -> str:
+    return f"{RERUN_ACTION}{mode}:{job_id}"
+
+
+def parse_rerun_action(data: str) -> tuple[RerunMode, str] | None:
+    """``(mode, job id)`` of a re-run button's data, or None for anything else."""
+    mode, _, job_id = data.removeprefix(RERUN_ACTION).partition(":")
+    for known in get_args(RerunMode):
+        if mode == known and job_id:
+            return known, job_id
+    return None
+
+
+class HistoryEntry(BaseModel):
+    """One photo in a person's /history."""
+
+    job_id: str
+    number: int  # 1: the newest
+    received_at: float
+    status: JobStatusName
+    text: str  # "1. 2 h ago — 4 persons, 1 bus", in the asked language
+    found: dict[str, int]  # label: how many
+    gone: bool  # its photo is no longer kept: it cannot run again
+    rerun_of: str | None = None
+    reruns: dict[RerunMode, str]  # what it may run again with, and each one's button ("#2 · Lower")
+
+
+class HistoryResponse(BaseModel):
+    """``GET /v1/people/{platform}/{user_id}/history?chat=…``: a person's last photos in a chat, newest first."""
+
+    entries: list[HistoryEntry]
+    text: str  # the list as the bots show it
+    language: str
+
+
+class RerunBody(BaseModel):
+    """``POST /v1/jobs/{id}/rerun``: run a finished job's stored photo again, as a new job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: RerunMode
+    user_id: Id | None = None  # a bot's: the person asking, who must have sent the photo
+    origin: Origin | None = None  # a bot's: where to answer (Discord: the new interaction)
+
+
+class ForgetBody(BaseModel):
+    """``POST /v1/forget``: one person of a chat platform."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: Literal["telegram", "discord"]
+    user_id: Id
+
+
+class ForgetResponse(BaseModel):
+    forgotten: int  # how many of their jobs were deleted
+    text: str  # what the bots say, in the asked language
+
+
+class StatusMessageBody(BaseModel):
+    """``POST /v1/jobs/{id}/status-message``: the bot's "queued" message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | int
+
+    @property
+    def value(self) -> str:
+        return str(self.message_id)
+
+
+class CancelBody(BaseModel):
+    """``POST /v1/jobs/{id}/cancel``: a bot names the chat user asking (only the sender may cancel)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id | None = None
+
+
+class DeadJob(BaseModel):
+    job_id: str
+    platform: str
+    reason: str | None
+    attempts: int
+    dead_at: float | None
+
+
+class DeadJobsResponse(BaseModel):
+    jobs: list[DeadJob]
+    summary: str  # "3 dead jobs, newest first:" or "No dead jobs. All good.", in the asked language
+    text: str  # the list as the bots' /dlq shows it
+
+
+class Window(BaseModel):
+    since: float
+    until: float
+
+
+class JobCounts(BaseModel):
+    received: int
+    done: int
+    delivered: int
+    failed: int
+    dead: int
+    by_platform: dict[str, int]
+    waiting_now: dict[str, int]
+
+
+class Percentiles(BaseModel):
+    p50: float | None
+    p95: float | None
+    count: int  # the jobs measured
+
+
+class QueueNow(BaseModel):
+    depth: int
+    consumers: int
+
+
+class WorkerNow(BaseModel):
+    name: str
+    model: str | None
+    last_seen_at: float
+
+
+class LabelCount(BaseModel):
+    label: str
+    count: int
+    text: str  # the label in the asked language
+
+
+class HourRow(BaseModel):
+    hour: int  # 0 for the window's first hour
+    start: float  # its start, Unix time
+    jobs: int  # jobs received in it
+    p95_s: float | None  # p95 end-to-end latency of the jobs finished in it
+
+
+class StatsResponse(BaseModel):
+    """``GET /v1/stats``: the last 24 h, and the same as the bots' /stats shows it (``text``, ``lines``)."""
+
+    window: Window
+    jobs: JobCounts
+    latency_s: dict[str, Percentiles]
+    queue: QueueNow | None
+    workers: list[WorkerNow]
+    workers_online: int | None = None  # the job queue's consumers now (None: the broker is out of reach)
+    no_worker_since: float | None = None  # when the last worker went away, while none runs
+    dead_waiting: int
+    cache_hits: int
+    top_labels: list[LabelCount]
+    hourly: list[HourRow]
+    language: str
+    stage_names: dict[str, str]  # queue_wait, processing, end_to_end as the asked language names them
+    lines: dict[str, str]  # each line of the text by name (header, jobs, queue …), in the asked language
+    text: str
+
+
+class PrivacyResponse(BaseModel):
+    retention_days: int
+    language: str
+    text: str
+
+
+class WebSession(BaseModel):
+    token: str
+    expires_at: int
+
+
+class PageTexts(BaseModel):
+    """``GET /v1/texts``: the web pages' own labels in one language (every other sentence comes rendered)."""
+
+    lang: str
+    languages: list[str]
+    texts: dict[str, str]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str] | None = None  # for an admin key: each check and what failed
+
+
+class ResultAck(BaseModel):
+    job_id: str
+    outcome: Literal["applied", "repeated", "not_found", "gone", "exhausted"]

@@ -67,6 +67,7 @@ MESSAGES: dict[str, str] = {
     "queued_now": N_("Got it — working on it now."),
     "processing": N_("Working on it…"),
     "status_moved": N_("Still in line — I'll keep you posted below."),
+    "no_worker": N_("No worker is running right now. Your photo is safe and will be done as soon as one starts."),
     "waiting_for_service": N_("The service is briefly unavailable. I'm keeping your photo and will queue it soon."),
     "unavailable": N_("I can't take photos right now. Please try again in a minute."),
     "busy": N_("I'm busy right now. Please try again in about {seconds} s."),
@@ -98,6 +99,39 @@ MESSAGES: dict[str, str] = {
         "That image is built to be very slow to decode. Please send an ordinary photo (JPEG, PNG or WebP)."
     ),
     "not_found": N_("I can't find that photo any more."),
+    "history_empty": N_("You haven't sent me a photo here yet."),
+    "history_line": N_("{number}. {age} ago — {what}"),
+    "history_gone": N_("{what} (the photo is no longer kept)"),
+    "history_in_line": N_("still in line"),
+    "history_failed": N_("it could not be processed"),
+    "history_rerun": N_("{what} (run again)"),
+    "rerun_lower": N_("a lower confidence"),
+    "rerun_higher": N_("a higher confidence"),
+    "rerun_found": N_("only the objects it found"),
+    "rerun_settings": N_("your settings as they are now"),
+    "rerun_lower_button": N_("Lower"),
+    "rerun_higher_button": N_("Higher"),
+    "rerun_found_button": N_("Only these"),
+    "rerun_settings_button": N_("My settings"),
+    "rerun_button": N_("#{number} · {mode}"),
+    "rerun_pick": N_("Run a photo again…"),
+    "rerun_status": N_("Running your photo again with {mode}."),
+    "rerun_caption": N_("Again, with {mode}: {caption}"),
+    "rerun_gone": N_("That photo is no longer kept, so I can't run it again. Please send it again."),
+    "rerun_not_yours": N_("Only the person who sent this photo can run it again."),
+    "objects_button": N_("Objects"),
+    "objects_button_n": N_("Objects {n}"),
+    "objects_gone": N_("That photo is no longer kept, so I can't cut its objects out."),
+    "objects_not_yours": N_("Only the person who sent this photo, or a chat admin, can ask for its objects."),
+    "objects_none": N_("Every object in this photo is too small to cut out."),
+    "crop_text": N_("{label} {confidence:.0%}"),
+    "bad_request": N_("That request could not be used. Please try again."),
+    "request_timeout": N_("That took too long to arrive. Please try again."),
+    "bad_webhook_url": N_("That webhook address can't be used. Please give a public http or https address."),
+    "webhooks_off": N_("This service sends no webhooks. Please follow the job's status link instead."),
+    "too_many_waiting": N_("Too many requests are waiting at once. Please try again in a moment."),
+    "not_ready": N_("It isn't finished yet. Please try again shortly."),
+    "link_expired": N_("This link has expired."),
     "refused_key": N_("The gateway refused this bot's key. Give the bot a bot key (DETECTBOT_API_KEYS=bot:…)."),
     # admins
     "stats_header": N_("detectbot — last 24 h"),
@@ -111,6 +145,8 @@ MESSAGES: dict[str, str] = {
     "stats_queue": N_("Queue: {depth} waiting, {consumers} consumers"),
     "stats_queue_unknown": N_("Queue: broker unreachable"),
     "stats_workers": N_("Workers seen (1 min): {count}"),
+    "stats_no_worker": N_("⚠️ No worker has been running for {duration}; the photos in line wait safely."),
+    "workers_back": N_("Workers are back after {duration} away. The photos that waited are being processed now."),
     "stats_dead": N_("Dead, waiting in /dlq: {dead}; cache hits: {hits}"),
     "stats_top": N_("Top classes: {top}"),
     "dlq_empty": N_("No dead jobs. All good."),
@@ -126,6 +162,7 @@ MESSAGES: dict[str, str] = {
         "apply to your photos everywhere."
     ),
     "settings_conf": N_("Confidence: at least {conf:.0%}"),
+    "settings_conf_default": N_("Confidence: the model's own threshold"),
     "settings_classes": N_("Objects: {classes}"),
     "settings_all_classes": N_("all"),
     "settings_output": N_("Result: {output}"),
@@ -151,6 +188,7 @@ MESSAGES: dict[str, str] = {
     "cmd_detect_image": N_("A photo: JPEG, PNG or WebP"),
     "cmd_detect_menu": N_("Detect objects"),
     "cmd_help": N_("What this bot does"),
+    "cmd_history": N_("My last photos here, to run one again"),
     "cmd_settings": N_("Confidence, objects, result and language for this chat"),
     "cmd_forget": N_("Delete my photos and results now"),
     "cmd_privacy": N_("What is kept about me, and for how long"),
@@ -190,8 +228,14 @@ MESSAGES: dict[str, str] = {
     "web_retry": N_("Try again"),
     "web_remove": N_("Remove"),
     "web_cancel": N_("Cancel"),
+    "web_rerun": N_("Run again:"),
+    "web_rerun_lower": N_("Lower confidence"),
+    "web_rerun_higher": N_("Higher confidence"),
+    "web_rerun_found": N_("Only these objects"),
+    "web_rerun_name": N_("{name} (again)"),
     "web_download_image": N_("Download the image"),
     "web_download_json": N_("Download the detections (JSON)"),
+    "web_download_objects": N_("Download the objects (ZIP)"),
     "web_detections": N_("Detections"),
     "web_col_object": N_("Object"),
     "web_col_confidence": N_("Confidence"),
@@ -239,7 +283,16 @@ MESSAGES: dict[str, str] = {
     "web_admin_col_attempts": N_("Attempts"),
     "web_admin_col_dead_at": N_("Dead since"),
     "web_admin_requeued": N_("Requeued job {job}."),
+    "web_admin_requeue": N_("Requeue {job}"),
+    "web_unavailable": N_("The service is briefly unavailable. I'll keep trying."),
     "web_admin_as_text": N_("As the bots' /stats shows it"),
+    "web_admin_webhooks": N_("Failing webhooks"),
+    "web_admin_webhooks_none": N_("No webhook is failing."),
+    "web_admin_webhooks_pending": N_("Waiting to be sent: {count}"),
+    "web_admin_col_receiver": N_("Receiver"),
+    "web_admin_col_state": N_("State"),
+    "web_admin_col_last": N_("Last answer"),
+    "web_admin_col_next": N_("Next try"),
 }
 
 PLURALS: dict[str, tuple[str, str]] = {
@@ -258,14 +311,35 @@ PLURALS: dict[str, tuple[str, str]] = {
     "forgot": NN_(
         "Deleted {count} photo of yours and its result.", "Deleted {count} photos of yours and their results."
     ),
+    "privacy_history": NN_(
+        "What was found in your photos (not the photos) stays in /history for {count} day; then only counts "
+        "without names stay for the statistics.",
+        "What was found in your photos (not the photos) stays in /history for {count} days; then only counts "
+        "without names stay for the statistics.",
+    ),
+    "history_header": NN_(
+        "Your last {count} photo here, newest first:", "Your last {count} photos here, newest first:"
+    ),
+    "age_minutes": NN_("{count} min", "{count} min"),
+    "age_hours": NN_("{count} h", "{count} h"),
+    "age_days": NN_("{count} day", "{count} days"),
+    "objects_caption": NN_("{count} object, largest first.", "{count} objects, largest first."),
+    "objects_too_small": NN_("{count} more was too small to show.", "{count} more were too small to show."),
+    "objects_more": NN_("{count} smaller one is not shown.", "{count} smaller ones are not shown."),
+    "alert_no_worker": NN_(
+        "No worker has been running for {duration}. {count} photo is waiting; it is safe and will be done as soon "
+        "as a worker starts.",
+        "No worker has been running for {duration}. {count} photos are waiting; they are safe and will be done as "
+        "soon as a worker starts.",
+    ),
     "dlq_header": NN_("{count} dead job, newest first:", "{count} dead jobs, newest first:"),
     "privacy": NN_(
         "What I keep: each photo you send and its result, for {count} day, with the chat and message they belong "
-        "to; then they are deleted, and only counts without names stay for the statistics. Your own /settings stay "
-        "until you change them. /forget deletes all of it now.",
+        "to; then the photos are deleted. Your own /settings stay until you change them. /forget deletes all of it "
+        "now.",
         "What I keep: each photo you send and its result, for {count} days, with the chat and message they belong "
-        "to; then they are deleted, and only counts without names stay for the statistics. Your own /settings stay "
-        "until you change them. /forget deletes all of it now.",
+        "to; then the photos are deleted. Your own /settings stay until you change them. /forget deletes all of it "
+        "now.",
     ),
     "eta_seconds": NN_("{count} s", "{count} s"),
     "eta_minutes": NN_("{count} min", "{count} min"),
@@ -471,9 +545,21 @@ _ERROR_MESSAGES = {
     "not_dead": "not_requeueable",
     "unauthorized": "refused_key",
     "forbidden": "refused_key",
+    "expired": "link_expired",
     "not_yours": "not_yours",
     "rate_limited": "rate_limited",
-}
+    "too_many_waiting": "too_many_waiting",
+    "request_timeout": "request_timeout",
+    "not_ready": "not_ready",
+    "bad_webhook_url": "bad_webhook_url",
+    "webhooks_off": "webhooks_off",
+    **dict.fromkeys(
+        ("bad_request", "bad_body", "bad_chat", "bad_idempotency_key", "bad_limit", "bad_multipart", "bad_origin",
+         "bad_params", "bad_wait", "bad_meta", "multipart_required", "no_image", "no_meta", "unstorable",
+         "method_not_allowed"),
+        "bad_request",
+    ),
+}  # fmt: skip
 
 
 def language(code: str | None) -> str:

@@ -20,9 +20,11 @@ from aiohttp import web
 
 from queue_gateway.appkeys import api_keys_key, settings_key
 from queue_gateway.auth import WebTokens
-from queue_gateway.errors import TooManyInLine
+from queue_gateway.endpoints import Endpoints, Param, answer
+from queue_gateway.errors import JobNotFound, TooManyInLine
+from queue_gateway.lang import requested_language
 from queue_gateway.public import texts
-from queue_gateway.public.contract import ErrorCode
+from queue_gateway.public.contract import ErrorCode, PageTexts, WebSession
 from queue_gateway.settings import GatewaySettings
 from queue_gateway.signing import Signer
 
@@ -51,30 +53,7 @@ PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 
-# Sentences of the catalogue the pages speak besides their own web_* ones.
-SHARED_KEYS = (
-    "queued", "queued_now", "processing", "done_in", "failed", "dead", "cancelled",
-    "reason_crashed", "reason_timeout", "reason_unknown", "no_objects", "busy", "rate_limited", "unavailable",
-    "bad_image", "too_late", "not_requeueable", "language_name",
-    "stats_header", "stats_jobs", "stats_by_platform", "stats_in_progress", "stats_latency", "stage_queue_wait",
-    "stage_processing", "stage_end_to_end", "stats_queue", "stats_queue_unknown", "stats_workers", "stats_dead",
-    "stats_top", "dlq_empty", "requeue_button",
-)  # fmt: skip
-PLURAL_KEYS = ("too_many_in_line", "quota", "eta_seconds", "eta_minutes", "dlq_header")
-TEMPLATED_ERRORS = {"busy", "too_many_in_line", "quota"}  # the page fills in Retry-After and the limit
-# where the page's words differ from the bots' (a bot's key, a chat)
-WEB_ERRORS = {
-    "unauthorized": "web_key_invalid",
-    "forbidden": "web_forbidden",
-    "expired": "web_link_expired",
-    "bad_request": "web_bad_request",
-    "gone": "web_gone",
-    "not_found": "web_gone",
-}
-# a count standing for each CLDR plural category, for ngettext (the page picks one with Intl.PluralRules)
-PLURAL_SAMPLES = {"zero": 0, "one": 1, "two": 2, "few": 3, "many": 5, "other": 10}
-
-routes = web.RouteTableDef()
+endpoints = Endpoints()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,15 +111,20 @@ def setup(app: web.Application, tokens: WebTokens | None) -> None:
     app[session_limit_key] = AddressLimit(app[settings_key].web_sessions_per_minute)
     if tokens is not None:
         app[tokens_key] = tokens
-    app.add_routes(routes)
+
+
+class PageOff(JobNotFound):
+    """The page is off (``DETECTBOT_WEB_UPLOADS=off``), or there is no such file."""
+
+    message = "There is no such page."
 
 
 def _asset(request: web.Request, name: str) -> web.Response:
     if request.app[settings_key].web_uploads == "off":
-        raise web.HTTPNotFound()
+        raise PageOff()
     asset = request.app[assets_key].files.get(name)
     if asset is None:
-        raise web.HTTPNotFound()
+        raise PageOff()
     headers = {"Cache-Control": "no-cache", "ETag": asset.etag, "X-Content-Type-Options": "nosniff"}
     if name.endswith(".html"):
         headers.update(PAGE_HEADERS)
@@ -149,33 +133,39 @@ def _asset(request: web.Request, name: str) -> web.Response:
     return web.Response(body=asset.body, headers={**headers, "Content-Type": asset.content_type})
 
 
-@routes.get("/")
+HTML = {200: "text/html", 404: "text/html"}
+NAME = Param("name", "path", {"type": "string", "maxLength": 100}, required=True)
+LANG = Param("lang", "query", {"type": "string", "maxLength": 100}, "the languages wanted (else Accept-Language)")
+
+
+@endpoints.get("/", auth="public", ok=HTML, database=False)
 async def index(request: web.Request) -> web.Response:
     """The upload page."""
     return _asset(request, "index.html")
 
 
-@routes.get("/admin")
+@endpoints.get("/admin", auth="public", ok=HTML, database=False)
 async def admin(request: web.Request) -> web.Response:
     """The admin dashboard (it shows nothing until an admin key is given)."""
     return _asset(request, "admin.html")
 
 
-@routes.get("/static/{name}")
+@endpoints.get("/static/{name}", auth="public", ok={200: "application/octet-stream"}, errors=(PageOff,),
+               params=(NAME,), database=False)  # fmt: skip
 async def static(request: web.Request) -> web.Response:
     """The pages' scripts, styles and icons."""
     name = request.match_info["name"]
     if name.endswith(".html"):
-        raise web.HTTPNotFound()  # the pages have their own addresses
+        raise PageOff()  # the pages have their own addresses
     return _asset(request, name)
 
 
-@routes.post("/v1/web/session")
+@endpoints.post("/v1/web/session", auth="public", ok={200: WebSession}, errors=(PageOff, TooManyInLine), database=False)
 async def new_session(request: web.Request) -> web.Response:
     """A signed browser token for the open page (``DETECTBOT_WEB_UPLOADS=open`` only; 404 otherwise)."""
     tokens = request.app.get(tokens_key)
     if tokens is None:
-        raise web.HTTPNotFound()
+        raise PageOff()
     address = request.app[api_keys_key].addresses.of(request)  # behind a trusted proxy: the visitor's own
     wait = request.app[session_limit_key].take(address, time.time())
     if wait:
@@ -185,56 +175,19 @@ async def new_session(request: web.Request) -> web.Response:
             code=ErrorCode.RATE_LIMITED,
         )
     token, expires = tokens.issue()
-    return web.json_response({"token": token, "expires_at": expires}, headers={"Cache-Control": "no-store"})
+    return answer(WebSession(token=token, expires_at=expires), headers={"Cache-Control": "no-store"})
 
 
-@routes.get("/v1/texts")
+@endpoints.get("/v1/texts", auth="public", ok={200: PageTexts}, params=(LANG,), database=False)
 async def get_texts(request: web.Request) -> web.Response:
-    """The pages' sentences in one language: ``?lang=ru`` (a list is fine), else ``Accept-Language``, else English."""
-    lang = negotiate(request.query.get("lang"), request.headers.get("Accept-Language"))
-    return web.json_response(
-        catalogue(lang), headers={"Cache-Control": "public, max-age=300", "Vary": "Accept-Language"}
-    )
+    """The pages' own labels in one language: ``?lang=ru`` (a list is fine), else ``Accept-Language``, else English.
+    Every other sentence (a photo's status, an error, the stats) comes rendered in the answers themselves."""
+    lang = requested_language(request)
+    return answer(catalogue(lang), headers={"Cache-Control": "public, max-age=300", "Vary": "Accept-Language"})
 
 
-def negotiate(wanted: str | None, accept_language: str | None) -> str:
-    """The first language we have among ``wanted`` (comma-separated), then ``Accept-Language`` by weight."""
-    available = texts.languages()
-    candidates = [part.strip() for part in (wanted or "").split(",")]
-    weighted: list[tuple[float, int, str]] = []
-    for index, part in enumerate((accept_language or "").split(",")):
-        code, _, params = part.strip().partition(";")
-        weight = 1.0
-        if params.strip().startswith("q="):
-            try:
-                weight = float(params.strip()[2:])
-            except ValueError:
-                weight = 0.0
-        weighted.append((-weight, index, code.strip()))
-    candidates += [code for weight, _, code in sorted(weighted) if weight < 0]
-    for code in candidates:
-        short = code.split("-")[0].split("_")[0].lower()
-        if short in available:
-            return short
-    return texts.DEFAULT_LANGUAGE
-
-
-def catalogue(lang: str) -> dict[str, object]:
-    """The web_* sentences, the shared ones the pages use, the error sentences, plural forms and object labels."""
+def catalogue(lang: str) -> PageTexts:
+    """The web_* labels of the catalogue in ``lang``."""
     translation = texts.translation(lang)
-    keys = [key for key in texts.MESSAGES if key.startswith("web_")] + list(SHARED_KEYS)
-    sentences = {key: translation.gettext(texts.MESSAGES[key]) for key in keys}
-    plurals = {
-        key: {category: translation.ngettext(*texts.PLURALS[key], count) for category, count in PLURAL_SAMPLES.items()}
-        for key in PLURAL_KEYS
-    }
-    errors = {str(code): texts.for_error(str(code), lang) for code in ErrorCode if str(code) not in TEMPLATED_ERRORS}
-    errors.update({code: sentences[key] for code, key in WEB_ERRORS.items()})
-    return {
-        "lang": lang,
-        "languages": list(texts.languages()),
-        "texts": sentences,
-        "errors": errors,
-        "plurals": plurals,
-        "labels": {name: texts.label(name, lang) for name in texts.OBJECTS},
-    }
+    sentences = {key: translation.gettext(message) for key, message in texts.MESSAGES.items() if key.startswith("web_")}
+    return PageTexts(lang=lang, languages=list(texts.languages()), texts=sentences)

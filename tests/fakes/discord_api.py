@@ -48,7 +48,7 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
-from queue_gateway.public import process
+from queue_gateway.runtime import process
 from tests.fakes.recorder import Hold, Recorder
 
 with warnings.catch_warnings():
@@ -351,6 +351,7 @@ class FakeDiscord:
         self._by_token: dict[str, InteractionState] = {}
         self._messages: dict[int, dict[str, Any]] = {}
         self._channels: dict[int, dict[str, Any]] = {}
+        self._dm_channels: dict[int, int] = {}  # person: their direct-message channel
         self._attachments: dict[int, tuple[dict[str, Any], bytes]] = {}
         self._commands: dict[int | None, list[dict[str, Any]]] = {}
 
@@ -431,6 +432,7 @@ class FakeDiscord:
             ("GET", "/gateway", self._gateway_info),
             ("GET", "/gateway/bot", self._gateway_bot),
             ("GET", "/users/@me", self._users_me),
+            ("POST", "/users/@me/channels", self._create_dm),
             ("GET", "/oauth2/applications/@me", self._application_me),
             ("GET", "/applications/{app_id}/commands", self._get_commands),
             ("PUT", "/applications/{app_id}/commands", self._put_commands),
@@ -595,9 +597,11 @@ class FakeDiscord:
         guild_id: int | None = None,
         locale: str = "en-US",
         created_at: float | None = None,
+        values: list[str] | None = None,
     ) -> dict[str, Any]:
         """Dispatch a MESSAGE_COMPONENT INTERACTION_CREATE (type 3): ``user_id`` presses the component ``custom_id``
-        (a button) on ``message``, a message the fake holds.
+        (a button) on ``message``, a message the fake holds; or picks ``values`` in it (a select menu: they must be
+        among its options).
 
         As Discord does, the interaction carries the message as it is now, and only a component the message
         shows can be pressed (LookupError otherwise). Callback type 7 (UPDATE_MESSAGE) edits that message; after
@@ -607,7 +611,12 @@ class FakeDiscord:
         component = _component(current["components"] if current else [], custom_id)
         if current is None or component is None:
             raise LookupError(f"message {message['id']} shows no component with custom_id {custom_id!r}")
-        data = {"custom_id": custom_id, "component_type": int(component["type"])}
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": int(component["type"])}
+        if values is not None:
+            offered = {str(option["value"]) for option in component.get("options") or []}
+            if int(component["type"]) != 3 or not set(values) <= offered:
+                raise LookupError(f"component {custom_id!r} offers no such choice: {values}")
+            data["values"] = values
         channel_id = int(current["channel_id"])
         state = self._new_interaction(data, user_id, channel_id, guild_id, locale, created_at, kind=3)
         state.interaction["message"] = copy.deepcopy(current)
@@ -852,6 +861,23 @@ class FakeDiscord:
 
     async def _users_me(self, request: web.Request, body: _Body) -> web.StreamResponse:
         return self._unauthorized(request) or json_response(self.bot_user)
+
+    async def _create_dm(self, request: web.Request, body: _Body) -> web.StreamResponse:
+        """Open (or find) the direct-message channel with a person (``{"recipient_id": "…"}``)."""
+        if denied := self._unauthorized(request):
+            return denied
+        user_id = _int(str(body.payload.get("recipient_id", "")))
+        if user_id is None:
+            return discord_error(400, 50035)
+        return json_response(self._channel(self.dm_channel_id(user_id), dm_user_id=user_id))
+
+    def dm_channel_id(self, user_id: int) -> int:
+        """The id of the bot's direct-message channel with ``user_id`` (one per person, stable)."""
+        return self._dm_channels.setdefault(user_id, self.snowflake())
+
+    def dm_messages(self, user_id: int) -> list[dict[str, Any]]:
+        """What the bot wrote to ``user_id`` in private, oldest first."""
+        return self.channel_messages(self.dm_channel_id(user_id))
 
     async def _application_me(self, request: web.Request, body: _Body) -> web.StreamResponse:
         if denied := self._unauthorized(request):

@@ -21,7 +21,7 @@ from telegram import (
 from telegram.error import BadRequest, Conflict, EndPointNotFound, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
-from queue_gateway.public import redact
+from queue_gateway.runtime import redact
 from tests.fakes.telegram_api import FakeTelegram
 
 CHAT = 42

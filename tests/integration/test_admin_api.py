@@ -66,7 +66,7 @@ async def test_stats_match_the_seeded_jobs(
     e2e = [v for v in e2e if v > 0] + [0.001] * sum(1 for v in e2e if v == 0)  # the cache hit: 0 s (first bucket)
     assert body["latency_s"]["end_to_end"]["p50"] == close(nearest_rank(e2e, 0.5))
     assert body["latency_s"]["end_to_end"]["count"] == len(e2e) == 8
-    assert body["top_labels"][:3] == [
+    assert [{"label": t["label"], "count": t["count"]} for t in body["top_labels"][:3]] == [
         {"label": "person", "count": 8},
         {"label": "bus", "count": 4},
         {"label": "dog", "count": 4},
@@ -92,7 +92,7 @@ async def test_stats_follow_real_jobs(gateway: GatewayHandle, start_worker, http
         body = await response.json()
     assert body["jobs"]["received"] == body["jobs"]["done"] == 3
     assert body["latency_s"]["processing"]["count"] == body["latency_s"]["end_to_end"]["count"] == 3
-    assert body["top_labels"] == [{"label": "bus", "count": 3}, {"label": "person", "count": 3}]
+    assert [(t["label"], t["count"]) for t in body["top_labels"]] == [("bus", 3), ("person", 3)]
     assert [w["model"] for w in body["workers"]] == ["test-detector"]
     assert body["queue"]["consumers"] == 1
 
@@ -170,7 +170,7 @@ async def test_forget_removes_only_that_persons_data(gateway: GatewayHandle, htt
     async with http.post(
         f"{gateway.url}/v1/forget", json={"platform": "telegram", "user_id": "111"}, headers=gateway.headers(role="bot")
     ) as response:
-        assert (await response.json()) == {"forgotten": 2}
+        assert (await response.json())["forgotten"] == 2
     async with gateway.sessions() as session:
         left = set((await session.execute(select(Blob.job_id))).scalars())
         assert left == {theirs}
@@ -180,4 +180,4 @@ async def test_forget_removes_only_that_persons_data(gateway: GatewayHandle, htt
     async with http.post(
         f"{gateway.url}/v1/forget", json={"platform": "telegram", "user_id": "111"}, headers=gateway.headers(role="bot")
     ) as response:
-        assert (await response.json()) == {"forgotten": 0}
+        assert (await response.json())["forgotten"] == 0

@@ -82,7 +82,7 @@ async def test_settings_choose_confidence_and_objects_for_that_chat_only(start_c
         assert texts.text("settings_conf", conf=0.6) in lines, lines
         assert texts.text("settings_classes", classes=texts.label("person")) in lines, lines
     lines = (await chat.command(other, "settings")).text.splitlines()
-    assert texts.text("settings_conf", conf=0.25) in lines, lines  # the defaults: another chat is unaffected
+    assert texts.text("settings_conf_default") in lines, lines  # the defaults: another chat is unaffected
     assert texts.text("settings_classes", classes=texts.text("settings_all_classes")) in lines, lines
 
     await chat.start_worker(CROWD)

@@ -28,7 +28,7 @@ async def test_in_a_group_only_its_admins_change_its_settings(start_chat: StartC
     refused = await chat.settings(member, conf=0.9, classes="person")
     assert refused.text.startswith(texts.text("settings_admins_only")), refused.text
     shown = (await chat.command(member, "settings")).text.splitlines()  # anyone may see them: unchanged
-    assert texts.text("settings_conf", conf=0.25) in shown, shown
+    assert texts.text("settings_conf_default") in shown, shown
     changed = await chat.settings(admin, conf=0.9, classes="person")
     assert texts.text("settings_classes", classes=texts.label("person")) in changed.text.splitlines(), changed.text
     shown = (await chat.command(member, "settings")).text.splitlines()
@@ -39,7 +39,7 @@ async def test_privacy_says_what_is_kept_and_for_how_long(start_chat: StartChat)
     chat: ChatDriver = await start_chat()
     person = chat.person(1, language="ru")
     answer = await chat.command(person, "privacy")
-    assert answer.text == texts.ntext("privacy", 7, "ru")
+    assert answer.text == texts.ntext("privacy", 7, "ru") + " " + texts.ntext("privacy_history", 30, "ru")
 
 
 async def test_scan_bombs_are_refused_at_once_and_hold_up_nobody(start_chat: StartChat) -> None:

@@ -250,6 +250,7 @@ async def test_guild_scoped_sync_and_help(start_discord) -> None:
         "settings",
         "forget",
         "privacy",
+        "history",
         "stats",
         "dlq",
     }

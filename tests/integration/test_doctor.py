@@ -11,7 +11,7 @@ from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.telegram_api import FakeTelegram
 from tests.integration.test_cli_errors import clean_env, run
 from tests.nodes import PrivateRabbitMQ
-from tests.services import ADMIN_KEY, AMQP_URL, API_KEY, CLIENT_KEY, GatewayHandle
+from tests.services import ADMIN_KEY, AMQP_URL, API_KEY, CLIENT_KEY, WEBHOOK_SECRET, GatewayHandle
 
 
 @pytest.fixture
@@ -40,6 +40,7 @@ def doctor_env(gateway: GatewayHandle, telegram: FakeTelegram, discord: FakeDisc
         DETECTBOT_DISCORD_TOKEN=discord.token,
         DETECTBOT_DISCORD_API_URL=discord.api_base,
         DETECTBOT_ADMIN_IDS="42",
+        DETECTBOT_WEBHOOK_SECRET=WEBHOOK_SECRET,
     )
 
 
@@ -48,7 +49,7 @@ def lines_of(out: str) -> dict[str, str]:
     found = {}
     for line in out.splitlines():
         parts = line.split(None, 2)
-        if len(parts) == 3 and parts[0] in {"ok", "FAIL", "skip"}:
+        if len(parts) == 3 and parts[0] in {"ok", "FAIL", "skip", "off"}:
             found[line[6:].split("  ")[0].strip()] = line
     return found
 
@@ -62,11 +63,24 @@ async def test_a_healthy_setup_says_so(
     assert "Traceback" not in err, err
     checks = lines_of(out)
     assert set(checks) == {"settings", "broker", "database", "model", "gateway", "api keys", "telegram", "discord",
-                           "admins"}, out  # fmt: skip
+                           "admins", "webhooks"}, out  # fmt: skip
     assert all(line.startswith("ok") for line in checks.values()), out
     assert f"@{telegram.bot_user['username']}" in checks["telegram"]
     assert "1 client, 1 bot, 1 admin key(s)" in checks["api keys"] and "bot or admin key" in checks["api keys"]
+    assert "signed and sent to public addresses, retried for 24 h" in checks["webhooks"]
     assert out.rstrip().endswith("All good.") and code == 0
+
+
+async def test_without_a_webhook_secret_it_says_webhooks_are_off_and_how_to_make_one(
+    start_gateway, sqlite_url: str, fakes: tuple[FakeTelegram, FakeDiscord], tmp_path: Path
+) -> None:
+    telegram, discord = fakes
+    gateway = await start_gateway(database_url=sqlite_url)
+    env = doctor_env(gateway, telegram, discord, tmp_path) | {"DETECTBOT_WEBHOOK_SECRET": ""}
+    code, out, _ = await run("doctor", env=env, cwd=tmp_path)
+    line = lines_of(out)["webhooks"]
+    assert line.startswith("off") and "DETECTBOT_WEBHOOK_SECRET is not set" in line and "whsec_" in line, out
+    assert out.rstrip().endswith("All good.") and code == 0  # a feature left off is not a problem
 
 
 async def test_with_the_broker_stopped_it_names_the_broker_and_the_setting(

@@ -21,6 +21,7 @@ from bots.shared.settings import BotSettings
 from queue_gateway.auth import Role, parse_keys
 from queue_gateway.public import texts
 from queue_gateway.settings import GatewaySettings
+from tests.deploy.test_deploy import config
 from tests.discord_stack import CHANNEL, GUILD
 from tests.discord_stack import bot_settings as discord_settings
 from tests.discord_stack import make_bot as make_discord_bot
@@ -29,7 +30,6 @@ from tests.fakes.telegram_api import FakeTelegram
 from tests.services import GatewayHandle
 from tests.telegram_stack import bot_settings as telegram_settings
 from tests.telegram_stack import make_bot as make_telegram_bot
-from tests.unit.test_deploy import config
 
 ROOT = Path(__file__).resolve().parents[2]
 STATS_LINE = texts.text("stats_jobs", received=0, done=0, delivered=0, failed=0, dead=0)

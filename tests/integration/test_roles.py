@@ -109,13 +109,13 @@ async def test_a_bot_key_may_do_what_its_bot_needs(gateway: GatewayHandle, http:
         status, _ = await call(http, method, f"{gateway.url}{path}", API_KEY, json=payload)
         assert status == expected, (method, path)
     status, body = await call(http, "GET", f"{gateway.url}/v1/chats/telegram/4242/settings", API_KEY)
-    assert body == {"conf": 0.5}
+    assert {k: v for k, v in body.items() if v is not None} == {"conf": 0.5}
     status, _ = await call(
         http, "POST", f"{gateway.url}/v1/forget", API_KEY, json={"platform": "telegram", "user_id": "4242"}
     )
     assert status == 200
     status, body = await call(http, "GET", f"{gateway.url}/v1/chats/telegram/4242/settings", API_KEY)
-    assert body == {}  # a private chat is its person's: /forget leaves nothing of theirs
+    assert set(body.values()) == {None}  # a private chat is its person's: /forget leaves nothing of theirs
 
 
 async def test_only_the_sender_may_cancel_a_chat_photo(gateway: GatewayHandle, http: aiohttp.ClientSession) -> None:

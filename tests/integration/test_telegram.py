@@ -96,6 +96,17 @@ async def test_album_becomes_one_media_group_reply_in_order(telegram: Stack) -> 
     assert [decoded(data).size for data in images] == sizes
     assert telegram.fake.calls_of("sendPhoto") == []
     assert await telegram.jobs() == 3
+    # an album's photos carry no buttons: "Objects 1…3" go under its status message, numbered as its photos
+    status_id = status.result["message_id"]
+    done = await telegram.fake.wait_for_call(
+        "editMessageText", lambda c: bool(c.params.get("reply_markup")) and c.params["message_id"] == status_id
+    )
+    buttons = [b for row in done[0].params["reply_markup"]["inline_keyboard"] for b in row]
+    assert [b["text"] for b in buttons] == ["Objects 1", "Objects 2", "Objects 3"]
+    telegram.fake.send_callback_query(CHAT, status_id, buttons[1]["callback_data"])
+    crops = (await telegram.delivered("sendMediaGroup", count=2))[1]
+    widths = [decoded(crops.files[item["media"].removeprefix("attach://")]).size[0] for item in crops.params["media"]]
+    assert sorted(widths) == [112, 168]  # the second (320 px) photo's person and bus, each with its margin
 
 
 async def test_group_photos_only_when_asked(telegram: Stack) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from queue_gateway.public import tracing
+from queue_gateway.runtime import tracing
 from tests.conftest import eventually
 from tests.images import jpeg
 from tests.telegram_stack import Stack

@@ -7,8 +7,11 @@ Screenshots are kept under ``$DETECTBOT_TEST_ARTIFACTS`` (default ``.detectbot-t
 from __future__ import annotations
 
 import base64
+import json
 import os
+import re
 import time
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +26,10 @@ from db.models import Job
 from detectbot.samples import sample_photos
 from queue_gateway.public import texts
 from tests import tools
+from tests.conftest import eventually
 from tests.conftest_models import cache_dir
 from tests.images import jpeg, png, poison_png
-from tests.services import ADMIN_KEY, CLIENT_KEY, GatewayHandle, submit_photo, wait_finished
+from tests.services import ADMIN_KEY, CLIENT_KEY, WEBHOOK_SECRET, GatewayHandle, submit_photo, wait_finished
 
 StartGateway = Callable[..., Awaitable[GatewayHandle]]
 
@@ -211,6 +215,11 @@ async def test_open_page_finds_people_on_the_bus(
     download = await download_info.value
     saved = Path(await download.path())
     assert '"person"' in saved.read_text()
+    async with tab.page.expect_download() as download_info:  # the objects, cut out of the original
+        await entry.locator("a[download$='.objects.zip']").click()
+    objects = zipfile.ZipFile(await (await download_info.value).path())
+    index = json.loads(objects.read("index.json"))
+    assert {o["label"] for o in index["objects"]} >= {"person", "bus"} and len(objects.namelist()) > 4
     assert took < 15, took
 
     # the job is the browser's own: platform "web", its own user_ref, invisible to other clients
@@ -480,11 +489,15 @@ async def test_texts_follow_the_language_asked(gateway: GatewayHandle, http: aio
         body = await r.json()
     assert body["lang"] == "ru"
     assert body["texts"]["web_heading"] == texts.text("web_heading", "ru")
-    assert body["errors"]["not_an_image"] == texts.for_error("not_an_image", "ru")
-    assert body["labels"]["person"] == texts.label("person", "ru")
-    assert body["plurals"]["too_many_in_line"]["few"] == texts.translation("ru").ngettext(
-        *texts.PLURALS["too_many_in_line"], 3
-    )
+    assert set(body["texts"]) == {key for key in texts.MESSAGES if key.startswith("web_")}  # the page's own only
+    # every other sentence comes rendered in the answers, in the language asked for
+    russian = {**gateway.headers(), "Accept-Language": "de-DE,ru;q=0.8"}
+    async with http.post(f"{gateway.url}/v1/jobs", data=b"no photo", headers=russian) as r:
+        refused = await r.json()
+    assert (r.status, refused["text"]) == (415, texts.for_error("not_an_image", "ru"))
+    async with http.post(f"{gateway.url}/v1/jobs", data=jpeg(), headers=russian) as r:
+        submitted = await r.json()
+    assert submitted["status_text"] == texts.queued_text(1, submitted["eta_s"], "ru")  # no worker: #1, a fixed guess
     async with http.get(f"{gateway.url}/v1/texts?lang=fr,en-GB", headers={"Accept-Language": "ru"}) as r:
         assert (await r.json())["lang"] == "en"
     async with http.get(f"{gateway.url}/v1/texts?lang=xx") as r:
@@ -582,3 +595,67 @@ async def test_admin_shows_the_stats_and_requeues_a_dead_job(
     await expect(page.locator("#dashboard")).to_be_hidden()
     assert await page.locator("#cards li").count() == 0
     assert tab.outside() == [], tab.outside()
+
+
+async def test_admin_shows_failing_webhooks_and_that_no_worker_runs(
+    start_gateway: StartGateway, open_tab: OpenTab, http: aiohttp.ClientSession
+) -> None:
+    gateway = await start_gateway(webhook_secret=WEBHOOK_SECRET, webhook_allow_private=True, webhook_backoff_s=60,
+                                  no_worker_notice_s=0.5, workers_check_s=0.2)  # fmt: skip
+    form = aiohttp.FormData()
+    form.add_field("image", jpeg(), filename="photo.jpg", content_type="image/jpeg")
+    form.add_field("webhook_url", "http://127.0.0.1:9/hook?token=secret-token")  # nobody listens there
+    async with http.post(f"{gateway.url}/v1/jobs", data=form, headers=gateway.headers()) as response:
+        job = await response.json()
+    async with http.post(f"{gateway.url}/v1/jobs/{job['job_id']}/cancel", json={}, headers=gateway.headers()) as r:
+        assert r.status == 200  # a final state: its webhook is tried (and refused) at once
+
+    async def no_worker_noticed() -> bool:
+        async with http.get(f"{gateway.url}/v1/stats", headers=gateway.headers(admin=True)) as response:
+            return "no_worker" in (await response.json())["lines"]
+
+    await eventually(no_worker_noticed, timeout=10, what="the gateway to notice that no worker runs")
+    tab = await open_tab(gateway, "/admin")
+    page = tab.page
+    await page.locator("#key-input").fill(ADMIN_KEY)
+    await page.locator("#key-input").press("Enter")
+    await expect(page.locator("#dashboard")).to_be_visible()
+    row = page.locator(f"#webhooks tr[data-job='{job['job_id']}']")
+    await expect(row).to_contain_text("127.0.0.1", timeout=15 * SECONDS)  # the host only: the URL may hold a token
+    await expect(row).to_contain_text("pending")
+    assert "secret-token" not in await page.content()
+    await expect(page.locator("#no-worker")).to_be_visible()
+    no_worker = re.escape(texts.text("stats_no_worker", duration="\0")).replace("\0", r"\d+ (s|min)")
+    await expect(page.locator("#no-worker")).to_have_text(re.compile(no_worker))
+    await tab.shot("webhooks")
+    assert tab.outside() == [], tab.outside()
+
+
+async def test_a_finished_photo_runs_again_without_a_new_upload(
+    start_gateway: StartGateway, start_worker: Any, open_tab: OpenTab
+) -> None:
+    gateway = await start_gateway(web_uploads="open")
+    await start_worker(gateway, model="py:tests.detectors:crowd")  # 5 persons in a 500 px photo, 3 of them ≥ 0.6
+    tab = await open_tab(gateway)
+    await ready(tab, "open")
+    await tab.page.locator("#file-input").set_input_files(
+        {"name": "street.jpg", "mimeType": "image/jpeg", "buffer": jpeg(500, 300)}
+    )
+    first = await finished(tab, "street.jpg")
+    await expect(first.locator(".caption")).to_contain_text("5 persons")
+    uploads = [url for _, url in tab.responses if url == f"{gateway.url}/v1/jobs"]
+    await first.get_by_role("button", name=texts.text("web_rerun_higher")).click()
+    again = await finished(tab, texts.text("web_rerun_name", name="street.jpg"))
+    mode = texts.text("rerun_higher")
+    await expect(again.locator(".caption")).to_have_text(
+        texts.text(
+            "rerun_caption",
+            mode=mode,
+            caption=texts.caption([{"label": "person"}] * 3 + [{"label": "car"}, {"label": "dog"}]),
+        )
+    )
+    assert [url for _, url in tab.responses if url == f"{gateway.url}/v1/jobs"] == uploads  # nothing uploaded again
+    jobs = await page_jobs(tab)
+    assert len(jobs) == 2 and [(await job_of(gateway, job_id)).rerun_of for job_id in jobs] == [None, jobs[0]]
+    await tab.shot("rerun")
+    assert tab.outside() == [] and tab.console_errors == [], (tab.outside(), tab.console_errors)

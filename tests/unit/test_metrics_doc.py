@@ -7,8 +7,12 @@ from tests.metrics_catalogue import comparable, defined, documented
 
 def test_the_doc_lists_every_series_with_its_type_and_labels() -> None:
     ours, doc = comparable(defined()), comparable(documented())
-    assert not ours - doc, f"defined but not in docs/metrics.md (or with other labels/type): {sorted(ours - doc)}"
-    assert not doc - ours, f"in docs/metrics.md but not defined (or with other labels/type): {sorted(doc - ours)}"
+    assert not ours - doc, (
+        f"defined but not in docs/metrics.md (or with other labels/type): {sorted(map(str, ours - doc))}"
+    )
+    assert not doc - ours, (
+        f"in docs/metrics.md but not defined (or with other labels/type): {sorted(map(str, doc - ours))}"
+    )
     assert len(documented()) == len(doc), "a series is listed twice"
 
 

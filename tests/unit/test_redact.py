@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from queue_gateway.public import redact
+from queue_gateway.runtime import redact
 
 TOKEN = "987654321:AAH-secret-token-material-xxxxxxxxxxxxx"
 
@@ -54,7 +54,7 @@ def test_a_secret_in_a_chained_cause_is_masked_too(caplog: pytest.LogCaptureFixt
 def test_the_bare_key_of_a_role_entry_is_a_secret_too(caplog: pytest.LogCaptureFixture) -> None:
     from pydantic import SecretStr
 
-    from queue_gateway.public.settings import secret_values
+    from queue_gateway.runtime.config import secret_values
     from queue_gateway.settings import GatewaySettings
 
     settings = GatewaySettings(api_keys=[SecretStr("telegram:tg-bot-key-0123456789"), SecretStr("plain-client-key-42")])

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from queue_gateway.public.supervise import Backoff, Supervisor, woken
+from queue_gateway.runtime.supervise import Backoff, Supervisor, woken
 from tests.conftest import eventually
 
 

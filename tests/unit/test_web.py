@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from queue_gateway.auth import WebTokens
+from queue_gateway.lang import negotiate
 from queue_gateway.public import texts
-from queue_gateway.signing import SignatureError, Signer
-from queue_gateway.web.routes import STATIC, AddressLimit, Assets, catalogue, negotiate
+from queue_gateway.public.contract import ErrorCode
+from queue_gateway.signing import SignatureError, SignatureExpired, Signer
+from queue_gateway.web.routes import STATIC, AddressLimit, Assets, catalogue
 
 SIGNER = Signer(b"unit-test-signing-secret-0123456789")
 
@@ -40,9 +45,8 @@ def test_a_forged_or_altered_token_is_refused(tamper: object) -> None:
 
 def test_an_expired_token_is_refused_and_another_secret_means_nothing() -> None:
     expired, _ = WebTokens(SIGNER, ttl_s=-5).issue()
-    with pytest.raises(SignatureError) as caught:
+    with pytest.raises(SignatureExpired):
         WebTokens(SIGNER, ttl_s=60).client_id(expired)
-    assert caught.value.expired
     token, _ = WebTokens(SIGNER, ttl_s=60).issue()
     with pytest.raises(SignatureError):
         WebTokens(Signer(b"another-secret-0123456789abcdef"), ttl_s=60).client_id(token)
@@ -58,19 +62,26 @@ def test_language_from_the_page_then_accept_language() -> None:
     assert negotiate("", "") == negotiate(None, None) == "en"
 
 
-def test_the_page_catalogue_has_every_web_sentence_and_error() -> None:
+def test_the_page_catalogue_holds_the_pages_own_labels_only() -> None:
     for lang in ("en", "ru"):
         found = catalogue(lang)
-        sentences = found["texts"]
-        assert isinstance(sentences, dict) and isinstance(found["errors"], dict)
-        assert {key for key in texts.MESSAGES if key.startswith("web_")} <= set(sentences)
-        assert found["errors"]["too_large"] == texts.for_error("too_large", lang)
-        assert found["errors"]["unauthorized"] == sentences["web_key_invalid"]
-        assert "busy" not in found["errors"]  # a template the page fills with Retry-After
-    ru = catalogue("ru")["plurals"]
-    assert isinstance(ru, dict)
-    forms = {ru["dlq_header"][c] for c in ("one", "few", "many")}
-    assert len(forms) == 3  # Russian's three forms
+        assert set(found.texts) == {key for key in texts.MESSAGES if key.startswith("web_")}
+        assert found.texts["web_key_invalid"] == texts.text("web_key_invalid", lang)
+        assert found.lang == lang and "ru" in found.languages
+
+
+def test_no_page_script_renders_a_sentence_the_gateway_renders() -> None:
+    """The stats lines, a failure's reason, an estimate, an error: the gateway sends them rendered; the scripts
+    only show them (one renderer per sentence)."""
+    scripts = {name: STATIC.joinpath(name).read_text() for name in ("app.js", "admin.js", "api.js", "i18n.js")}
+    statuses = {"received", "queued", "processing", "done", "delivered", "failed", "dead", "cancelled"}
+    codes = {str(code) for code in ErrorCode}
+    shared = [key for key in texts.MESSAGES if not key.startswith("web_") and key not in statuses | codes]  # ids
+    for name, source in scripts.items():
+        for key in shared:
+            assert f'"{key}"' not in source and f"`{key}" not in source and f"'{key}'" not in source, (name, key)
+        for ported in ("plural(", "eta(", "statsText", "failureText", "Intl.PluralRules"):
+            assert ported not in source, (name, ported)
 
 
 def test_static_files_are_all_known_types() -> None:
@@ -85,3 +96,12 @@ def test_browser_tokens_per_address_reset_each_minute() -> None:
     assert [limit.take("a", 120.0), limit.take("a", 121.0), limit.take("b", 122.0)] == [0, 0, 0]
     assert limit.take("a", 150.0) == 31  # until the next minute, rounded up
     assert limit.take("a", 180.0) == 0
+
+
+def test_every_page_script_parses() -> None:
+    """node --check on each script: a syntax error fails here, not in a visitor's browser."""
+    node = shutil.which("node")
+    assert node, "node is needed for this check (Debian's nodejs package)"
+    for script in sorted(STATIC.glob("*.js")):
+        checked = subprocess.run([node, "--check", str(script)], capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0, (script.name, checked.stderr)

@@ -1,6 +1,6 @@
-// The admin dashboard: GET /v1/stats and /v1/dead-jobs with an admin key, charts drawn as SVG, requeue.
+// The admin dashboard: GET /v1/stats, /v1/dead-jobs and /v1/webhooks with an admin key, charts drawn as SVG, requeue.
 import { call, el } from "./api.js";
-import { errorText, label, loadTextsPatiently, plural, t, translatePage } from "./i18n.js";
+import { errorText, loadTextsPatiently, t, translatePage } from "./i18n.js";
 
 const KEY = "detectbot.adminKey"; // sessionStorage: gone when the tab closes
 const REFRESH_MS = 30_000;
@@ -40,7 +40,8 @@ function dateTime(epochSeconds) {
 function lock(error) {
   clearTimeout(timer);
   $("dashboard").hidden = true;
-  for (const id of ["cards", "hourly", "latency", "queue", "workers", "top", "dead", "stats-text", "updated", "dead-status"]) {
+  for (const id of ["cards", "hourly", "latency", "queue", "workers", "top", "dead", "webhooks", "stats-text", "updated",
+                    "dead-status", "no-worker"]) {
     $(id).replaceChildren();
   }
   $("key-panel").hidden = false;
@@ -103,7 +104,7 @@ function hourlyChart(hourly) {
   $("hourly").replaceChildren(chart, legend);
 }
 
-function latencyChart(latency) {
+function latencyChart(latency, names) {
   const width = 360;
   const rowH = 46;
   const labelW = 96;
@@ -115,7 +116,7 @@ function latencyChart(latency) {
   STAGES.forEach((stage, index) => {
     const y = 8 + index * rowH;
     const values = latency[stage] || {};
-    chart.append(svg("text", { x: 0, y: y + 16 }, document.createTextNode(t(`stage_${stage}`))));
+    chart.append(svg("text", { x: 0, y: y + 16 }, document.createTextNode(names[stage] ?? stage)));
     ["p50", "p95"].forEach((which, k) => {
       const value = values[which];
       const w = value ? (value / max) * plotW : 0;
@@ -130,9 +131,9 @@ function latencyChart(latency) {
 }
 
 function queueAndWorkers(stats) {
-  $("queue").textContent = stats.queue
-    ? t("stats_queue", { depth: stats.queue.depth, consumers: stats.queue.consumers })
-    : t("stats_queue_unknown");
+  $("queue").textContent = stats.lines.queue; // as the bots' /stats says it
+  $("no-worker").textContent = stats.lines.no_worker || "";
+  $("no-worker").hidden = !stats.lines.no_worker; // no worker has been running for a while
   if (!stats.workers.length) {
     $("workers").replaceChildren(el("p", { class: "muted", text: t("web_admin_workers_none") }));
     return;
@@ -156,44 +157,25 @@ function topClasses(top) {
   const labelW = 100;
   const max = Math.max(1, ...top.map((entry) => entry.count));
   const chart = svg("svg", { viewBox: `0 0 ${width} ${top.length * rowH + 4}`, class: "chart", role: "img", "aria-labelledby": "top-title" },
-    svg("title", { id: "top-title" }, document.createTextNode(top.map((e) => `${label(e.label)} ${e.count}`).join(", "))));
+    svg("title", { id: "top-title" }, document.createTextNode(top.map((e) => `${e.text} ${e.count}`).join(", "))));
   top.forEach((entry, index) => {
     const y = index * rowH + 2;
     const w = (entry.count / max) * (width - labelW - 50);
-    chart.append(svg("text", { x: 0, y: y + 14 }, document.createTextNode(label(entry.label))));
+    chart.append(svg("text", { x: 0, y: y + 14 }, document.createTextNode(entry.text)));
     chart.append(svg("rect", { class: "bar-jobs", x: labelW, y: y + 2, width: Math.max(1, w), height: 16 }));
     chart.append(svg("text", { x: labelW + w + 4, y: y + 14 }, document.createTextNode(String(entry.count))));
   });
   $("top").replaceChildren(chart);
 }
 
-/** The same block the bots' /stats sends, from the same catalogue. */
-function statsText(stats) {
-  const jobs = stats.jobs;
-  const platforms = Object.entries(jobs.by_platform).sort((a, b) => b[1] - a[1]).map(([p, n]) => `${p} ${n}`).join(", ");
-  const stages = STAGES.map((s) => `${t(`stage_${s}`)} ${seconds(stats.latency_s[s]?.p50)}/${seconds(stats.latency_s[s]?.p95)}`).join(", ");
-  const top = stats.top_labels.map((e) => `${label(e.label)} ${e.count}`).join(", ") || "-";
-  const dead = stats.dead_waiting > 1000 ? "1000+" : String(stats.dead_waiting);
-  return [
-    t("stats_header"),
-    t("stats_jobs", { received: jobs.received, done: jobs.done, delivered: jobs.delivered, failed: jobs.failed, dead: jobs.dead }),
-    t("stats_by_platform", { platforms: platforms || "-" }),
-    t("stats_in_progress", { count: Object.values(jobs.waiting_now || {}).reduce((a, b) => a + b, 0) }),
-    t("stats_latency", { stages }),
-    stats.queue ? t("stats_queue", { depth: stats.queue.depth, consumers: stats.queue.consumers }) : t("stats_queue_unknown"),
-    t("stats_workers", { count: stats.workers.length }),
-    t("stats_dead", { dead, hits: stats.cache_hits }),
-    t("stats_top", { top }),
-  ].join("\n");
-}
-
-function deadJobs(jobs) {
+function deadJobs(dead) {
+  const jobs = dead.jobs;
   if (!jobs.length) {
-    $("dead").replaceChildren(el("p", { class: "muted", text: t("dlq_empty") }));
+    $("dead").replaceChildren(el("p", { class: "muted", text: dead.summary }));
     return;
   }
   $("dead").replaceChildren(
-    el("p", { class: "muted", text: plural("dlq_header", jobs.length) }),
+    el("p", { class: "muted", text: dead.summary }),
     el("table", {},
       el("thead", {}, el("tr", {},
         ...["web_admin_col_job", "web_admin_col_platform", "web_admin_col_reason", "web_admin_col_attempts",
@@ -205,8 +187,28 @@ function deadJobs(jobs) {
         el("td", { text: job.reason || "-" }),
         el("td", { class: "num", text: String(job.attempts) }),
         el("td", { text: job.dead_at ? dateTime(job.dead_at) : "-" }),
-        el("td", {}, el("button", { type: "button", class: "requeue", text: t("requeue_button", { job: job.job_id.slice(0, 8) }),
+        el("td", {}, el("button", { type: "button", class: "requeue", text: t("web_admin_requeue", { job: job.job_id.slice(0, 8) }),
                                     onclick: (event) => requeue(job.job_id, event.currentTarget) })))))));
+}
+
+function webhooks(listing) {
+  const pending = el("p", { class: "muted", text: t("web_admin_webhooks_pending", { count: listing.pending }) });
+  if (!listing.failing.length) {
+    $("webhooks").replaceChildren(pending, el("p", { class: "muted", text: t("web_admin_webhooks_none") }));
+    return;
+  }
+  $("webhooks").replaceChildren(pending,
+    el("table", {},
+      el("thead", {}, el("tr", {},
+        ...["web_admin_col_job", "web_admin_col_receiver", "web_admin_col_state", "web_admin_col_attempts",
+            "web_admin_col_last", "web_admin_col_next"].map((k) => el("th", { scope: "col", text: t(k) })))),
+      el("tbody", {}, ...listing.failing.map((hook) => el("tr", { "data-job": hook.job_id },
+        el("td", {}, el("code", { text: hook.job_id.slice(0, 8), title: hook.job_id })),
+        el("td", { text: hook.host }),
+        el("td", { text: hook.state }),
+        el("td", { class: "num", text: String(hook.attempts) }),
+        el("td", { text: hook.last_status ? `HTTP ${hook.last_status}` : hook.last_error || "-" }),
+        el("td", { text: hook.next_attempt_at ? dateTime(hook.next_attempt_at) : "-" }))))));
 }
 
 async function requeue(jobId, button) {
@@ -228,8 +230,9 @@ async function refresh() {
     lock(null);
     return;
   }
-  const [stats, dead] = await Promise.all([call("/v1/stats", { key }), call("/v1/dead-jobs?limit=50", { key })]);
-  for (const answer of [stats, dead]) {
+  const [stats, dead, hooks] = await Promise.all([
+    call("/v1/stats", { key }), call("/v1/dead-jobs?limit=50", { key }), call("/v1/webhooks?limit=50", { key })]);
+  for (const answer of [stats, dead, hooks]) {
     if (answer.status === 401 || answer.status === 403) {
       sessionStorage.removeItem(KEY);
       key = null;
@@ -237,8 +240,8 @@ async function refresh() {
       return;
     }
   }
-  if (!stats.ok || !dead.ok) {
-    const failed = stats.ok ? dead : stats;
+  if (!stats.ok || !dead.ok || !hooks.ok) {
+    const failed = [stats, dead, hooks].find((answer) => !answer.ok);
     notice(errorText(failed.code, failed.status, failed.body));
     timer = setTimeout(refresh, 5_000);
     return;
@@ -248,11 +251,12 @@ async function refresh() {
   $("dashboard").hidden = false;
   cards(stats.body);
   hourlyChart(stats.body.hourly);
-  latencyChart(stats.body.latency_s);
+  latencyChart(stats.body.latency_s, stats.body.stage_names);
   queueAndWorkers(stats.body);
   topClasses(stats.body.top_labels);
-  deadJobs(dead.body.jobs);
-  $("stats-text").textContent = statsText(stats.body);
+  deadJobs(dead.body);
+  webhooks(hooks.body);
+  $("stats-text").textContent = stats.body.text; // the bots' /stats, as the gateway renders it
   $("updated").textContent = t("web_admin_updated", { time: new Date().toLocaleTimeString(document.documentElement.lang) });
   document.body.dataset.loaded = String(Date.now());
   timer = setTimeout(refresh, REFRESH_MS);

@@ -1,4 +1,6 @@
-// The gateway's HTTP API as the pages use it: every call goes to this page's own origin.
+// The gateway's HTTP API as the pages use it: every call goes to this page's own origin, asking for the page's
+// language, so that every sentence in the answers comes in it.
+import { lang } from "./i18n.js";
 
 /**
  * One request. Resolves (never rejects) to {ok, status, body, code, retryAfter}; a network failure is
@@ -6,7 +8,7 @@
  */
 export async function call(path, { method = "GET", key = null, body = undefined, signal = undefined,
                                    idempotencyKey = null } = {}) {
-  const headers = {};
+  const headers = { "Accept-Language": lang() };
   if (key) headers.Authorization = `Bearer ${key}`;
   if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey; // a resend after a lost answer is the same job
   let response;

@@ -1,6 +1,6 @@
 // The upload page: choose or drop photos, follow each (queued #n -> processing -> done), see the results.
 import { call, el, local, pause } from "./api.js";
-import { errorText, eta, label, lang, loadTextsPatiently, t, translatePage } from "./i18n.js";
+import { errorText, lang, loadTextsPatiently, t, translatePage } from "./i18n.js";
 
 const HISTORY = "detectbot.history"; // sessionStorage: this browser session's photos
 const TOKEN = "detectbot.token"; // sessionStorage: the open page's browser token
@@ -102,9 +102,9 @@ function saveKey(event) {
 function persist() {
   const kept = [...state.items.values()]
     .filter((item) => item.job_id)
-    .map(({ id, name, conf, job_id, status_url, result_url, status, position, eta_s, detections, caption,
-            timings, error, added }) => ({ id, name, conf, job_id, status_url, result_url, status, position, eta_s,
-            detections, caption, timings, error, added }));
+    .map(({ id, name, conf, job_id, status_url, result_url, crops_url, status, status_text, detections, labels,
+            caption, error, added }) => ({ id, name, conf, job_id, status_url, result_url, crops_url, status,
+            status_text, detections, labels, caption, error, added }));
   try {
     sessionStorage.setItem(HISTORY, JSON.stringify(kept));
   } catch {
@@ -164,30 +164,19 @@ function stateText(item) {
     case "waiting": return item.note || t("web_waiting_turn");
     case "received":
     case "queued":
-      return item.position > 0 ? t("queued", { position: item.position, eta: eta(item.eta_s || 0) }) : t("queued_now");
-    case "processing": return t("processing");
+    case "processing":
     case "done":
     case "delivered":
-      return item.timings?.total_s != null ? t("done_in", { seconds: item.timings.total_s }) : "";
-    case "cancelled": return t("cancelled");
+    case "cancelled":
+      return item.status_text || ""; // as the gateway says it, in this page's language
     default: return "";
   }
-}
-
-function failureText(item) {
-  const code = item.error?.code;
-  let reason;
-  if (code === "bad_image" || code === "corrupt") reason = t("bad_image");
-  else if (code === "worker_crash" || code === "dead") reason = t("reason_crashed");
-  else if (code === "timeout") reason = t("reason_timeout");
-  else reason = item.error?.message || t("reason_unknown");
-  return t(item.state === "dead" ? "dead" : "failed", { reason });
 }
 
 function detectionsTable(item) {
   const rows = item.detections.map((d) =>
     el("tr", {},
-      el("td", { class: "label", text: label(d.label) }),
+      el("td", { class: "label", text: item.labels?.[d.label] ?? d.label }),
       el("td", { class: "num", text: `${Math.round(d.confidence * 100)}%` }),
       el("td", { class: "num box", text: d.box.map((v) => Math.round(v)).join(", ") })));
   return el("table", { class: "detections" },
@@ -223,13 +212,14 @@ function render(item) {
   }
   const info = el("div", { class: "info" },
     el("h3", { class: "name", id: `name-${item.id}`, text: item.name }),
-    el("p", { class: "meta muted small", text: t("web_conf_label", { conf: Math.round(item.conf * 100) }) }));
+    item.conf === undefined ? null  // a re-run: its caption says what it ran with
+      : el("p", { class: "meta muted small", text: t("web_conf_label", { conf: Math.round(item.conf * 100) }) }));
   const status = el("p", { class: "state", role: "status", "aria-live": "polite", text: stateText(item),
                            "aria-label": `${t("web_photo_state", { name: item.name })}: ${stateText(item)}` });
   info.append(status);
   if (item.state === "processing" || item.state === "sending") info.append(el("progress", { "aria-hidden": "true" }));
   if (done && item.caption) info.append(el("p", { class: "caption", text: item.caption }));
-  const problem = item.state === "failed" || item.state === "dead" ? failureText(item) : item.problem;
+  const problem = item.state === "failed" || item.state === "dead" ? item.error?.text || item.status_text : item.problem;
   if (problem) info.append(el("p", { class: "error", role: "alert", text: problem }));
 
   const actions = el("div", { class: "actions" });
@@ -243,6 +233,17 @@ function render(item) {
     }
     actions.append(el("a", { class: "button", href: item.jsonUrl, download: `${stem(item.name)}.detections.json`,
                              text: t("web_download_json") }));
+    if (item.crops_url && item.detections.length) { // each object cut out of the original, in a ZIP
+      actions.append(el("a", { class: "button", href: local(item.crops_url), download: `${stem(item.name)}.objects.zip`,
+                               text: t("web_download_objects") }));
+    }
+  }
+  if (done && item.job_id) { // the stored photo runs again as a new job: no upload
+    const modes = item.detections?.length ? ["lower", "higher", "found"] : ["lower", "higher"];
+    actions.append(el("span", { class: "rerun", role: "group", "aria-label": t("web_rerun") },
+      el("span", { class: "muted small", text: t("web_rerun") }),
+      ...modes.map((mode) => el("button", { type: "button", class: "link", "data-rerun": mode,
+                                            text: t(`web_rerun_${mode}`), onclick: () => rerun(item, mode) }))));
   }
   if ((item.state === "queued" || item.state === "received") && item.job_id) {
     actions.append(el("button", { type: "button", text: t("web_cancel"), onclick: () => cancel(item) }));
@@ -259,6 +260,30 @@ function render(item) {
       el("summary", { text: `${t("web_detections")} (${item.detections.length})` }), detectionsTable(item)));
   }
   li.replaceChildren(figure, info);
+}
+
+/** Run a finished photo again (a lower or a higher confidence, or only the objects it found): a new entry. */
+async function rerun(item, mode) {
+  const answer = await call(`/v1/jobs/${encodeURIComponent(item.job_id)}/rerun`, {
+    method: "POST", key: credential(), body: JSON.stringify({ mode }), idempotencyKey: newId(),
+  });
+  if (!answer.ok) {
+    if (answer.status === 410) {
+      item.state = "gone";
+      item.problem = t("web_gone");
+      render(item);
+      persist();
+    }
+    notice(errorText(answer.code, answer.status, answer.body));
+    return;
+  }
+  notice(null);
+  const again = { id: newId(), name: t("web_rerun_name", { name: item.name }), added: Date.now(),
+                  preview: item.preview, ...pick(answer.body), state: answer.body.status };
+  again.status = answer.body.status;
+  addItem(again);
+  persist();
+  follow(again);
 }
 
 async function checkGone(item) {
@@ -396,10 +421,10 @@ function setWaiting(item, note) {
 }
 
 function pick(body) {
-  const { job_id, status_url, result_url, position, eta_s, detections, caption, timings, error } = body;
-  const picked = { job_id, status_url, result_url, position, eta_s };
-  if (detections !== undefined) Object.assign(picked, { detections, caption, timings });
-  if (error !== undefined) picked.error = error;
+  const { job_id, status_url, result_url, crops_url, status_text, detections, labels, caption, error } = body;
+  const picked = { job_id, status_url, result_url, status_text };
+  if (detections) Object.assign(picked, { detections, labels, caption, crops_url });
+  if (error) picked.error = error;
   return picked;
 }
 
@@ -448,7 +473,7 @@ async function follow(item) {
 async function cancel(item) {
   const answer = await call(`/v1/jobs/${encodeURIComponent(item.job_id)}/cancel`, { method: "POST", key: credential() });
   if (!answer.ok) {
-    item.problem = answer.code === "too_late" ? t("too_late") : errorText(answer.code, answer.status, answer.body);
+    item.problem = errorText(answer.code, answer.status, answer.body);
     render(item);
   }
   // the long-poll sees the new state

@@ -1,7 +1,16 @@
-// The pages' sentences, from the gateway's catalogue (GET /v1/texts): the same one the bots speak from.
+// The pages' own labels, from the gateway's catalogue (GET /v1/texts): the same one the bots speak from. Every other
+// sentence (a photo's place in line, why it failed, an error, the stats) comes rendered in the gateway's answers,
+// in the language the page asks for (Accept-Language: see api.js): the page shows it and formats none of it.
 
-let catalogue = { lang: "en", texts: {}, errors: {}, plurals: {}, labels: {} };
-let pluralRules = new Intl.PluralRules("en");
+let catalogue = { lang: "en", languages: ["en"], texts: {} };
+// where the page's words differ from the bots' (a key the page asks for, a link, a photo gone)
+const PAGE_WORDS = {
+  unauthorized: "web_key_invalid",
+  forbidden: "web_forbidden",
+  expired: "web_link_expired",
+  gone: "web_gone",
+  not_found: "web_gone",
+};
 
 /** Load the catalogue in the browser's language (navigator.languages, then the gateway's Accept-Language). */
 export async function loadTexts() {
@@ -10,7 +19,6 @@ export async function loadTexts() {
   const response = await fetch(`/v1/texts?lang=${encodeURIComponent(wanted)}`, { credentials: "omit" });
   if (!response.ok) throw new Error(`texts: HTTP ${response.status}`);
   catalogue = await response.json();
-  pluralRules = new Intl.PluralRules(catalogue.lang);
   document.documentElement.lang = catalogue.lang;
   return catalogue.lang;
 }
@@ -36,19 +44,13 @@ export function lang() {
   return catalogue.lang;
 }
 
-/** Python's str.format for the catalogue's templates: {name}, {name:.1f}, {name:.0%}. */
+/** The page's own labels' placeholders: {name}. */
 export function format(template, values = {}) {
-  return template.replace(/\{\{|\}\}|\{(\w+)(?::([^{}]*))?\}/g, (match, name, spec) => {
+  return template.replace(/\{\{|\}\}|\{(\w+)\}/g, (match, name) => {
     if (match === "{{") return "{";
     if (match === "}}") return "}";
-    let value = values[name];
-    if (value === undefined || value === null) return match;
-    const fixed = spec && /^\.(\d+)([f%])$/.exec(spec);
-    if (fixed) {
-      const digits = Number(fixed[1]);
-      value = fixed[2] === "%" ? `${(Number(value) * 100).toFixed(digits)}%` : Number(value).toFixed(digits);
-    }
-    return String(value);
+    const value = values[name];
+    return value === undefined || value === null ? match : String(value);
   });
 }
 
@@ -58,34 +60,15 @@ export function t(key, values) {
   return template === undefined ? key : format(template, values);
 }
 
-/** A sentence with plural forms, in the form the language uses for count. */
-export function plural(key, count, values = {}) {
-  const forms = catalogue.plurals[key];
-  if (!forms) return `${count}`;
-  const template = forms[pluralRules.select(count)] ?? forms.other;
-  return format(template, { count, ...values });
-}
-
-/** A class name as the image shows it, in the page's language. */
-export function label(name) {
-  return catalogue.labels[name] ?? name;
-}
-
-/** "3 s", "2 min": how long a photo will wait (as the bots say it). */
-export function eta(seconds) {
-  if (seconds < 90) return plural("eta_seconds", Math.max(1, Math.ceil(seconds)));
-  return plural("eta_minutes", Math.ceil(seconds / 60));
-}
-
-/** The person's sentence for one of the gateway's error answers ({"error", "message", "retry_after", "limit"}). */
+/**
+ * The person's sentence for one of the gateway's error answers ({"error", "message", "text", …}): the gateway renders
+ * it in this page's language; the page words a few its own way (a key it asked for, a link, a photo gone).
+ */
 export function errorText(code, status, body = {}) {
   if (code === "network") return t("web_offline");
-  if (code === "busy") return t("busy", { seconds: body.retry_after ?? 30 });
-  if (code === "too_many_in_line") return plural("too_many_in_line", body.limit ?? 3);
-  if (code === "quota") return plural("quota", body.limit ?? 0);
-  if (catalogue.errors[code]) return catalogue.errors[code];
-  if (status === 400) return t("web_bad_request");
-  return t("unavailable");
+  if (PAGE_WORDS[code]) return t(PAGE_WORDS[code]);
+  if (body.text) return body.text;
+  return t(status >= 500 ? "web_unavailable" : "web_bad_request");
 }
 
 /** Fill every [data-t] element (and [data-t-alt], [data-t-label]) with its sentence. */

@@ -25,8 +25,8 @@ from bots.telegram.settings import TelegramSettings
 from detectbot.cli import build_parser
 from queue_gateway.settings import GatewaySettings
 from tests import tools
+from tests.deploy.test_deploy import REQUIRED, config
 from tests.kustomize import Unsupported, containers, find, pod_spec, render
-from tests.unit.test_deploy import REQUIRED, config
 from worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -257,6 +257,19 @@ def test_one_bot_replica_each_never_two_at_once(production) -> None:
     find(production, "PersistentVolumeClaim", claim)
     mounts = {m["name"]: m["mountPath"] for m in container(production, "discord")["volumeMounts"]}
     assert mounts["inbox"] == environment(production, "discord")["DETECTBOT_DATA_DIR"]
+
+
+def test_gateway_replicas_and_the_migration_share_one_blob_store(production) -> None:
+    """Every replica reads the photos the others stored, and the migration moves old ones to the same place."""
+    claims = set()
+    for service in ("gateway", "migrate"):
+        blob_dir = environment(production, service)["DETECTBOT_BLOB_DIR"]
+        mounts = {m["mountPath"]: m["name"] for m in container(production, service)["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod_spec(workload(production, service))["volumes"]}
+        claims.add(volumes[mounts[blob_dir]]["persistentVolumeClaim"]["claimName"])
+    (claim,) = claims
+    assert find(production, "PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert pod_spec(workload(production, "migrate"))["securityContext"]["fsGroup"] == 10001
 
 
 def test_a_worker_has_time_to_finish_its_photos(production) -> None:

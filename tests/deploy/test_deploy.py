@@ -140,6 +140,18 @@ def test_published_ports_listen_on_loopback_only() -> None:
         assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
 
 
+def test_the_gateway_and_the_migration_share_the_blob_volume() -> None:
+    document = config(REQUIRED)
+    services = document["services"]
+    volumes = set()
+    for name in ("migrate", "gateway"):
+        blob_dir = services[name]["environment"]["DETECTBOT_BLOB_DIR"]
+        mounted = {mount.rsplit(":", 1)[1]: mount.rsplit(":", 1)[0] for mount in services[name]["volumes"]}
+        volumes.add(mounted[blob_dir])
+    (volume,) = volumes
+    assert volume in document["volumes"]  # a named volume: it outlives the containers
+
+
 def _seconds(duration: str) -> float:
     match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
     assert match and duration, duration

@@ -14,7 +14,7 @@ import importlib.util
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from queue_gateway.public.errors import CannotStart
+from queue_gateway.runtime.errors import CannotStart
 
 TRACEPARENT = "traceparent"
 _state: dict[str, Any] = {}  # "provider": the process's TracerProvider, once set up

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from queue_gateway.public import logs
-from queue_gateway.public.errors import CannotStart
-from queue_gateway.public.runner import Service, run_until_signalled
-from queue_gateway.public.settings import DetectbotSettings, secret_values, settings_problem
+from queue_gateway.runtime import logs
+from queue_gateway.runtime.config import DetectbotSettings, secret_values, settings_problem
+from queue_gateway.runtime.errors import CannotStart
+from queue_gateway.runtime.runner import Service, run_until_signalled
 
 S = TypeVar("S", bound=DetectbotSettings)
 
@@ -56,7 +56,7 @@ def configure_logging(settings: DetectbotSettings, *, quiet: bool = False) -> No
 
 def start_process(settings: DetectbotSettings, service: str) -> None:
     """What every service does first: logging, and tracing when it is on."""
-    from queue_gateway.public import tracing
+    from queue_gateway.runtime import tracing
 
     configure_logging(settings)
     tracing.setup(service, settings.tracing)

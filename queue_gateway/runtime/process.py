@@ -5,7 +5,7 @@
 - discord.py sends every REST call (webhooks and interaction callbacks included) to the class attribute
   ``discord.http.Route.BASE`` and opens its websocket at ``DiscordWebSocket.DEFAULT_GATEWAY``
   (:func:`use_discord`).
-- The logging record factory belongs to :mod:`queue_gateway.public.redact`.
+- The logging record factory belongs to :mod:`queue_gateway.runtime.redact`.
 
 Each helper is idempotent and refuses a conflicting value: two parts of one process that disagree about where
 Discord is would otherwise silently talk to whichever spoke last.

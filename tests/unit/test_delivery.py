@@ -1,0 +1,128 @@
+"""The delivery loop on SQLite with a notifier double: what goes to which chat, in which order, the status
+message's last word, retries, giving up, albums — no broker, no platform."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from db import jobs
+from db.blobstore import StoredBlob
+from db.models import Job
+from queue_gateway.database import Database
+from queue_gateway.notify.base import ChatClock, RetryLater, Undeliverable
+from queue_gateway.notify.loop import DeliveryLoop, Pacer
+from queue_gateway.public import texts
+from queue_gateway.wakeups import Wakeups
+from tests.unit.doubles import FakeNotifier, ManualClock, add_jobs, annotated, finished, new_job, sqlite_database
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    async for found in sqlite_database(tmp_path):
+        yield found
+
+
+def loop_for(database: Database, notifier: FakeNotifier, *, clock: ManualClock | None = None) -> DeliveryLoop:
+    clock = clock or ManualClock()
+    notifier.clock = ChatClock(clock)
+    return DeliveryLoop(
+        database, {"telegram": notifier}, Wakeups(), owner="unit", max_attempts=3,
+        pacer=Pacer(1.0, clock=clock, sleep=clock.sleep),
+    )  # fmt: skip
+
+
+async def row(database: Database, job_id: str) -> Job:
+    async with database.sessions() as session:
+        found = await jobs.get_job(session, job_id)
+    assert found is not None
+    return found
+
+
+async def test_a_result_goes_to_its_chat_with_its_caption_and_the_last_word(database: Database) -> None:
+    notifier = FakeNotifier()
+    job_id = await finished(database, new_job(chat="42", language="ru"), status_message="s1")
+    assert await loop_for(database, notifier).run_once() == 1
+    [delivery] = notifier.sent
+    assert delivery.origin.chat_ref == "telegram:42" and delivery.language == "ru"
+    assert [item.caption for item in delivery.items] == [texts.caption([{"label": "person"}], "ru")]
+    [(message, text)] = notifier.edits
+    done_in = re.escape(texts.text("done_in", "ru", seconds=1.5)).replace("1\\.5", r"\d+\.\d")
+    assert message == "s1" and re.fullmatch(done_in, text), text
+    done = await row(database, job_id)
+    assert done.status == "delivered" and done.delivery_receipt == {"sent": ["m1"], "route": "chat"}
+    assert await loop_for(database, notifier).run_once() == 0  # delivered once, never again
+
+
+async def test_a_failure_is_told_in_words_not_left_silent(database: Database) -> None:
+    notifier = FakeNotifier()
+    await finished(database, new_job(), ok=False)
+    await loop_for(database, notifier).run_once()
+    [item] = notifier.sent[0].items
+    assert not item.ok and item.caption == texts.text("failed", reason=texts.text("bad_image"))
+
+
+async def test_one_chat_is_paced_and_served_in_order(database: Database) -> None:
+    notifier, clock = FakeNotifier(), ManualClock()
+    first = await finished(database, new_job(chat="42"))
+    second = await finished(database, new_job(chat="42"))
+    other = await finished(database, new_job(chat="43"))
+    assert await loop_for(database, notifier, clock=clock).run_once() == 3
+    by_chat = [(d.origin.chat_ref, d.job_ids[0]) for d in notifier.sent]
+    assert [job for chat, job in by_chat if chat == "telegram:42"] == [first, second]
+    assert other in [job for _, job in by_chat]
+    assert clock.slept and max(clock.slept) <= 1.0  # the chat's second message waited for its second
+
+
+async def test_a_rate_limit_is_retried_after_what_the_platform_said(database: Database) -> None:
+    notifier = FakeNotifier(failures=[RetryLater(7.0, "Too Many Requests: retry after 7")])
+    job_id = await finished(database, new_job())
+    await loop_for(database, notifier).run_once()
+    waiting = await row(database, job_id)
+    assert waiting.status == "done" and waiting.delivery_attempts == 1 and waiting.next_delivery_at is not None
+    assert waiting.next_delivery_at - (waiting.done_at or 0) >= 6.0  # not before the platform's retry_after
+    assert "retry after 7" in (waiting.delivery_error or "")
+
+
+async def test_a_blocked_bot_gives_up_for_good_and_keeps_the_result(database: Database) -> None:
+    notifier = FakeNotifier(failures=[Undeliverable("Forbidden: bot was blocked by the user")])
+    job_id = await finished(database, new_job())
+    await loop_for(database, notifier).run_once()
+    given_up = await row(database, job_id)
+    assert given_up.status == "done" and given_up.next_delivery_at is None
+    assert given_up.delivery_error == "Forbidden: bot was blocked by the user"
+
+
+async def test_an_album_goes_as_one_delivery_when_its_last_photo_is_done(database: Database) -> None:
+    notifier = FakeNotifier()
+    album = [new_job(chat="9", group_key="telegram:9:a", group_size=2, group_index=i) for i in range(2)]
+    await finished(database, album[0])
+    async with database.sessions.begin() as session:  # the second photo is stored but not finished yet
+        await add_jobs(session, database, [album[1]])
+    assert await loop_for(database, notifier).run_once() == 1
+    assert notifier.sent == []  # parked until the album is complete
+    result = await annotated(database)
+    await database.write(lambda s: _finish(s, database, album[1].id, result))
+    await loop_for(database, notifier).run_once()
+    [delivery] = notifier.sent
+    assert delivery.job_ids == [album[0].id, album[1].id]
+
+
+async def _finish(session: object, database: Database, job_id: str, result: StoredBlob) -> None:
+    from db import transitions
+
+    await transitions.start_attempt(session, job_id, worker="w", max_attempts=3)  # type: ignore[arg-type]
+    boxes = [{"class_id": 0, "label": "person", "confidence": 0.9, "box": [1.0, 2.0, 3.0, 4.0]}]
+    await transitions.complete(
+        session,  # type: ignore[arg-type]
+        database.blobs,
+        job_id,
+        detections=boxes,
+        model="m",
+        worker="w",
+        inference_ms=1.0,
+        image=result,
+    )
