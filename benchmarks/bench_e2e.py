@@ -355,22 +355,15 @@ async def start_stack(stack: contextlib.AsyncExitStack, args: argparse.Namespace
     return e2e
 
 
-# every module of the gateway but its entry point (on every stack of its main thread) and the parts named below
-_OTHER_GATEWAY = (
-    *(f"/queue_gateway/{name}" for name in ("auth.py", "uploads.py", "images.py", "database.py", "wakeups.py",
-                                            "longpoll.py", "notify/", "retention.py", "metrics.py", "dead_letters.py",
-                                            "worker_sightings.py", "health.py", "public/imagecheck.py",
-                                            "public/redact.py", "public/supervise.py")),
-    "/db/",
-)  # fmt: skip
 # The parts of each service a profile reports (benchmarks.procstat.Groups): first match wins, in this order.
 GATEWAY_PARTS = (
+    ("the blob store (the photo's and the result's files, for every part)", ("queue_gateway/blobs.py",)),
     ("progress updates (queued -> #n in line edits)", ("queue_gateway/notify/progress.py",)),
-    ("delivery (lease, read the result, status edit, sendPhoto, receipt)", ("queue_gateway/notify/loop.py",)),
+    ("delivery (lease, status edit, sendPhoto, receipt)", ("queue_gateway/notify/loop.py",)),
     ("worker links (the photo out, the result in)", ("queue_gateway/worker_api.py",)),
-    ("intake (upload, checks, store, publish)", ("queue_gateway/api.py", "queue_gateway/intake.py",
-                                                 "queue_gateway/relay.py", "queue_gateway/publisher.py")),
-    ("other gateway work (auth, uploads, the database layer, wake-ups …)", _OTHER_GATEWAY),
+    ("intake (upload, checks, store, publish; the bot's status message id)", (
+        "queue_gateway/api.py", "queue_gateway/intake.py", "queue_gateway/relay.py", "queue_gateway/publisher.py")),
+    ("other gateway work (auth, the database layer, wake-ups, webhooks …)", ("/queue_gateway/", "/db/")),
     # SQLAlchemy runs its ORM work in greenlets, whose stacks do not show the caller: any part's statements
     ("SQLAlchemy in its greenlets (statements of any part above)", ("sqlalchemy/",)),
     ("aiosqlite's thread (its Python; SQLite itself runs without the GIL)", ("_connection_worker_thread",)),
@@ -381,7 +374,7 @@ GATEWAY_PARTS = (
 )  # fmt: skip
 BOT_PARTS = (
     ("getFile and the download", ("_download (bots/telegram/handlers.py",)),
-    ("calls to the gateway (submit, status message id)", ("bots/shared/client.py",)),
+    ("calls to the gateway (submit, status message id)", ("bots/shared/client.py", "queue_gateway/public/client.py")),
     ('the "queued" reply (sendMessage)', ("reply_text (telegram/_message.py", "edit_text (telegram/_message.py")),
     ("handlers, the rest", ("bots/telegram/handlers.py", "bots/shared/")),
     ("getUpdates and the update ledger", ("bots/telegram/poller.py",)),

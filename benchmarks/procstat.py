@@ -252,7 +252,13 @@ def py_spy() -> str | None:
 
 Groups = Sequence[tuple[str, Sequence[str]]]
 """Parts of a program for a profile: (name, markers); a stack belongs to the first part with a marker in any of its
-frames (``"function (path/file.py"`` or a path); a part without markers takes every stack left."""
+frames (``"function (path/file.py"`` or a path); a part without markers takes every stack left. Frames that hold a
+marker of ``ENTRY_FRAMES`` (a service's entry point, under every stack of its main thread) are not looked at."""
+
+ENTRY_FRAMES = (
+    "/queue_gateway/main.py", "/queue_gateway/runtime/", "/queue_gateway/public/entry.py",
+    "/queue_gateway/public/runner.py", "/detectbot/cli.py", "/worker/main.py", "/bots/telegram/main.py",
+)  # fmt: skip
 
 # Leaf frames of a thread that waits (py-spy's own idle test misses some under --nonblocking); a pipe's read or
 # write waits for the other end (a job is written ahead while the slot still works on the one before)
@@ -400,6 +406,8 @@ def top_functions(
 
 
 def _part(stack: str, groups: Groups) -> str:
+    if any(marker in stack for marker in ENTRY_FRAMES):
+        stack = ";".join(f for f in stack.split(";") if not any(marker in f for marker in ENTRY_FRAMES))
     for name, markers in groups:
         if not markers or any(marker in stack for marker in markers):
             return name

@@ -142,6 +142,16 @@ def test_profile_parts_take_the_first_matching_part_and_waits_are_dropped() -> N
     assert found["parts"][0]["leaf_packages_pct"] == {"onnxruntime": 100.0}
 
 
+def test_a_services_entry_point_under_every_stack_does_not_make_a_part() -> None:
+    raw = "\n".join([
+        "run (/app/queue_gateway/main.py:39);_run_once (asyncio/base_events.py:1);select (selectors.py:1) 5",
+        "run (/app/queue_gateway/main.py:39);submit (/app/queue_gateway/api.py:104) 3",
+    ])  # fmt: skip
+    parts = (("intake", ("queue_gateway/api.py",)), ("gateway", ("/queue_gateway/",)), ("rest", ()))
+    found = top_functions(raw, groups=parts)
+    assert {row["part"]: row["samples"] for row in found["parts"]} == {"rest": 5, "intake": 3}
+
+
 def test_the_labelled_set_scores_greedily_by_class_with_ignore_regions() -> None:
     from benchmarks.labelled import Sample, average_precision, match, precision_recall
 
