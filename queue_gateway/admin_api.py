@@ -65,6 +65,7 @@ USER_ID = Param("user_id", "path", {"type": "string", "pattern": ID.pattern}, re
 
 async def overview(request: web.Request, language: str | None = None) -> StatsResponse:
     """The numbers behind /stats, the chart and the admin page, and the /stats text in ``language``."""
+    await request.app[database_key].flush_rollups()  # the counts of the last second too
     found = await request.app[database_key].read(lambda session: stats.overview(session, now=now()))
     found_queue = await request.app[link_key].queue_stats()
     queue = QueueNow(depth=found_queue[0], consumers=found_queue[1]) if found_queue else None

@@ -67,6 +67,7 @@ from queue_gateway.worker_watch import WorkerWatch, follow_workers
 
 log = logging.getLogger(__name__)
 
+ROLLUP_FLUSH_S = 1.0  # the /stats counters of the transitions are written this often (a crash loses at most these)
 STARTUP_RETRY_S = 30.0  # how long the gateway waits for its database at start before it gives up
 
 
@@ -150,10 +151,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         )
         app[longpolls_key] = polls
         app[supervisor_key].spawn("long-polls", polls.run)
+        app[supervisor_key].spawn("rollups", lambda: app[database_key].flush_rollups_every(ROLLUP_FLUSH_S))
         try:
             yield
         finally:
-            await app[supervisor_key].stop("long-polls")
+            await app[supervisor_key].stop("long-polls", "rollups")
     finally:
         await engine.dispose()
 

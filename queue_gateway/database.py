@@ -7,10 +7,16 @@ is safe to repeat: transitions are guarded, and intake skips rows an earlier try
 
 The images live in the blob store beside it (:attr:`Database.blobs`). A write that removed rows naming files
 (``db.blobs.release``) has those files collected once it committed: the rows go first, the files after.
+
+The /stats rollups a write counts (``db.rollup``) are kept once it committed and written about once a second, many
+writes' worth in one transaction (:meth:`Database.flush_rollups`): they cost a photo's transactions nothing, and a
+crash loses at most the last second's counts (never a job).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -20,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from db import blobs as blob_rows
+from db import rollup
 from db.blobstore import BlobStore
 from queue_gateway.errors import Unavailable
 
@@ -52,23 +59,55 @@ class Database:
         self.sessions = sessions
         self.blobs = blobs
         self._retry_s = retry_s
+        self._counted = rollup.Tally()  # committed, not written yet
 
     async def write(self, work: Work[T], *, retry_s: float | None = None) -> T:
         """Run ``work`` in a transaction that commits when it returns; then collect the files it stopped naming."""
         released: set[str] = set()
+        counted = rollup.Tally()
 
         async def once() -> T:
+            tally = rollup.Tally()
             async with self.sessions.begin() as session:
+                session.info[rollup.TALLY] = tally
                 result = await work(session)
                 freed = blob_rows.released(session)
             released.clear()
             released.update(freed)  # the attempt that committed
+            counted.take()
+            counted.add(tally)
             return result
 
         result = await self._retrying(once, retry_s)
+        self._counted.add(counted)
         if released:
             await self.collect(released)
         return result
+
+    async def flush_rollups(self) -> None:
+        """Write the counts of the writes committed since the last flush, in one transaction (kept on failure)."""
+        taken = self._counted.take()
+        if not taken:
+            return
+        try:
+            async with self.sessions.begin() as session:
+                await rollup.write(session, taken)
+        except BaseException:
+            self._counted.add(taken)  # the next flush tries again
+            raise
+
+    async def flush_rollups_every(self, seconds: float) -> None:
+        """The background task: flush about every ``seconds`` (and once more when it is stopped)."""
+        try:
+            while True:
+                await asyncio.sleep(seconds)  # a periodic write of counters, not a wait for work
+                try:
+                    await self.flush_rollups()
+                except Exception as exc:  # the database is away: the counts wait for the next flush
+                    log.warning("stats counters not written yet (%s)", type(exc).__name__)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.flush_rollups()
 
     async def collect(self, digests: set[str]) -> int:
         """Delete the files of these digests that no row names any more; return how many. A failure is only logged:

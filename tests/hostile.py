@@ -72,6 +72,16 @@ def junk_before_frame(size: int) -> bytes:
     return data[:end] + b"\x00" * size + data[end:]
 
 
+def fill_flood(size: int, *, after_scan: bool = False) -> bytes:
+    """The JPEG start marker and ``size`` 0xFF bytes (fill bytes, as many as one likes, before a marker that never
+    comes), at the start or after a real scan's header; a marker search written as ``\\xff+`` is quadratic on it."""
+    head = plain_jpeg()
+    if after_scan:
+        sos = next(start for marker, start, _ in _segments(head) if marker == 0xDA)
+        return head[: sos + 2 + int.from_bytes(head[sos + 2 : sos + 4], "big")] + b"\xff" * size
+    return head[:2] + b"\xff" * size
+
+
 def png_chunk_flood(count: int) -> bytes:
     """A small PNG with ``count`` empty private ancillary chunks before its image data."""
     buffer = io.BytesIO()

@@ -25,6 +25,7 @@ from queue_gateway.runtime.errors import CannotStart
 
 log = logging.getLogger(__name__)
 
+BOT_API_CONNECTIONS = 16  # requests to the Bot API at once (getFile, downloads, answers)
 COMMANDS = ("detect", "history", "settings", "help", "forget", "privacy")
 
 
@@ -49,6 +50,9 @@ class TelegramBot:
             .base_url(settings.telegram_api_url)
             .base_file_url(settings.telegram_file_url)
             .concurrent_updates(True)
+            # a small pool, as the gateway's notifier has: httpx walks the whole pool on every request, and PTB's
+            # default of 256 made that walk a sixth of the bot's CPU per photo (benchmarks/PROFILE.md)
+            .connection_pool_size(BOT_API_CONNECTIONS)
             .updater(None)  # updates come through DurablePoller (or the webhook), confirmed once handled
         )
         self.application = builder.build()

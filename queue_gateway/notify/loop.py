@@ -119,8 +119,11 @@ class DeliveryLoop:
             while True:
                 self._wakeups.delivery.clear()
                 try:
-                    self._start(await self._lease_due())
-                    pause = await self._db.read(self._pause, retry_s=0)
+                    leased = await self._lease_due()
+                    self._start(leased)
+                    # something was due: the next pass comes when a job changes (or after poll_s); only an idle pass
+                    # asks when the next retry falls due (a statement fewer for each delivery)
+                    pause = self._poll_s if leased else await self._db.read(self._pause, retry_s=0)
                     backoff.reset()
                 except Exception as exc:
                     log.warning("delivery pass failed (%s: %s); retrying", type(exc).__name__, exc)

@@ -26,9 +26,10 @@ MAX_JUNK = 4096  # stray bytes between JPEG segments, which decoders skip one at
 MAX_PNG_CHUNKS = 50_000  # a 20 MB PNG in 8 KB data chunks has 2,500
 MAX_COMPONENTS = 4  # grey, YCbCr, CMYK
 
-_MARKER = re.compile(
-    rb"\xff+([^\x00\xff\xd0-\xd7])"
-)  # a marker: fill bytes, then a code that is not a stuffed 0 or RSTn
+# a marker: 0xFF, then a code that is not a stuffed 0, a fill byte or RSTn. One 0xFF, never ``\xff+``: a run of
+# fill bytes before a marker is skipped a byte at a time (and counted as stray bytes before the first scan), where
+# ``\xff+`` made the search quadratic in a run of 0xFF (a 100 KB upload of them held the event loop for 30 s).
+_MARKER = re.compile(rb"\xff([^\x00\xff\xd0-\xd7])")
 _STANDALONE = {0x01, 0xD8, 0xD9}  # TEM, SOI, EOI carry no length (RSTn are skipped by the pattern)
 _FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # SOFn
 _PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}

@@ -12,7 +12,7 @@ from PIL import Image
 
 from queue_gateway.public import imagecheck
 from queue_gateway.public.imagecheck import ImageProblem, inspect
-from tests.hostile import comment_flood, junk_before_frame, plain_jpeg, png_chunk_flood, scan_bomb
+from tests.hostile import comment_flood, fill_flood, junk_before_frame, plain_jpeg, png_chunk_flood, scan_bomb
 
 MP25 = 25_000_000
 
@@ -76,6 +76,14 @@ def test_floods_of_segments_chunks_or_junk_are_too_complex(hostile: bytes) -> No
     with pytest.raises(ImageProblem) as refused:
         inspect(hostile, max_pixels=MP25)
     assert refused.value.code == "too_complex"
+
+
+@pytest.mark.parametrize("after_scan", [False, True], ids=["before the frame", "inside a scan"])
+def test_a_megabyte_of_fill_bytes_is_refused_at_once(after_scan: bool) -> None:
+    """A flood of 0xFF: refused in one linear pass (a quadratic search would hold this test for hours)."""
+    with pytest.raises(ImageProblem) as refused:
+        inspect(fill_flood(1_000_000, after_scan=after_scan), max_pixels=MP25)
+    assert refused.value.code in ("too_complex", "corrupt")
 
 
 def test_a_little_of_each_is_fine() -> None:
