@@ -305,6 +305,7 @@ class Worker:
             ok=True,
             detections=result.detections,
             inference_ms=result.inference_ms,
+            conf=result.conf,
             **{**base, "model": result.model},
         )
         return meta, result.image

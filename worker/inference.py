@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.detections import Detection, Detector
+from worker.detections import Detection, Detector, Thresholded
 from worker.errors import InferenceCrashed, JobTimedOut, ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class Inference:
     height: int
     inference_ms: float
     model: str
+    conf: float | None = None  # the threshold it was filtered at
 
 
 # --- inside each child process -----------------------------------------------------------------------
@@ -129,15 +130,30 @@ def process(detector: Detector, job: Job, max_pixels: int, *, clock: Callable[[s
     photo = open_photo(job.data, max_pixels=max_pixels)
     tick("decode")
     started = time.perf_counter()
-    found = detector.predict(photo.pixels)
+    found, threshold = _predict(detector, photo.pixels, job.conf)
     elapsed_ms = (time.perf_counter() - started) * 1000
     tick("detect")
-    found = _filter(found, job)
+    found = _filter(found, replace(job, conf=threshold))
     scale, (height, width) = photo.scale, photo.pixels.shape[:2]
     annotated = render(photo.picture, found, label=_labeller(job.language))  # drawn on the decoded picture
     full_size = [_scaled(d, scale).to_json() for d in found]  # a large JPEG was decoded at a reduced scale
     tick("annotate")
-    return Inference(full_size, annotated, round(width * scale), round(height * scale), elapsed_ms, detector.name)
+    return Inference(
+        full_size, annotated, round(width * scale), round(height * scale), elapsed_ms, detector.name, threshold
+    )
+
+
+def _predict(detector: Detector, pixels: Any, conf: float | None) -> tuple[list[Detection], float | None]:
+    """The detections, and the threshold they are filtered at: the job's own, or the model's. A job that asks for
+    less than the model's own threshold has the detector keep that much for it alone (the others pay nothing)."""
+    default = detector.conf if isinstance(detector, Thresholded) else None
+    if not isinstance(detector, Thresholded) or default is None or conf is None or conf >= default:
+        return detector.predict(pixels), conf if conf is not None else default
+    detector.use_threshold(conf)
+    try:
+        return detector.predict(pixels), conf
+    finally:
+        detector.use_threshold(default)
 
 
 def _no_clock(stage: str) -> None:
