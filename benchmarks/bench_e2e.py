@@ -4,23 +4,37 @@
 
 Runs the Telegram Bot API wire fake (``tests/fakes/telegram_api.py``) in this process and ``detectbot
 gateway`` (SQLite), ``detectbot worker`` and ``detectbot telegram`` as separate processes with product
-defaults, pointed at the fake through ``DETECTBOT_TELEGRAM_API_URL`` / ``DETECTBOT_TELEGRAM_FILE_URL``. Photos
-(the 100 KB benchmark photo, new bytes each) arrive as group-chat photos captioned ``/detect``, spread over
-50 chats with 6 people each (Telegram paces about one message a second per chat; the gateway's per-person
-limits allow 3 photos in line each). Phases, each run until every photo is delivered:
+defaults and the default model (NanoDet-g), pointed at the fake through ``DETECTBOT_TELEGRAM_API_URL`` /
+``DETECTBOT_TELEGRAM_FILE_URL``. Photos (the 100 KB 1280x960 benchmark photo, new bytes each) arrive as
+group-chat photos captioned ``/detect``, spread over 50 chats with 6 people each (Telegram paces about one
+message a second per chat; the gateway's per-person limits allow 3 photos in line each). Phases, each run until
+every photo is delivered:
 
 1. warm-up: one photo per chat;
-2. saturated: a burst of ``--burst`` photos at once; capacity = photos / (last sendPhoto - first update);
-3. Poisson arrivals at 10 %, 50 % and 80 % of that capacity.
+2. 12 MP: a burst of ``--big-burst`` 4000x3000 photos (1.8 MB; the largest size of a photo update, as
+   Telegram gives an image file): what a big photo costs the whole product against a 1280x960 one;
+3. saturated: a burst of ``--burst`` photos at once; capacity = photos / (last sendPhoto - first update);
+4. Poisson arrivals at 10 % and 50 % of that capacity.
 
 Per photo: E2E = update injected -> the gateway's sendPhoto answered (both on this process's clock), the
 bot's "queued" reply, and the stages from the job's own timestamps (received, queued, processing, done,
-delivered). Per phase: CPU ms per photo and cores of every process (/proc; the worker with its inference
-process), and peak RSS. Overhead = E2E - the bare-loop time (``bench_loop``, 1 process x 2 threads, measured
-in the same run). ``--profile`` records the gateway with py-spy over phases 2-3 (``--profile-all``: the worker,
-with its inference process, and the bot too) and writes the top functions; ``--sql`` runs the gateway under
-``benchmarks.sqlcount`` and reports its SQL statements (count, time) per photo and phase. Both perturb the
-numbers a little and are flagged in the JSON. Writes benchmarks/results/e2e.json.
+delivered). Per phase, the CPU budget: CPU ms per photo of every process of the product (/proc): the bot and
+the gateway (each with its event-loop thread and its other threads apart), the worker's main process (fetch,
+hand-off, upload) and its inference processes, RabbitMQ (shared with the box's other users), and, outside the
+product, this process (the Telegram fake and the load). The bare loop (``bench_loop``: the 1280x960 and the
+4000x3000 photo) is measured in the same run: throughput for the saturated ratio, detection alone for the
+inference processes, the time of one photo on one default slot (1 thread) for the overhead. Goals (README):
+gateway <= 8 ms, bot <= 5 ms, worker main <= 3 ms per photo at 50 % load; inference <= 1.2 x detection alone;
+saturated >= 0.8 x the best bare loop; overhead p50 at 10 % <= 25 ms; a 12 MP photo <= 1.5 x a 1280x960 one.
+
+``--profile`` records the gateway and the bot with py-spy over phases 3-4 (``--profile-all``: the worker, with
+its inference processes, too), on-CPU Python only (``--gil``: waits and C code without the GIL, such as SQLite
+in aiosqlite's thread, are left out; the threads' CPU from /proc says how big they are), and writes the top
+functions and each part of the service (intake, worker links, delivery, progress …) as a share of the samples
+and in CPU ms per photo (the share x the process's CPU from /proc over the same phases). ``--sql`` runs the
+gateway under ``benchmarks.sqlcount`` and reports its SQL statements (count, time) per photo and phase. Both
+perturb the numbers a little and are flagged in the JSON: profile in a run of its own (``--out
+benchmarks/results/e2e_profile.json``). Writes benchmarks/results/e2e.json.
 """
 
 from __future__ import annotations
@@ -40,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import bench_loop, sqlcount
-from benchmarks.photos import describe, photo, unique
+from benchmarks.photos import Kind, describe, photo, unique
 from benchmarks.procstat import Profile, Sampler, find_pid
 from benchmarks.support import (
     BOT_KEY,
@@ -52,8 +66,10 @@ from benchmarks.support import (
     free_port,
     gateway_env,
     machine,
+    model_name,
     offline_model,
     poll_until,
+    ratio,
     read_jobs,
     scratch,
     service_env,
@@ -69,8 +85,11 @@ from tests.fakes.telegram_api import FakeTelegram
 
 CHATS = 50
 USERS_PER_CHAT = 6
-LOADS = (0.1, 0.5, 0.8)
+LOADS = (0.1, 0.5)
 SEED = 7
+RABBITMQ = "rabbitmq (shared with other users)"
+BENCHMARK = "benchmark (fake Telegram + load)"
+BIG_BURST = 100  # 12 MP photos in their burst (--quick: 30)
 STAGES = ("bot_to_received", "received_to_queued", "queued_to_processing", "processing_to_done",
           "done_to_sendphoto", "sendphoto_to_delivered")  # fmt: skip
 
@@ -131,26 +150,30 @@ class Stack:
         self.offset = epoch_offset()
         self.sql_file: Path | None = None  # the gateway's SQL counts, with --sql
 
-    def send(self, chat: int, user: int) -> Sent:
+    def send(self, chat: int, user: int, kind: Kind = "100k") -> Sent:
         chat_id, user_id = -(100_000 + chat), 700_000 + chat * USERS_PER_CHAT + user
-        data = unique(photo("100k"), self.serial)
+        data = unique(photo(kind), self.serial)
         self.serial += 1
         update = self.fake.send_photo_update(chat_id, data=data, user_id=user_id, caption="/detect", chat_type="group")
         sent = Sent(chat_id, user_id, int(update["message"]["message_id"]), time.monotonic())
         self.watch.photos[(chat_id, sent.message_id)] = sent
         return sent
 
-    async def measured(self, name: str, arrivals: list[tuple[float, int, int]], bare_ms: float) -> dict[str, Any]:
+    async def measured(
+        self, name: str, arrivals: list[tuple[float, int, int]], bare_ms: float, kind: Kind = "100k"
+    ) -> dict[str, Any]:
         """One phase and its report (with the gateway's SQL statements per photo under --sql)."""
         before = await sql_snapshot(self.services["gateway"], self.sql_file) if self.sql_file else None
-        sent, rows = await self.phase(arrivals)
+        sent, rows = await self.phase(arrivals, kind)
         report = self.report(name, sent, rows, bare_ms)
         if before is not None and self.sql_file is not None:
             after = await sql_snapshot(self.services["gateway"], self.sql_file)
             report["gateway_sql"] = sqlcount.diff(before, after, max(report["delivered"], 1))
         return report
 
-    async def phase(self, arrivals: list[tuple[float, int, int]]) -> tuple[list[Sent], dict[tuple[int, int], dict]]:
+    async def phase(
+        self, arrivals: list[tuple[float, int, int]], kind: Kind = "100k"
+    ) -> tuple[list[Sent], dict[tuple[int, int], dict]]:
         """Send photos at their arrival offsets (s); wait until all are delivered; their job rows by photo."""
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -159,7 +182,7 @@ class Stack:
             delay = start + offset - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)  # the arrival schedule
-            sent.append(self.send(chat, user))
+            sent.append(self.send(chat, user, kind))
 
         def all_delivered() -> bool:
             self.watch.scan()
@@ -212,8 +235,34 @@ class Stack:
             "bot_reply_ms": summary([(s.acked - s.injected) * 1000 for s in sent if s.acked is not None]),
             "stages_ms": {stage: summary(stages[stage]) for stage in STAGES},
             "paced": _paced(done, rows, self.offset),
-            "cpu": self.sampler.cpu_report(first + self.offset, end, len(done)),
+            "cpu": (cpu := self.sampler.cpu_report(first + self.offset, end, len(done))),
+            "budget_ms_per_photo": budget(cpu),
         }
+
+
+def budget(cpu: dict[str, Any]) -> dict[str, float | None]:
+    """CPU ms per photo of every process of the product, their sum, and (outside it) this process."""
+    parts = cpu.get("parts", {})
+
+    def ms(entry: dict[str, Any] | None) -> float | None:
+        return None if entry is None else entry.get("cpu_ms_per_photo")
+
+    rows: dict[str, float | None] = {
+        "bot": ms(cpu.get("bot")),
+        "bot event loop": ms(parts.get("bot event loop")),
+        "bot other threads": ms(parts.get("bot other threads")),
+        "gateway": ms(cpu.get("gateway")),
+        "gateway event loop": ms(parts.get("gateway event loop")),
+        "gateway other threads": ms(parts.get("gateway other threads")),
+        "worker main": ms(parts.get("worker main")),
+        "inference": ms(parts.get("inference")),
+        "rabbitmq": ms(cpu.get(RABBITMQ)),
+    }
+    product = [rows[name] for name in ("bot", "gateway", "worker main", "inference", "rabbitmq")]
+    rows["product"] = round(sum(v for v in product if v is not None), 2)
+    rows["fake Telegram + load (outside)"] = ms(cpu.get(BENCHMARK))
+    rows["worker"] = ms(cpu.get("worker"))
+    return rows
 
 
 def _steady(done: list[Sent]) -> float | None:
@@ -295,24 +344,92 @@ async def start_stack(stack: contextlib.AsyncExitStack, args: argparse.Namespace
     stack.push_async_callback(bot.stop)
     await fake.wait_until_polling(timeout=60)
     services = {"gateway": gateway, "worker": worker, "bot": bot}
-    for name, service in services.items():
-        sampler.watch(name, service.pid)
-    sampler.watch("benchmark (fake Telegram + load)", os.getpid(), children=False)
+    sampler.watch("gateway", gateway.pid, threads=True)
+    sampler.watch("worker", worker.pid, split="inference")
+    sampler.watch("bot", bot.pid, threads=True)
+    sampler.watch(BENCHMARK, os.getpid(), children=False)
     if (broker := find_pid("beam.smp")) is not None:
-        sampler.watch("rabbitmq (shared with other users)", broker)
+        sampler.watch(RABBITMQ, broker)
     e2e = Stack(fake, services, url, sampler)
     e2e.sql_file = workdir / "gateway-sql.json" if args.sql else None
     return e2e
 
 
+# The parts of each service a profile reports (benchmarks.procstat.Groups): first match wins, in this order.
+GATEWAY_PARTS = (
+    ("the blob store (the photo's and the result's files, for every part)", ("queue_gateway/blobs.py",)),
+    ("progress updates (queued -> #n in line edits)", ("queue_gateway/notify/progress.py",)),
+    ("delivery (lease, status edit, sendPhoto, receipt)", ("queue_gateway/notify/loop.py",)),
+    ("worker links (the photo out, the result in)", ("queue_gateway/worker_api.py",)),
+    ("intake (upload, checks, store, publish; the bot's status message id)", (
+        "queue_gateway/api.py", "queue_gateway/intake.py", "queue_gateway/relay.py", "queue_gateway/publisher.py")),
+    ("other gateway work (auth, the database layer, wake-ups, webhooks …)", ("/queue_gateway/", "/db/")),
+    # SQLAlchemy runs its ORM work in greenlets, whose stacks do not show the caller: any part's statements
+    ("SQLAlchemy in its greenlets (statements of any part above)", ("sqlalchemy/",)),
+    ("aiosqlite's thread (its Python; SQLite itself runs without the GIL)", ("_connection_worker_thread",)),
+    ("HTTP server outside the handlers (aiohttp)", ("aiohttp/web_protocol.py", "aiohttp/http_parser.py",
+                                                    "aiohttp/web_server.py")),
+    ("AMQP (aio-pika, aiormq, pamqp)", ("aio_pika/", "aiormq/", "pamqp/")),
+    ("the event loop and the rest", ()),
+)  # fmt: skip
+BOT_PARTS = (
+    ("getFile and the download", ("_download (bots/telegram/handlers.py",)),
+    ("calls to the gateway (submit, status message id)", ("bots/shared/client.py", "queue_gateway/public/client.py")),
+    ('the "queued" reply (sendMessage)', ("reply_text (telegram/_message.py", "edit_text (telegram/_message.py")),
+    ("handlers, the rest", ("bots/telegram/handlers.py", "bots/shared/")),
+    ("getUpdates and the update ledger", ("bots/telegram/poller.py",)),
+    ("python-telegram-bot dispatch", ("telegram/ext/",)),
+    ("HTTP client (httpx, httpcore) elsewhere", ("httpx/", "httpcore/")),
+    ("the event loop and the rest", ()),
+)  # fmt: skip
+WORKER_PARTS = (
+    ("inference: decode", ("open_photo (worker/annotate.py",)),
+    ("inference: detect", ("predict (worker/onnx_detector.py",)),
+    ("inference: draw and encode", ("render (worker/annotate.py",)),
+    ("inference: the rest (the hand-off in the slot)", ("_process_worker (concurrent/futures/process.py",)),
+    ("main: fetch the photo", ("fetch_input (worker/gateway.py",)),
+    ("main: post the result", ("post_result (worker/gateway.py",)),
+    ("main: hand-off (the executor's threads)", ("concurrent/futures/process.py", "multiprocessing/")),
+    ("main: AMQP (aio-pika, aiormq, pamqp)", ("aio_pika/", "aiormq/", "pamqp/")),
+    ("main: the rest", ()),
+)  # fmt: skip
+
+
 async def profiles_start(args: argparse.Namespace, stack: Stack, workdir: Path) -> list[tuple[str, Profile]]:
-    wanted = ["gateway", "worker", "bot"] if args.profile_all else ["gateway"] if args.profile else []
+    wanted = ["gateway", "bot", "worker"] if args.profile_all else ["gateway", "bot"] if args.profile else []
+    parts = {"gateway": GATEWAY_PARTS, "bot": BOT_PARTS, "worker": WORKER_PARTS}
     profiles = []
     for name in wanted:
-        profile = Profile(stack.services[name].pid, workdir / f"{name}.pyspy.txt", subprocesses=name == "worker")
+        # Python on the CPU for the gateway and the bot (their C work, SQLite, shows in /proc as other threads);
+        # every busy thread for the worker (the model runs in C without the GIL)
+        profile = Profile(stack.services[name].pid, workdir / f"{name}.pyspy.txt", subprocesses=name == "worker",
+                          gil=name != "worker", groups=parts[name])  # fmt: skip
         await profile.start()
         profiles.append((name, profile))
     return profiles
+
+
+def per_photo(profile: dict[str, Any], cpu: dict[str, float | None]) -> dict[str, Any]:
+    """Each part's share of a profile turned into CPU ms per photo with the /proc CPU of the profiled phases.
+
+    A sampling profiler counts a thread that waits for a CPU (two cores shared by every process) as busy, so its
+    samples are shares, not CPU time. A part's ms = its share of the samples of its process x that process's CPU
+    per photo: the gateway's and the bot's parts (Python holding the GIL) x their event-loop thread's CPU; the
+    worker's "main:" parts x its main process's CPU, its "inference:" parts x the inference processes' CPU.
+    """
+    parts = profile.get("parts", [])
+    scales: dict[str, tuple[float | None, int]] = {}
+    for prefix, key in (("main:", "worker main"), ("inference:", "inference")):
+        samples = sum(row["samples"] for row in parts if row["part"].startswith(prefix))
+        if samples:
+            scales[prefix] = (cpu.get(key), samples)
+    whole = sum(row["samples"] for row in parts)
+    for row in parts:
+        prefix = next((p for p in scales if row["part"].startswith(p)), None)
+        scale, samples = scales[prefix] if prefix else (cpu.get(f"{profile['service']} event loop"), whole)
+        row["ms_per_photo"] = round(row["samples"] / samples * scale, 2) if scale is not None and samples else None
+    profile["cpu_ms_per_photo"] = {key: value for key, value in cpu.items() if value is not None}
+    return profile
 
 
 async def run(args: argparse.Namespace, model: Path, bare_ms: float, workdir: Path) -> dict[str, Any]:
@@ -326,7 +443,11 @@ async def run(args: argparse.Namespace, model: Path, bare_ms: float, workdir: Pa
         sent, rows = await e2e.phase(warm)
         results["warmup"] = e2e.report("warm-up", sent, rows, bare_ms)
         print(f"  warm-up: {results['warmup']['delivered']}/{len(sent)} delivered", flush=True)
+        if args.big_burst:  # before the profiles start: they cover the 1280x960 photos only
+            results["big"] = await e2e.measured("12 MP burst", burst(args.big_burst), bare_ms, kind="12mp")
+            print(f"  12 MP burst: {results['big']['photos_per_s']} photos/s", flush=True)
         profiles = await profiles_start(args, e2e, workdir)
+        profiled_from, profiled_at = e2e.delivered_total, time.time()
         results["saturated"] = []
         for repeat in range(args.repeats):
             results["saturated"].append(await e2e.measured(f"burst {repeat + 1}", burst(args.burst), bare_ms))
@@ -340,7 +461,12 @@ async def run(args: argparse.Namespace, model: Path, bare_ms: float, workdir: Pa
             results["loads"].append({"share_of_capacity": share, "rate_per_s": round(share * capacity, 2), **report})
             print(f"  {report['phase']}: e2e p50 {report['e2e_ms'].get('p50')} ms, p95 {report['e2e_ms'].get('p95')}"
                   f" ms over {report['photos']} photos", flush=True)  # fmt: skip
-        results["profiles"] = {name: await profile.stop() for name, profile in profiles}
+        profiled = e2e.delivered_total - profiled_from
+        window = budget(sampler.cpu_report(profiled_at, time.time(), profiled))
+        results["profiles"] = {
+            name: per_photo({"service": name, **await profile.stop()}, window) for name, profile in profiles
+        }
+        results["profiled_photos"] = profiled if profiles else 0
         results["capacity_photos_per_s"] = round(capacity, 2)
         results["memory"] = sampler.memory_report()
         e2e.watch.scan()
@@ -350,26 +476,50 @@ async def run(args: argparse.Namespace, model: Path, bare_ms: float, workdir: Pa
 
 
 def goals(results: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
-    baseline, bare_ms = bare["baseline_photos_per_s"], bare["bare_ms_per_photo"]
+    """The budget of the README, met or not (the CPU goals at 50 % load)."""
+    baseline = bare["baseline_photos_per_s"]
     loads = {round(r["share_of_capacity"] * 100): r for r in results["loads"]}
-    gateway_cpu = statistics.median(r["cpu"]["gateway"]["cpu_ms_per_photo"] for r in results["saturated"])
+    at50 = loads[50]["budget_ms_per_photo"]
+    detect = bare["photos"]["100k"]["detect_cpu_ms_per_photo"]
     saturated = round(results["capacity_photos_per_s"] / baseline, 3)
     overhead = loads[10]["overhead_ms_p50"]
-    p95_50 = loads[50]["e2e_ms"].get("p95")
+    inference = ratio(at50["inference"] or 0.0, detect)
 
     def goal(value: Any, target: str, met: bool) -> dict[str, Any]:
         return {"value": value, "goal": target, "met": met}
 
-    return {
+    def at_most(value: float | None, limit: float) -> bool:
+        return value is not None and value <= limit
+
+    # what CPU per photo allows on the same cores, whatever else the shared box runs meanwhile
+    product = statistics.median(r["budget_ms_per_photo"]["product"] for r in results["saturated"])
+    by_cpu = ratio(bare["photos"]["100k"]["slot_cpu_ms_per_photo"], product)
+    out = {
         "saturated_over_bare": goal(saturated, ">= 0.8", saturated >= 0.8),
-        "overhead_p50_ms_at_10pct": goal(overhead, "<= 25", overhead is not None and overhead <= 25),
-        "p95_ms_at_50pct": goal(p95_50, f"<= 3 x {bare_ms}", p95_50 is not None and p95_50 <= 3 * bare_ms),
-        "gateway_cpu_ms_per_photo_saturated": goal(round(gateway_cpu, 2), "<= 10", gateway_cpu <= 10),
+        "saturated_over_bare_by_cpu": goal(
+            by_cpu, ">= 0.8 (bare CPU per photo / the product's)", (by_cpu or 0.0) >= 0.8
+        ),
+        "overhead_p50_ms_at_10pct": goal(overhead, "<= 25", at_most(overhead, 25)),
+        "gateway_cpu_ms_per_photo_at_50pct": goal(at50["gateway"], "<= 8", at_most(at50["gateway"], 8)),
+        "bot_cpu_ms_per_photo_at_50pct": goal(at50["bot"], "<= 5", at_most(at50["bot"], 5)),
+        "worker_main_cpu_ms_per_photo_at_50pct": goal(at50["worker main"], "<= 3", at_most(at50["worker main"], 3)),
+        "inference_over_detection_alone_at_50pct": goal(
+            inference, f"<= 1.2 (detection alone {detect} ms)", at_most(inference, 1.2)
+        ),
     }
+    if "big" in results:
+        small = statistics.median(r["budget_ms_per_photo"]["product"] for r in results["saturated"])
+        big = ratio(results["big"]["budget_ms_per_photo"]["product"], small)
+        out["big_photo_over_small_product_cpu"] = goal(big, "<= 1.5", at_most(big, 1.5))
+    return out
 
 
-def print_tables(results: dict[str, Any], goal: dict[str, Any]) -> None:
-    phases = [*results["saturated"], *results["loads"]]
+BUDGET_ROWS = ("bot", "gateway", "gateway event loop", "gateway other threads", "worker main", "inference",
+               "rabbitmq", "product", "fake Telegram + load (outside)")  # fmt: skip
+
+
+def print_tables(results: dict[str, Any], goal: dict[str, Any], bare: dict[str, Any]) -> None:
+    phases = [*([results["big"]] if "big" in results else []), *results["saturated"], *results["loads"]]
     rows = []
     for r in phases:
         e, s = r["e2e_ms"], r["stages_ms"]
@@ -379,11 +529,14 @@ def print_tables(results: dict[str, Any], goal: dict[str, Any]) -> None:
     print(table(["phase", "photos", "photos/s", "E2E p50", "E2E p95", "overhead p50", "bot reply p50",
                  "update->received", "->queued", "->processing", "->done", "->sendPhoto", "->recorded", "paced"],
                 rows))  # fmt: skip
-    names = [name for name, value in phases[0]["cpu"].items() if isinstance(value, dict)]
-    cpu_rows = [[r["phase"], *(r["cpu"].get(n, {}).get("cpu_ms_per_photo") for n in names), r["cpu"]["box_busy"],
-                 r["cpu"].get("others_cores")] for r in phases]  # fmt: skip
     print()
-    print(table(["CPU ms per photo", *names, "box busy", "others (cores)"], cpu_rows))
+    slot = {kind: d["slot_cpu_ms_per_photo"] for kind, d in bare["photos"].items()}
+    detect = {kind: d["detect_cpu_ms_per_photo"] for kind, d in bare["photos"].items()}
+    budget_rows = [[name, *(r["budget_ms_per_photo"].get(name) for r in phases)] for name in BUDGET_ROWS]
+    budget_rows.append(["box busy (1.0 = both cores)", *(r["cpu"]["box_busy"] for r in phases)])
+    budget_rows.append(["others (cores)", *(r["cpu"].get("others_cores") for r in phases)])
+    print(table(["CPU ms per photo", *(r["phase"] for r in phases)], budget_rows))
+    print(f"\nbare loop, CPU ms per photo on one slot: {slot}; detection alone: {detect}")
     print()
     print(table(["process", "peak tree RSS MB"], [[k, v["peak_tree_rss_mb"]] for k, v in results["memory"].items()]))
     print()
@@ -396,37 +549,52 @@ def print_tables(results: dict[str, Any], goal: dict[str, Any]) -> None:
             for row in sql["top"][:8]:
                 print(f"  {row['per_photo']:5.2f}/photo {row['ms_per_photo']:7.3f} ms  {row['statement'][:100]}")
     for name, prof in results.get("profiles", {}).items():
-        print(f"\n{name}: top self time ({prof.get('samples')} samples)")
+        print(f"\n{name}: {prof.get('mode')} profile, {prof.get('samples')} samples over "
+              f"{results['profiled_photos']} photos; by part (ms per photo = share x the process's CPU):")  # fmt: skip
+        for row in prof.get("parts", []):
+            print(f"  {row['pct']:5.1f} %  {row['ms_per_photo']} ms/photo  {row['part']}")
+        print("  top self time:")
         for row in prof.get("top_self", [])[:12]:
             print(f"  {row['self_pct']:5.1f} %  {row['function']}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a 60-photo burst, 8 s per load (about 1 min)")
+    parser.add_argument("--quick", action="store_true", help="a 60-photo burst, 8 s per load (about 2 min)")
     parser.add_argument("--burst", type=int, help="photos in the saturated burst (default 300; --quick 60)")
+    parser.add_argument("--big-burst", type=int, help=f"12 MP photos in their burst (default {BIG_BURST}; --quick 30; "
+                        "0: none)")  # fmt: skip
     parser.add_argument("--repeats", type=int, help="bursts (default 2; --quick 1)")
     parser.add_argument("--seconds", type=float, help="seconds per load phase, x1.5 at 10 %% (default 30; --quick 8)")
-    parser.add_argument("--profile", action="store_true", help="py-spy the gateway over the burst and the loads")
-    parser.add_argument("--profile-all", action="store_true", help="py-spy the gateway, the worker and the bot")
+    parser.add_argument("--profile", action="store_true", help="py-spy the gateway and the bot over phases 3-4")
+    parser.add_argument("--profile-all", action="store_true", help="py-spy the gateway, the bot and the worker")
     parser.add_argument("--sql", action="store_true", help="count the gateway's SQL statements per photo")
     service_options(parser)
     args = parser.parse_args(argv)
     args.burst = args.burst or (60 if args.quick else 300)
+    args.big_burst = args.big_burst if args.big_burst is not None else (30 if args.quick else BIG_BURST)
     args.repeats = args.repeats or (1 if args.quick else 2)
     args.seconds = args.seconds or (8.0 if args.quick else 30.0)
     info = machine()
     started = time.time()
     model = offline_model()
-    bare = bench_loop.baseline(quick=args.quick, model=model)
+    print("bare loop…", flush=True)
+    kinds: list[Kind] = ["100k", "12mp"] if args.big_burst else ["100k"]
+    bare = bench_loop.measure({kind: photo(kind) for kind in kinds}, seconds=2.0 if args.quick else 5.0,
+                              repeats=1 if args.quick else 2, model=model)  # fmt: skip
+    print(bench_loop.loop_table(bare), flush=True)
+    # the latency floor of one photo in the product's default layout: one slot of one thread
+    bare_ms = bare["variants"]["1x1"]["ms_per_photo"]["p50"]
     with scratch(args.workdir, "bench-e2e-") as workdir:
-        results = asyncio.run(run(args, model, bare["bare_ms_per_photo"], workdir))
+        results = asyncio.run(run(args, model, bare_ms, workdir))
     goal = goals(results, bare)
     path = write_results(
         "e2e",
         {
             "machine": info,
+            "model": model_name(model),
             "photo": describe("100k"),
+            "big_photo": describe("12mp") if args.big_burst else None,
             "quick": args.quick,
             "profiled": bool(args.profile or args.profile_all),
             "sql_counted": args.sql,
@@ -439,10 +607,20 @@ def main(argv: list[str] | None = None) -> int:
                 "stages from the job row: update->received_at (bot: getUpdates, getFile, download, POST; intake) "
                 "-> queued_at (publisher confirm) -> processing_at (worker fetched the input) -> done_at (result "
                 "stored) -> sendPhoto (delivery loop, pacing, editMessageText, sendPhoto) -> delivered_at (receipt)",
-                "overhead = E2E p50 - the bare-loop time (bench_loop 1x2 p50 in this run)",
+                "overhead = E2E p50 - the bare-loop time of one photo on one default slot (bench_loop 1x1 p50, "
+                "this run)",
                 "paced = photos finished < 1 s after their chat's previous delivery (held by per-chat pacing)",
-                "CPU from /proc utime+stime per process tree over the phase; 'box busy' is all CPUs (1.0 = both "
-                "cores), including other users of this shared box",
+                "CPU from /proc utime+stime per process tree over the phase (first update -> last receipt): "
+                "budget_ms_per_photo has bot, gateway (event-loop thread / other threads), worker main, "
+                "inference processes, RabbitMQ (the box's broker, shared with other users) and their sum; "
+                "outside it, this process (the fake Telegram and the load)",
+                "'box busy' is all CPUs (1.0 = both cores), including other users of this shared box; others = "
+                "cores used by processes not watched here",
+                "inference goal: inference CPU per photo at 50 % / detection alone (bench_loop, 2x1 detect CPU)",
+                "12 MP goal: the product's CPU per photo in the 12 MP burst / in the 1280x960 bursts",
+                "saturated_over_bare_by_cpu: the bare loop's CPU per photo (2x1) / the product's (median of the "
+                "bursts): the ratio the product could reach on cores of its own, unlike the throughput ratio, which "
+                "the box's other work disturbs",
                 "profiled runs carry py-spy's sampling overhead",
             ],
             "bare_loop": bare,
@@ -451,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         args.out,
     )
-    print_tables(results, goal)
+    print_tables(results, goal, bare)
     print(f"\nwrote {path}")
     return 0
 

@@ -48,7 +48,7 @@ def model_paths() -> dict[str, Path]:
 
     cache = cache_dir()
     nano = nanodet.build_offline_model(cache, source=nanodet.cached_download(cache, progress=print), progress=print)
-    return {"offline-nanodet": nano, "offline-coco": offline_model()}
+    return {"offline-nanodet": nano, "offline-coco": offline_model("offline-coco")}
 
 
 def photos() -> dict[str, np.ndarray[Any, np.dtype[np.uint8]]]:

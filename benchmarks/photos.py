@@ -1,11 +1,14 @@
-"""The benchmarks' test photos: a realistic 1280x960 JPEG of about 100 KB, and a heavier one of about 320 KB.
+"""The benchmarks' test photos: a realistic 1280x960 JPEG of about 100 KB, a heavier one of about 320 KB, and a
+4000x3000 one (a 12 MP phone photo) of about 1.8 MB.
 
     python -m benchmarks.photos [--out DIR]
 
 ``photo("100k")`` is ultralytics' ``zidane.jpg`` (two people, a real photo) scaled to cover 1280x960 and
 centre-cropped, saved at the JPEG quality (70-90) whose size is closest to 100 KB; ``photo("320k")`` is
 ``bus.jpg`` (a bus and four people) scaled to 1280x960, as the earlier benchmarks measured it, at the quality
-closest to 320 KB. Both come from ``detectbot.samples.sample_photos`` (the installed ultralytics, or PyPI once).
+closest to 320 KB; ``photo("12mp")`` is ``zidane.jpg`` scaled to cover 4000x3000 with a fine sensor-like grain
+(seeded; scaled up alone it would be smoother than any camera's photo, and so cheaper to decode), at the quality
+closest to 1.8 MB. They come from ``detectbot.samples.sample_photos`` (the installed ultralytics, or PyPI once).
 Where neither is available, a seeded synthetic picture (gradients, shapes and grain) of the same size stands in.
 Everything is deterministic: the same bytes on every run with the same Pillow.
 
@@ -28,9 +31,16 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from tests.conftest_models import cache_dir
 
-Kind = Literal["100k", "320k"]
+Kind = Literal["100k", "320k", "12mp"]
+KINDS: tuple[Kind, ...] = ("100k", "320k", "12mp")
 SIZE = (1280, 960)
-TARGETS: dict[str, tuple[str, int]] = {"100k": ("zidane.jpg", 100_000), "320k": ("bus.jpg", 320_000)}
+SIZES: dict[str, tuple[int, int]] = {"100k": SIZE, "320k": SIZE, "12mp": (4000, 3000)}
+TARGETS: dict[str, tuple[str, int]] = {
+    "100k": ("zidane.jpg", 100_000),
+    "320k": ("bus.jpg", 320_000),
+    "12mp": ("zidane.jpg", 1_800_000),
+}
+GRAIN_12MP = 4.0  # standard deviation of the added grain, in 8-bit levels
 QUALITIES = range(70, 91)
 SEED = 20261201
 
@@ -41,11 +51,13 @@ def photo(kind: Kind = "100k") -> bytes:
     name, target = TARGETS[kind]
     source = _sample(name)
     if source is None:
-        picture = synthetic(SEED if kind == "100k" else SEED + 1)
-    elif kind == "100k":
-        picture = _cover(source, SIZE)
-    else:
+        picture = synthetic(SEED + KINDS.index(kind)).resize(SIZES[kind], Image.Resampling.BICUBIC)
+    elif kind == "320k":
         picture = source.resize(SIZE, Image.Resampling.BILINEAR)  # the stretched bus that bench_model times
+    else:
+        picture = _cover(source, SIZES[kind])
+    if kind == "12mp":
+        picture = _grain(picture, GRAIN_12MP, SEED)
     return _closest(picture, target)
 
 
@@ -99,6 +111,12 @@ def synthetic(seed: int) -> Image.Image:
     return Image.fromarray(np.clip(np.asarray(picture, np.float32) + grain, 0, 255).astype(np.uint8))
 
 
+def _grain(picture: Image.Image, sigma: float, seed: int) -> Image.Image:
+    """``picture`` with seeded Gaussian grain (a camera sensor's noise, which its JPEG has to encode)."""
+    noise = np.random.default_rng(seed).normal(0, sigma, (picture.height, picture.width, 3)).astype(np.float32)
+    return Image.fromarray(np.clip(np.asarray(picture, np.float32) + noise, 0, 255).astype(np.uint8))
+
+
 def _sample(name: str) -> Image.Image | None:
     from detectbot.samples import SamplesUnavailable, sample_photos
 
@@ -141,14 +159,14 @@ def _quality_of(kind: Kind) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="write bench-100k.jpg and bench-320k.jpg here")
+    parser.add_argument("--out", type=Path, help="write bench-100k.jpg, bench-320k.jpg and bench-12mp.jpg here")
     args = parser.parse_args(argv)
-    for kind in ("100k", "320k"):
-        info = describe(kind)  # type: ignore[arg-type]
+    for kind in KINDS:
+        info = describe(kind)
         print(info)
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / f"bench-{kind}.jpg").write_bytes(photo(kind))  # type: ignore[arg-type]
+            (args.out / f"bench-{kind}.jpg").write_bytes(photo(kind))
     return 0
 
 

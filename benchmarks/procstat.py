@@ -17,7 +17,8 @@ import signal
 import sys
 import time
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,11 @@ def descendants(pid: int) -> list[int]:
     return found + [grand for child in found for grand in descendants(child)]
 
 
-def cpu_seconds(pid: int, *, reaped: bool = True) -> float | None:
-    """utime + stime (+ cutime + cstime of reaped children) of ``pid`` in seconds; None when it is gone."""
+def cpu_seconds(pid: int, *, reaped: bool = True, thread: int | None = None) -> float | None:
+    """utime + stime (+ cutime + cstime of reaped children) of ``pid`` in seconds, or of its one ``thread``; None
+    when it is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()
@@ -77,8 +79,12 @@ def box_cpu() -> tuple[float, float]:
 class _Tree:
     root: int
     with_children: bool = True
+    split: str | None = None  # report the descendants apart from the root process, under this name
+    threads: bool = False  # report the root's main thread (its event loop) apart from its other threads
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    root_cpu: list[float] = field(default_factory=list)  # the root process's own utime + stime
+    loop_cpu: list[float] = field(default_factory=list)  # the root's main thread's utime + stime
     peak_rss_kb: int = 0
     hwm_kb: dict[str, int] = field(default_factory=dict)  # "role pid" -> VmHWM
 
@@ -92,9 +98,17 @@ class Sampler:
         self._box: list[tuple[float, float, float]] = []
         self._task: asyncio.Task[None] | None = None
 
-    def watch(self, name: str, pid: int, *, children: bool = True) -> None:
-        """Follow ``pid`` (and its descendants unless ``children=False``) as ``name``, replacing an earlier one."""
-        self._trees[name] = _Tree(pid, children)
+    def watch(
+        self, name: str, pid: int, *, children: bool = True, split: str | None = None, threads: bool = False
+    ) -> None:
+        """Follow ``pid`` (and its descendants unless ``children=False``) as ``name``, replacing an earlier one.
+
+        With ``split``, reports also show the root process alone (``"<name> main"``) and its descendants alone
+        (``split``; children that exited and were reaped count there too): a worker and its inference processes.
+        With ``threads``, the root's main thread (``"<name> event loop"``) and its other threads (``"<name> other
+        threads"``: aiosqlite's connection thread, ``asyncio.to_thread`` work …) apart.
+        """
+        self._trees[name] = _Tree(pid, children, split, threads)
         self._sample_tree(self._trees[name], time.time())
 
     def forget(self, name: str) -> None:
@@ -128,6 +142,8 @@ class Sampler:
         cpu = 0.0
         rss = 0
         alive = False
+        own = cpu_seconds(tree.root, reaped=False)
+        loop = cpu_seconds(tree.root, reaped=False, thread=tree.root) if tree.threads else None
         for index, pid in enumerate(pids):
             seconds = cpu_seconds(pid, reaped=tree.with_children)
             if seconds is None:
@@ -143,14 +159,24 @@ class Sampler:
             return
         tree.times.append(now)
         tree.cpu.append(cpu)
+        tree.root_cpu.append(own if own is not None else (tree.root_cpu[-1] if tree.root_cpu else 0.0))
+        tree.loop_cpu.append(loop if loop is not None else (tree.loop_cpu[-1] if tree.loop_cpu else 0.0))
         tree.peak_rss_kb = max(tree.peak_rss_kb, rss)
 
-    def cpu_s(self, name: str, start: float, end: float) -> float | None:
-        """CPU seconds the tree ``name`` used between two UNIX times (interpolated between samples)."""
+    def cpu_s(self, name: str, start: float, end: float, *, part: str = "tree") -> float | None:
+        """CPU seconds the tree ``name`` used between two UNIX times (interpolated between samples); ``part``:
+        the whole ``tree``, its ``root`` process alone, its ``descendants`` alone, the root's main thread
+        (``loop``) or its other threads (``threads``)."""
         tree = self._trees.get(name)
         if tree is None or len(tree.times) < 2:
             return None
-        return max(_interpolate(tree.times, tree.cpu, end) - _interpolate(tree.times, tree.cpu, start), 0.0)
+
+        def used(series: list[float]) -> float:
+            return _interpolate(tree.times, series, end) - _interpolate(tree.times, series, start)
+
+        whole, root, loop = used(tree.cpu), used(tree.root_cpu), used(tree.loop_cpu)
+        value = {"tree": whole, "root": root, "descendants": whole - root, "loop": loop, "threads": root - loop}
+        return max(value[part], 0.0)
 
     def box_busy(self, start: float, end: float) -> float | None:
         """How busy all CPUs were between two UNIX times (1.0 = every core fully busy)."""
@@ -169,19 +195,25 @@ class Sampler:
         """CPU ms per unit of work (``per`` photos) and cores used, per tree, over a window."""
         out: dict[str, Any] = {}
         span = max(end - start, 1e-9)
-        for name in self._trees:
+        parts: dict[str, Any] = {}
+        for name, tree in self._trees.items():
             seconds = self.cpu_s(name, start, end)
             if seconds is None:
                 continue
-            out[name] = {
-                "cpu_ms_per_photo": round(seconds * 1000 / per, 2) if per else None,
-                "cores": round(seconds / span, 3),
-            }
+            out[name] = _usage(seconds, per, span)
+            if tree.split is not None:
+                parts[f"{name} main"] = _usage(self.cpu_s(name, start, end, part="root") or 0.0, per, span)
+                parts[tree.split] = _usage(self.cpu_s(name, start, end, part="descendants") or 0.0, per, span)
+            if tree.threads:
+                parts[f"{name} event loop"] = _usage(self.cpu_s(name, start, end, part="loop") or 0.0, per, span)
+                parts[f"{name} other threads"] = _usage(self.cpu_s(name, start, end, part="threads") or 0.0, per, span)
         busy = self.box_busy(start, end)
-        out["box_busy"] = busy
         if busy is not None:
-            ours = sum(v["cores"] for v in out.values() if isinstance(v, dict))
+            ours = sum(v["cores"] for v in out.values())
             out["others_cores"] = round(max(busy * (os.cpu_count() or 1) - ours, 0.0), 2)
+        out["box_busy"] = busy
+        if parts:  # only for trees watched with split or threads (the other benchmarks read every dict as a tree)
+            out["parts"] = parts
         return out
 
     def memory_report(self) -> dict[str, Any]:
@@ -193,6 +225,10 @@ class Sampler:
             }
             for name, tree in self._trees.items()
         }
+
+
+def _usage(seconds: float, per: int, span: float) -> dict[str, Any]:
+    return {"cpu_ms_per_photo": round(seconds * 1000 / per, 2) if per else None, "cores": round(seconds / span, 3)}
 
 
 def _interpolate(times: list[float], values: list[float], at: float) -> float:
@@ -214,16 +250,52 @@ def py_spy() -> str | None:
     return str(candidate) if candidate.is_file() else shutil.which("py-spy")
 
 
-class Profile:
-    """``py-spy record`` attached to one process until :meth:`stop`; then its top functions by self time."""
+Groups = Sequence[tuple[str, Sequence[str]]]
+"""Parts of a program for a profile: (name, markers); a stack belongs to the first part with a marker in any of its
+frames (``"function (path/file.py"`` or a path); a part without markers takes every stack left. Frames that hold a
+marker of ``ENTRY_FRAMES`` (a service's entry point, under every stack of its main thread) are not looked at."""
 
-    def __init__(self, pid: int, out: Path, *, rate: int = 100, subprocesses: bool = False) -> None:
+ENTRY_FRAMES = (
+    "/queue_gateway/main.py", "/queue_gateway/runtime/", "/queue_gateway/public/entry.py",
+    "/queue_gateway/public/runner.py", "/detectbot/cli.py", "/worker/main.py", "/bots/telegram/main.py",
+)  # fmt: skip
+
+# Leaf frames of a thread that waits (py-spy's own idle test misses some under --nonblocking); a pipe's read or
+# write waits for the other end (a job is written ahead while the slot still works on the one before)
+IDLE_LEAVES = (
+    "select (selectors.py", "EpollSelector.select", "_PollLikeSelector.select", "Condition.wait (threading.py",
+    "Event.wait (threading.py", "Queue.get (queue.py", "_recv (multiprocessing/connection.py",
+    "_send (multiprocessing/connection.py", "wait (multiprocessing/connection.py", "Thread.join",
+)  # fmt: skip
+
+
+class Profile:
+    """``py-spy record`` attached to one process until :meth:`stop`; then its top functions by self time.
+
+    ``gil``: sample only the thread holding the GIL, i.e. Python running on a CPU (C code that lets the GIL go,
+    such as SQLite under aiosqlite or ONNX Runtime, and every wait, are left out); otherwise every thread that is
+    not waiting (``IDLE_LEAVES``). ``groups``: the share of each part of the program (:data:`Groups`).
+    """
+
+    def __init__(
+        self,
+        pid: int,
+        out: Path,
+        *,
+        rate: int = 100,
+        subprocesses: bool = False,
+        gil: bool = False,
+        groups: Groups = (),
+    ) -> None:
         self.pid = pid
         self.subprocesses = subprocesses
         self.out = out
         self.rate = rate
+        self.gil = gil
+        self.groups = groups
         self._proc: asyncio.subprocess.Process | None = None
         self._log = out.with_suffix(".log")
+        self._started = 0.0
 
     async def start(self) -> None:
         exe = py_spy()
@@ -232,13 +304,15 @@ class Profile:
         with self._log.open("wb") as log:
             self._proc = await asyncio.create_subprocess_exec(
                 exe, "record", "--pid", str(self.pid), "--rate", str(self.rate), "--format", "raw", "--function",
-                "--nonblocking", *(["--subprocesses"] if self.subprocesses else []), "-o", str(self.out),
-                stdout=log, stderr=asyncio.subprocess.STDOUT,
+                "--nonblocking", *(["--subprocesses"] if self.subprocesses else []), *(["--gil"] if self.gil else []),
+                "-o", str(self.out), stdout=log, stderr=asyncio.subprocess.STDOUT,
             )  # fmt: skip
+        self._started = time.time()
 
     async def stop(self, top: int = 40) -> dict[str, Any]:
         if self._proc is None:
             return {}
+        seconds = time.time() - self._started
         if self._proc.returncode is None:
             self._proc.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
         try:
@@ -248,28 +322,59 @@ class Profile:
             await self._proc.wait()
         if not self.out.is_file():
             return {"error": self._log.read_text(errors="replace")[-500:]}
-        return top_functions(self.out.read_text(), top)
+        found = top_functions(self.out.read_text(), top, groups=self.groups, root_pid=self.pid, drop_idle=not self.gil)
+        return {"mode": "gil" if self.gil else "on-cpu threads", "rate_hz": self.rate,
+                "seconds": round(seconds, 1), **found}  # fmt: skip
 
 
-def top_functions(raw: str, top: int = 40) -> dict[str, Any]:
-    """py-spy's raw (collapsed) stacks -> the functions with the most self and total samples, and by package."""
-    own: Counter[str] = Counter()
-    total: Counter[str] = Counter()
-    packages: Counter[str] = Counter()
-    samples = 0
+@dataclass
+class _Tally:
+    """Samples counted by leaf function, by every function on the stack, by package, by part and by process."""
+
+    groups: Groups
+    root_pid: int | None
+    samples: int = 0
+    own: Counter[str] = field(default_factory=Counter)
+    total: Counter[str] = field(default_factory=Counter)
+    packages: Counter[str] = field(default_factory=Counter)
+    parts: Counter[str] = field(default_factory=Counter)
+    inside: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # part -> leaves
+    processes: Counter[str] = field(default_factory=Counter)
+
+    def add(self, stack: str, frames: list[str], count: int) -> None:
+        self.samples += count
+        self.own[frames[-1]] += count
+        self.packages[_package(frames[-1])] += count
+        for frame in set(frames):
+            self.total[frame] += count
+        if self.groups:
+            part = _part(stack, self.groups)
+            self.parts[part] += count
+            self.inside[part][_package(frames[-1])] += count
+        if self.root_pid is not None:
+            self.processes[_process(frames, self.root_pid)] += count
+
+
+def top_functions(
+    raw: str, top: int = 40, *, groups: Groups = (), root_pid: int | None = None, drop_idle: bool = False
+) -> dict[str, Any]:
+    """py-spy's raw (collapsed) stacks -> the functions with the most self and total samples, by package, by part
+    (``groups``, with the packages each part's samples end in) and, for a profile with subprocesses, by process
+    (the root, ``root_pid``, and its children)."""
+    tally = _Tally(groups, root_pid)
+    idle = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
-        count = int(count_text)
         frames = stack.split(";")
-        samples += count
-        own[frames[-1]] += count
-        packages[_package(frames[-1])] += count
-        for frame in set(frames):
-            total[frame] += count
+        if drop_idle and any(marker in frames[-1] for marker in IDLE_LEAVES):
+            idle += int(count_text)
+            continue
+        tally.add(stack, frames, int(count_text))
+    samples, own, total = tally.samples, tally.own, tally.total
     if not samples:
-        return {"samples": 0}
+        return {"samples": 0, "idle_samples_dropped": idle}
 
     def rows(counter: Counter[str]) -> list[dict[str, Any]]:
         return [
@@ -278,14 +383,41 @@ def top_functions(raw: str, top: int = 40) -> dict[str, Any]:
             for frame, _ in counter.most_common(top)
         ]  # fmt: skip
 
-    return {
+    def shares(counter: Counter[str], key: str) -> list[dict[str, Any]]:
+        return [{key: name, "pct": round(100 * n / samples, 1), "samples": n} for name, n in counter.most_common()]
+
+    found: dict[str, Any] = {
         "samples": samples,
+        "idle_samples_dropped": idle,
         "top_self": rows(own),
         "top_total": rows(total),
         "self_by_package": [
-            {"package": name, "self_pct": round(100 * count / samples, 1)} for name, count in packages.most_common(15)
+            {"package": name, "self_pct": round(100 * n / samples, 1)} for name, n in tally.packages.most_common(15)
         ],
     }
+    if groups:
+        found["parts"] = shares(tally.parts, "part")
+        for row in found["parts"]:  # where each part's own time goes: the packages its samples end in
+            leaves = tally.inside[row["part"]]
+            row["leaf_packages_pct"] = {name: round(100 * n / row["samples"], 1) for name, n in leaves.most_common(6)}
+    if root_pid is not None and len(tally.processes) > 1:
+        found["processes"] = shares(tally.processes, "process")
+    return found
+
+
+def _part(stack: str, groups: Groups) -> str:
+    if any(marker in stack for marker in ENTRY_FRAMES):
+        stack = ";".join(f for f in stack.split(";") if not any(marker in f for marker in ENTRY_FRAMES))
+    for name, markers in groups:
+        if not markers or any(marker in stack for marker in markers):
+            return name
+    return "other"
+
+
+def _process(frames: list[str], root_pid: int) -> str:
+    """``main`` for the profiled process itself, ``child`` for its subprocesses (py-spy's ``process N:`` frames)."""
+    pids = [frame.split(":", 1)[0].removeprefix("process ") for frame in frames if frame.startswith("process ")]
+    return "main" if not pids or pids[-1] == str(root_pid) else "child"
 
 
 def _short(frame: str) -> str:

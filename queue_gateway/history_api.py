@@ -38,7 +38,7 @@ from queue_gateway.typed_job import TypedJob
 endpoints = Endpoints()
 
 HISTORY_SIZE = 10
-FLOOR_CONF = 0.05  # "lower" never asks for less than this
+FLOOR_CONF = 0.05  # "lower" never asks for less than this (the workers keep detections down to it)
 FALLBACK_CONF = 0.25  # the threshold of a job whose worker did not say which it applied
 
 PLATFORM = Param("platform", "path", {"type": "string", "enum": ["telegram", "discord"]}, required=True)

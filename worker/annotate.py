@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
@@ -36,12 +38,30 @@ def load_image(data: bytes, *, max_pixels: int) -> RGBImage:
 
 
 def decode(data: bytes, *, max_pixels: int, draft_side: int | None = DRAFT_SIDE) -> tuple[RGBImage, float]:
-    """Decode a photo within bounded work; return the RGB array and its scale (full-size pixels per pixel).
+    """Decode a photo within bounded work; return the RGB array (read-only) and its scale (full-size pixels per
+    pixel). See :func:`open_photo`."""
+    photo = open_photo(data, max_pixels=max_pixels, draft_side=draft_side)
+    return photo.pixels, photo.scale
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    """A decoded photo: the RGB picture to draw on, the same pixels as a read-only array for the detector, and its
+    scale (full-size pixels per pixel of these)."""
+
+    picture: Image.Image
+    pixels: RGBImage
+    scale: float
+
+
+def open_photo(data: bytes, *, max_pixels: int, draft_side: int | None = DRAFT_SIDE) -> Photo:
+    """Decode a photo within bounded work, once: the picture for :func:`render` and its pixels for the detector.
 
     The structure is checked first (``queue_gateway.public.imagecheck``: too many scans, segments or pixels are
     refused before a decoder sees them). A JPEG at least twice ``draft_side`` on its long side is decoded at 1/2,
     1/4 or 1/8 scale by libjpeg itself (its long side stays at least ``draft_side``): far less work, and the model
-    looks at 416-640 px anyway. Multiply coordinates in the array by the scale to get full-size ones.
+    looks at 416-640 px anyway. Multiply coordinates in the array by the scale to get full-size ones. The array is
+    the one copy of the pixels made here (a read-only view for the detector); drawing later uses the picture.
     """
     try:
         structure = inspect(data, max_pixels=max_pixels)
@@ -58,17 +78,22 @@ def decode(data: bytes, *, max_pixels: int, draft_side: int | None = DRAFT_SIDE)
         # ImportError: once imported, ultralytics wraps Image.open to try an optional HEIF plugin on
         # anything unidentified, and that plugin is not installed
         raise BadImage("the file is not a supported image (JPEG, PNG or WebP)") from exc
-    with image:
-        full_side = max(image.size)
-        if draft_side and structure.format == "JPEG" and full_side >= 2 * draft_side:
-            ratio = draft_side / full_side
-            image.draft("RGB", (math.ceil(image.width * ratio), math.ceil(image.height * ratio)))
-        scale = full_side / max(image.size)
-        try:
-            ImageOps.exif_transpose(image, in_place=True)  # no copy when there is nothing to rotate
-            return np.array(_to_rgb(image), dtype=np.uint8), scale
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise BadImage("the image data is corrupt or truncated") from exc
+    full_side = max(image.size)
+    if draft_side and structure.format == "JPEG" and full_side >= 2 * draft_side:
+        ratio = draft_side / full_side
+        image.draft("RGB", (math.ceil(image.width * ratio), math.ceil(image.height * ratio)))
+    scale = full_side / max(image.size)
+    try:
+        ImageOps.exif_transpose(image, in_place=True)  # no copy when there is nothing to rotate
+        picture = _to_rgb(image)  # the decoded image itself when it is RGB already (a JPEG photo)
+        picture.load()
+    except (OSError, ValueError, SyntaxError) as exc:
+        image.close()
+        raise BadImage("the image data is corrupt or truncated") from exc
+    if picture is not image:
+        image.close()
+    # np.asarray copies the pixels out of Pillow's storage once, into an array nobody can write to
+    return Photo(picture, np.asarray(picture), scale)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -111,11 +136,25 @@ def annotate(
     max_bytes: int = MAX_BYTES,
     label: Callable[[str], str] | None = None,
 ) -> bytes:
-    """Draw boxes and "label 0.87" tags; a JPEG without EXIF/ICC, long side ≤ max_side, ≤ max_bytes.
+    """Draw boxes and "label 0.87" tags on a copy of an RGB array; see :func:`render`."""
+    canvas = Image.fromarray(np.ascontiguousarray(image[..., :3], dtype=np.uint8))
+    return render(canvas, detections, max_side=max_side, max_bytes=max_bytes, label=label)
+
+
+def render(
+    picture: Image.Image,
+    detections: Sequence[Detection],
+    *,
+    max_side: int = MAX_SIDE,
+    max_bytes: int = MAX_BYTES,
+    label: Callable[[str], str] | None = None,
+) -> bytes:
+    """Draw boxes and "label 0.87" tags on ``picture`` itself (it is changed) and encode it once: a JPEG without
+    EXIF/ICC, long side ≤ max_side, ≤ max_bytes (a lower quality, then a smaller size, only when it is over).
 
     ``label`` turns a class name into the words drawn (the person's language); by default the name itself.
     """
-    canvas = _annotated(image, detections, max_side, label)
+    canvas = _drawn(picture if picture.mode == "RGB" else picture.convert("RGB"), detections, max_side, label)
     while True:
         for quality in _QUALITIES:
             out = io.BytesIO()
@@ -135,14 +174,15 @@ def draw(
     label: Callable[[str], str] | None = None,
 ) -> RGBImage:
     """The boxes and tags ``annotate`` draws, on an RGB array (a frame of an animation), long side ≤ max_side."""
-    return np.asarray(_annotated(image, detections, max_side, label), dtype=np.uint8)
-
-
-def _annotated(
-    image: RGBImage, detections: Sequence[Detection], max_side: int, label: Callable[[str], str] | None
-) -> Image.Image:
-    """The image shrunk to ``max_side`` with the detections drawn (their boxes scaled with it)."""
     canvas = Image.fromarray(np.ascontiguousarray(image[..., :3], dtype=np.uint8))
+    return np.asarray(_drawn(canvas, detections, max_side, label), dtype=np.uint8)
+
+
+def _drawn(
+    canvas: Image.Image, detections: Sequence[Detection], max_side: int, label: Callable[[str], str] | None
+) -> Image.Image:
+    """An RGB ``canvas`` shrunk to ``max_side`` with the detections drawn (their boxes scaled with it); drawn on
+    the canvas itself when it is small enough already."""
     scale = min(1.0, max_side / max(canvas.size))
     if scale < 1.0:
         canvas = _shrink(canvas, scale)
@@ -156,10 +196,16 @@ def _shrink(canvas: Image.Image, scale: float) -> Image.Image:
     return canvas.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
+@functools.lru_cache(maxsize=32)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    """DejaVuSans at ``size`` px, read once per size (Pillow fonts are read-only once loaded)."""
+    return ImageFont.truetype(str(font_path()), size)
+
+
 def _draw(canvas: Image.Image, detections: Sequence[Detection], scale: float, label: Callable[[str], str]) -> None:
     """Draw every detection, most confident last (on top)."""
     lw, font_size = line_width_and_font_size(canvas.size)
-    font = ImageFont.truetype(str(font_path()), font_size)
+    font = _font(font_size)
     ascent, descent = font.getmetrics()
     pad = max(lw // 2, 1)
     draw = ImageDraw.Draw(canvas)

@@ -56,6 +56,7 @@ def clip_meta(result: ClipInference, base: dict[str, Any]) -> ResultMeta:
     return ResultMeta(
         ok=True,
         inference_ms=result.inference_ms,
+        conf=result.conf,
         content_type=content_type,
         clip=summary,
         **{**base, "model": result.model},

@@ -247,7 +247,8 @@ class Worker:
             log.warning("job %s: %s", job.job_id, exc)
             await self._give_back(message, job.job_id)
             return
-        log.info("job %s: detecting (%d bytes, delivery %d)", job.job_id, len(data), _delivery_number(message))
+        delivery = _delivery_number(message)
+        log.debug("job %s: detecting (%d bytes, delivery %d)", job.job_id, len(data), delivery)
         meta, image = await self._infer(job, data, message)
         if meta is None:
             return
@@ -266,7 +267,11 @@ class Worker:
         await _settle(message, "ack")
         self.processed += 1
         self.metrics.jobs.labels(outcome="done" if meta.ok else "failed").inc()
-        log.info("job %s: %s (%d detections)", job.job_id, "done" if meta.ok else meta.error_code, len(meta.detections))
+        log.info(
+            "job %s: %s (%d detections; %d bytes in, %d out; delivery %d)",
+            job.job_id, "done" if meta.ok else meta.error_code, len(meta.detections), len(data), len(image or b""),
+            delivery,
+        )  # fmt: skip
 
     async def _infer(
         self, job: JobMessage, data: bytes, message: AbstractIncomingMessage
@@ -304,6 +309,7 @@ class Worker:
             ok=True,
             detections=result.detections,
             inference_ms=result.inference_ms,
+            conf=result.conf,
             **{**base, "model": result.model},
         )
         return meta, result.image

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -65,4 +65,16 @@ class Detector(Protocol):
 
     def close(self) -> None:
         """Release the runtime's resources."""
+        ...
+
+
+@runtime_checkable
+class Thresholded(Protocol):
+    """A detector with a confidence threshold of its own (the model's default), which a job may lower for itself."""
+
+    @property
+    def conf(self) -> float: ...
+
+    def use_threshold(self, conf: float) -> float:
+        """Keep detections down to ``conf`` from now on; return the threshold before."""
         ...

@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from queue_gateway.public.clips import ClipOptions
-from worker.detections import Detection, Detector
+from worker.detections import Detection, Detector, Thresholded
 from worker.errors import InferenceCrashed, JobTimedOut, ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class Inference:
     height: int
     inference_ms: float
     model: str
+    conf: float | None = None  # the threshold it was filtered at
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,7 @@ class ClipInference:
     height: int
     timings_ms: dict[str, float]  # probe, decode, detect, draw, encode, total
     model: str
+    conf: float | None = None  # the threshold its frames were filtered at
 
     @property
     def inference_ms(self) -> float:
@@ -163,19 +165,46 @@ def _ready() -> tuple[int, str]:
 
 
 def _detect(job: Job, max_pixels: int) -> Inference:
-    from worker.annotate import annotate, decode
+    return process(_state["detector"], job, max_pixels)
 
-    detector: Detector = _state["detector"]
-    image, scale = decode(job.data, max_pixels=max_pixels)
+
+def process(detector: Detector, job: Job, max_pixels: int, *, clock: Callable[[str], None] | None = None) -> Inference:
+    """Decode, detect, filter and annotate one photo: all a slot does to a job (``benchmarks.bench_loop`` times
+    it). ``clock`` is called with each stage's name as it ends (decode, detect, annotate)."""
+    from worker.annotate import open_photo, render
+
+    tick = clock or _no_clock
+    photo = open_photo(job.data, max_pixels=max_pixels)
+    tick("decode")
     started = time.perf_counter()
-    found = detector.predict(image)
+    found, threshold = _predict(detector, photo.pixels, job.conf)
     elapsed_ms = (time.perf_counter() - started) * 1000
-    found = _filter(found, job)
-    height, width = image.shape[:2]
-    labels = _labeller(job.language)
-    annotated = annotate(image, found, label=labels)
+    tick("detect")
+    found = _filter(found, replace(job, conf=threshold))
+    scale, (height, width) = photo.scale, photo.pixels.shape[:2]
+    annotated = render(photo.picture, found, label=_labeller(job.language))  # drawn on the decoded picture
     full_size = [_scaled(d, scale).to_json() for d in found]  # a large JPEG was decoded at a reduced scale
-    return Inference(full_size, annotated, round(width * scale), round(height * scale), elapsed_ms, detector.name)
+    tick("annotate")
+    return Inference(
+        full_size, annotated, round(width * scale), round(height * scale), elapsed_ms, detector.name, threshold
+    )
+
+
+def _predict(detector: Detector, pixels: Any, conf: float | None) -> tuple[list[Detection], float | None]:
+    """The detections, and the threshold they are filtered at: the job's own, or the model's. A job that asks for
+    less than the model's own threshold has the detector keep that much for it alone (the others pay nothing)."""
+    default = detector.conf if isinstance(detector, Thresholded) else None
+    if not isinstance(detector, Thresholded) or default is None or conf is None or conf >= default:
+        return detector.predict(pixels), conf if conf is not None else default
+    detector.use_threshold(conf)
+    try:
+        return detector.predict(pixels), conf
+    finally:
+        detector.use_threshold(default)
+
+
+def _no_clock(stage: str) -> None:
+    """No stage timing."""
 
 
 def _scaled(detection: Detection, scale: float) -> Detection:
@@ -197,16 +226,17 @@ def _detect_clip(job: ClipJob, deadline_s: float) -> ClipInference:
             progress[1] = total  # total first: a reader never sees done > total
             progress[0] = done
 
-    result = run_clip(
-        detector,
-        job.data,
-        options=job.options,
-        deadline_s=deadline_s,
-        keep=lambda found: _filter(found, job),
-        label=_labeller(job.language),
-        on_frame=on_frame,
-        threads=int(_state.get("threads", 1)),
-    )
+    with _threshold_for(detector, job.conf) as threshold:  # as for a photo (see _predict)
+        result = run_clip(
+            detector,
+            job.data,
+            options=job.options,
+            deadline_s=deadline_s,
+            keep=lambda found: _filter(found, replace(job, conf=threshold)),
+            label=_labeller(job.language),
+            on_frame=on_frame,
+            threads=int(_state.get("threads", 1)),
+        )
     info = result.info
     return ClipInference(
         animation=result.animation,
@@ -221,7 +251,23 @@ def _detect_clip(job: ClipJob, deadline_s: float) -> ClipInference:
         height=result.height,
         timings_ms=result.timings_ms,
         model=detector.name,
+        conf=threshold,
     )
+
+
+@contextlib.contextmanager
+def _threshold_for(detector: Detector, conf: float | None) -> Iterator[float | None]:
+    """The threshold a clip's detections are filtered at: the job's own, or the model's. A job that asks for less
+    than the model's own threshold has the detector keep that much for the whole clip (then it is put back)."""
+    default = detector.conf if isinstance(detector, Thresholded) else None
+    if not isinstance(detector, Thresholded) or default is None or conf is None or conf >= default:
+        yield conf if conf is not None else default
+        return
+    detector.use_threshold(conf)
+    try:
+        yield conf
+    finally:
+        detector.use_threshold(default)
 
 
 def _filter(found: list[Detection], job: Job | ClipJob) -> list[Detection]:

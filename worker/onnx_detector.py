@@ -299,6 +299,11 @@ class OnnxDetector:
         """The confidence threshold in use."""
         return self._conf
 
+    def use_threshold(self, conf: float) -> float:
+        """Keep detections down to ``conf`` from now on; return the threshold before."""
+        before, self._conf = self._conf, conf
+        return before
+
     @property
     def imgsz(self) -> tuple[int, int]:
         """Inference size (h, w): the letterbox target."""

@@ -53,6 +53,16 @@ class UltralyticsDetector:
         """Class id → label."""
         return self._names
 
+    @property
+    def conf(self) -> float:
+        """The confidence threshold in use."""
+        return float(self._kwargs["conf"])
+
+    def use_threshold(self, conf: float) -> float:
+        """Keep detections down to ``conf`` from now on; return the threshold before."""
+        before, self._kwargs["conf"] = float(self._kwargs["conf"]), conf
+        return before
+
     def predict(self, image: RGBImage) -> list[Detection]:
         """Detect objects in one RGB image. Blocking; call it from an executor."""
         return self.predict_batch([image])[0]

@@ -139,3 +139,15 @@ def test_the_worker_process_itself_never_imports_pyav() -> None:
     code = "import sys, worker.main, worker.consumer, worker.inference; print('av' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+async def test_a_clip_asking_for_less_than_the_models_threshold_gets_it_for_the_whole_clip(
+    start_pool: StartPool,
+) -> None:
+    pool = await start_pool("py:tests.detectors:thresholding")  # its own threshold: 0.35; a dog at 0.2
+    clip = gif(numbered(10, size=(320, 240)), fps=10)
+    lower = await pool.detect_clip(ClipJob(clip, conf=0.1))
+    assert (lower.summary, lower.conf) == ({"bus": 1, "dog": 1, "person": 1}, 0.1)
+    default = await pool.detect_clip(ClipJob(clip))
+    assert (default.summary, default.conf) == ({"bus": 1, "person": 1}, 0.35)  # and the model's own is back
+    assert (await pool.detect(Job(jpeg(320, 240)))).conf == 0.35

@@ -12,7 +12,7 @@ from benchmarks import sqlcount
 from benchmarks.bench_clip_e2e import unique_clip
 from benchmarks.bench_e2e import CHATS, USERS_PER_CHAT, burst, poisson
 from benchmarks.photos import synthetic, unique
-from benchmarks.procstat import cpu_seconds, top_functions
+from benchmarks.procstat import Sampler, cpu_seconds, top_functions
 from benchmarks.support import percentile, summary
 from queue_gateway.images import validate
 from queue_gateway.public.clipprobe import probe
@@ -87,6 +87,82 @@ def test_cpu_seconds_reads_this_process() -> None:
     second = cpu_seconds(os.getpid())
     assert first is not None and second is not None and second >= first
     assert cpu_seconds(2**22 + 12345) is None
+
+
+_BURN = "import time\nwhile time.process_time() < 0.4: pass"
+
+
+def test_a_split_tree_reports_its_root_and_its_descendants_apart() -> None:
+    import subprocess
+    import sys
+    import time
+
+    # a parent that only waits, and a child that burns 0.4 s of CPU: the child's time goes to the split part
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {_BURN!r}])"]
+    )
+    sampler = Sampler()
+    started = time.time()
+    sampler.watch("worker", parent.pid, split="inference")
+    deadline = time.monotonic() + 30
+    while parent.poll() is None:
+        assert time.monotonic() < deadline, "the CPU-burning child never finished"
+        sampler.sample()
+        time.sleep(0.02)  # the sampling period of this test
+    sampler.sample()
+    report = sampler.cpu_report(started, time.time(), per=4)
+    whole = report["worker"]["cpu_ms_per_photo"]
+    root, children = (report["parts"][name]["cpu_ms_per_photo"] for name in ("worker main", "inference"))
+    assert children >= 0.3 * 1000 / 4  # most of the child's 0.4 s, reaped after it exited
+    assert root < children / 2
+    assert abs(root + children - whole) < 1.0
+
+
+def test_a_process_with_threads_reports_its_event_loop_and_its_other_threads_apart() -> None:
+    import subprocess
+    import sys
+    import time
+
+    # the main thread waits while another thread burns 0.4 s of CPU (as aiosqlite's thread runs SQLite)
+    code = f"import threading; t = threading.Thread(target=exec, args=({_BURN!r},)); t.start(); t.join()"
+    process = subprocess.Popen([sys.executable, "-c", code])
+    sampler = Sampler()
+    started = time.time()
+    sampler.watch("gateway", process.pid, threads=True)
+    deadline = time.monotonic() + 30
+    while process.poll() is None:
+        assert time.monotonic() < deadline, "the CPU-burning thread never finished"
+        sampler.sample()
+        time.sleep(0.02)  # the sampling period of this test
+    report = sampler.cpu_report(started, time.time(), per=1)
+    loop, others = (report["parts"][f"gateway {name}"]["cpu_ms_per_photo"] for name in ("event loop", "other threads"))
+    assert others >= 300 and loop < others / 2
+
+
+def test_profile_parts_take_the_first_matching_part_and_waits_are_dropped() -> None:
+    raw = "\n".join([
+        'process 7:"worker";main (w/main.py:1);fetch_input (worker/gateway.py:40);read (aiohttp/x.py:1) 30',
+        'process 7:"worker";main (w/main.py:1);select (selectors.py:400) 50',
+        'process 7:"worker";process 9:"slot";_process_worker (concurrent/futures/process.py:1);'
+        "predict (worker/onnx_detector.py:300);Session.run (onnxruntime/x.py:1) 60",
+        'process 7:"worker";process 9:"slot";_process_worker (concurrent/futures/process.py:1) 10',
+    ])  # fmt: skip
+    parts = (("detect", ("predict (worker/onnx_detector.py",)), ("slot", ("_process_worker",)), ("rest", ()))
+    found = top_functions(raw, groups=parts, root_pid=7, drop_idle=True)
+    assert found["samples"] == 100 and found["idle_samples_dropped"] == 50
+    assert {row["part"]: row["samples"] for row in found["parts"]} == {"detect": 60, "slot": 10, "rest": 30}
+    assert {row["process"]: row["samples"] for row in found["processes"]} == {"child": 70, "main": 30}
+    assert found["parts"][0]["leaf_packages_pct"] == {"onnxruntime": 100.0}
+
+
+def test_a_services_entry_point_under_every_stack_does_not_make_a_part() -> None:
+    raw = "\n".join([
+        "run (/app/queue_gateway/main.py:39);_run_once (asyncio/base_events.py:1);select (selectors.py:1) 5",
+        "run (/app/queue_gateway/main.py:39);submit (/app/queue_gateway/api.py:104) 3",
+    ])  # fmt: skip
+    parts = (("intake", ("queue_gateway/api.py",)), ("gateway", ("/queue_gateway/",)), ("rest", ()))
+    found = top_functions(raw, groups=parts)
+    assert {row["part"]: row["samples"] for row in found["parts"]} == {"rest": 5, "intake": 3}
 
 
 def test_the_labelled_set_scores_greedily_by_class_with_ignore_regions() -> None:
