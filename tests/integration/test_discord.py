@@ -284,7 +284,7 @@ async def test_guild_scoped_sync_and_help(start_discord) -> None:
     assert fake.commands() == []
     detect = next(c for c in fake.commands(GUILD) if c["name"] == "detect")
     assert [(o["name"], o["type"], o["required"]) for o in detect["options"]] == [("image", 11, True)]
-    assert detect["options"][0]["description"] == "A photo: JPEG, PNG or WebP"
+    assert detect["options"][0]["description"] == "A photo (JPEG, PNG, WebP), a GIF or a short video (MP4, WebM, MOV)"
 
     interaction = await fake.create_slash_interaction(
         "help", user_id=USER, channel_id=CHANNEL, guild_id=GUILD, locale="ru"
