@@ -12,6 +12,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from db.sqlite_driver import OneHopDBAPI
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # writers wait for each other instead of failing with "database is locked"
 
 
@@ -25,13 +27,19 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """Create an engine; SQLite connections get WAL, a busy timeout and foreign keys."""
+    """Create an engine; SQLite connections get WAL, a busy timeout and foreign keys, and run each statement in one
+    hop to aiosqlite's thread."""
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, pool_size=1, max_overflow=0
+            url,
+            echo=echo,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=1,
+            max_overflow=0,
+            module=OneHopDBAPI.load(),  # a statement is one hop to aiosqlite's thread (db/sqlite_driver.py)
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
