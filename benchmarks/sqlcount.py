@@ -7,12 +7,16 @@ On SIGUSR1, and at exit, it writes OUT.json: per normalised statement, the execu
 ``executemany`` calls, and the wall time from the cursor call to its result (for aiosqlite that includes the
 hop to its thread and back). ``bench_e2e --sql`` and ``bench_drain --sql`` start the gateway this way and
 read two snapshots around the measured phases. The listeners cost a few microseconds a statement.
+
+With ``SQLCOUNT_CALLERS=1`` each statement is counted per caller too: the innermost function of the
+gateway that issued it, found on the stack of the coroutine that SQLAlchemy's greenlet runs for.
 """
 
 from __future__ import annotations
 
 import atexit
 import json
+import os
 import re
 import signal
 import sys
@@ -42,10 +46,13 @@ def install(out: Path) -> None:
     def _before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
         conn.info.setdefault("bench_started", []).append(time.perf_counter())
 
+    callers = os.environ.get("SQLCOUNT_CALLERS") == "1"
+
     @event.listens_for(Engine, "after_cursor_execute")
     def _after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
         started = conn.info["bench_started"].pop()
-        entry = stats[normalise(statement)]
+        key = normalise(statement)
+        entry = stats[f"{_caller()} | {key[:100]}" if callers else key]
         entry[0] += 1
         entry[1] += len(parameters) if executemany and parameters is not None else 1
         entry[2] += time.perf_counter() - started
@@ -58,6 +65,20 @@ def install(out: Path) -> None:
 
     signal.signal(signal.SIGUSR1, dump)
     atexit.register(dump)
+
+
+def _caller() -> str:
+    """The innermost gateway function (outside db/) on the stack of the coroutine this statement runs for."""
+    import greenlet
+
+    current = greenlet.getcurrent()
+    frame = current.parent.gr_frame if current.parent is not None else None
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if "/queue_gateway/" in name and "/queue_gateway/database.py" not in name:
+            return f"{Path(name).stem}.{frame.f_code.co_name}"
+        frame = frame.f_back
+    return "?"
 
 
 def diff(before: dict[str, Any], after: dict[str, Any], per: int, top: int = 20) -> dict[str, Any]:

@@ -359,10 +359,14 @@ async def set_status_message(request: web.Request) -> web.Response:
     message_id = body.value
     if not message_id.isprintable():
         raise BadRequest("message_id must be printable text.", code=ErrorCode.BAD_BODY)
-    await _load(request, job_id, caller)  # 404 for another platform's job
-    job = await request.app[database_key].write(lambda s: deliveries.set_status_message(s, job_id, message_id))
-    if job is None:
-        raise JobNotFound()
+
+    async def name(session: AsyncSession) -> Job:
+        job = await deliveries.set_status_message(session, job_id, message_id)
+        if job is None or not caller.may_see(job.owner, job.platform):
+            raise JobNotFound()  # another platform's job: rolled back, as if it were not there
+        return job
+
+    job = await request.app[database_key].write(name)
     # delivered meanwhile: the delivery loop edits this message too (the statement made it due again)
     request.app[wakeups_key].job_changed(job_id, deliverable=job.delivered_at is not None)
     return answer(StatusMessageResponse(job_id=job_id, status=job.status))

@@ -272,6 +272,11 @@ async def test_a_bot_key_acts_only_for_its_own_platform(start_gateway: Any, http
             async with http.request(method, f"{gateway.url}/v1/jobs/{job['job_id']}{path}", headers=as_(telegram_key),
                                     json={}) as response:  # fmt: skip
                 assert response.status == 404, (job, method, path)
+        async with http.post(f"{gateway.url}/v1/jobs/{job['job_id']}/status-message", headers=as_(telegram_key),
+                             json={"message_id": "9"}) as response:  # fmt: skip
+            assert response.status == 404
+        async with gateway.sessions() as session:  # and nothing was written to it
+            assert (await session.get(Job, job["job_id"])).status_message_id is None  # type: ignore[union-attr]
     async with http.get(f"{gateway.url}/v1/jobs/{tg_job['job_id']}", headers=as_(telegram_key)) as response:
         assert response.status == 200
     for method, path, body in [
