@@ -24,6 +24,7 @@ from queue_gateway.appkeys import (
     database_key,
     intake_key,
     link_key,
+    recent_results_key,
     wakeups_key,
     worker_watch_key,
 )
@@ -203,6 +204,7 @@ async def forget(request: web.Request) -> web.Response:
     )
     request.app[wakeups_key].delivery.set()
     request.app[cutter_key].clear()
+    request.app[recent_results_key].clear()
     return answer(ForgetResponse(forgotten=count, text=words.forgotten(count, requested_language(request))))
 
 

@@ -26,6 +26,7 @@ from queue_gateway.appkeys import (
     longpolls_key,
     metrics_key,
     pace_key,
+    recent_results_key,
     settings_key,
     signer_key,
     wakeups_key,
@@ -388,6 +389,7 @@ async def delete_job(request: web.Request) -> web.Response:
 
     await request.app[database_key].write(forget)
     request.app[cutter_key].clear()
+    request.app[recent_results_key].clear()
     request.app[wakeups_key].job_changed(job_id)
     log.info("job %s deleted by its sender", job_id)
     return answer(DeletedResponse(job_id=job_id, status="deleted", was=was))

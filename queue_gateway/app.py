@@ -29,6 +29,7 @@ from queue_gateway.appkeys import (
     longpolls_key,
     metrics_key,
     pace_key,
+    recent_results_key,
     retention_key,
     settings_key,
     sightings_key,
@@ -38,6 +39,7 @@ from queue_gateway.appkeys import (
     worker_watch_key,
 )
 from queue_gateway.auth import ApiKeys, ClientAddresses
+from queue_gateway.blobs import RecentResults
 from queue_gateway.crops import Cutter
 from queue_gateway.database import Database, is_outage
 from queue_gateway.dead_letters import DeadLetterConsumer
@@ -100,6 +102,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[sightings_key] = Sightings()
     app[worker_watch_key] = WorkerWatch(notice_s=settings.no_worker_notice_s)
     app[cutter_key] = Cutter()
+    app[recent_results_key] = RecentResults()
     app[supervisor_key] = Supervisor()
     web_page.setup(app, web_tokens)  # what /, /admin, /static/…, /v1/web/session and /v1/texts serve
     tables = (api.endpoints, history_api.endpoints, admin_api.endpoints, worker_api.endpoints, web_page.endpoints,
@@ -276,6 +279,7 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
         max_attempts=settings.delivery_max_attempts,
         pacer=Pacer(settings.chat_min_interval_s),
         metrics=app[metrics_key],
+        recent=app[recent_results_key],
     )
     retention = Retention(
         app[database_key], days=settings.retention_days, every_s=settings.retention_check_s,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from queue_gateway.auth import ApiKeys
+from queue_gateway.blobs import RecentResults
 from queue_gateway.crops import Cutter
 from queue_gateway.database import Database
 from queue_gateway.endpoints import Endpoint
@@ -24,6 +25,7 @@ from queue_gateway.worker_watch import WorkerWatch
 settings_key = web.AppKey("settings", GatewaySettings)
 database_key = web.AppKey("database", Database)
 cutter_key = web.AppKey("cutter", Cutter)
+recent_results_key = web.AppKey("recent_results", RecentResults)
 signer_key = web.AppKey("signer", Signer)
 api_keys_key = web.AppKey("api_keys", ApiKeys)
 link_key = web.AppKey("broker_link", BrokerLink)

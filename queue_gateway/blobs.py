@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from collections.abc import Iterable
 
 from aiohttp import web
 
@@ -12,6 +14,49 @@ from queue_gateway.database import Database
 from queue_gateway.errors import GatewayError, Unavailable
 
 log = logging.getLogger(__name__)
+
+RECENT_BYTES = 32 * 1024 * 1024  # about 190 annotated 1280x960 photos
+RECENT_ONE_BYTES = 2 * 1024 * 1024  # larger results (clips, 12 MP photos) are read from the store
+
+
+class RecentResults:
+    """The results this replica took from workers and has not delivered yet, in memory: the delivery that follows
+    reads the image from here, not the database and the blob store. Only what a delivery may send is kept (the
+    result that was recorded, by the digest its row names); one taken is gone, so a retried delivery, or one made
+    by another replica, reads the store as before. Deleted photos (``/forget``, ``DELETE``) clear it."""
+
+    def __init__(self, max_bytes: int = RECENT_BYTES, max_one: int = RECENT_ONE_BYTES) -> None:
+        self._kept: OrderedDict[str, StoredBlob] = OrderedDict()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self._max_one = max_one
+
+    def keep(self, job_id: str, blob: StoredBlob) -> None:
+        if len(blob.data) > self._max_one:
+            return
+        self._drop(job_id)
+        self._kept[job_id] = blob
+        self._bytes += len(blob.data)
+        while self._bytes > self._max_bytes:
+            _, oldest = self._kept.popitem(last=False)
+            self._bytes -= len(oldest.data)
+
+    def take(self, job_ids: Iterable[str]) -> dict[str, StoredBlob]:
+        """The results kept for these jobs, each given up (those not kept are absent)."""
+        found = {}
+        for job_id in job_ids:
+            if (blob := self._kept.pop(job_id, None)) is not None:
+                self._bytes -= len(blob.data)
+                found[job_id] = blob
+        return found
+
+    def clear(self) -> None:
+        self._kept.clear()
+        self._bytes = 0
+
+    def _drop(self, job_id: str) -> None:
+        if (blob := self._kept.pop(job_id, None)) is not None:
+            self._bytes -= len(blob.data)
 
 
 async def store_blob(store: BlobStore, data: bytes, content_type: str) -> StoredBlob:

@@ -15,6 +15,7 @@ from queue_gateway.appkeys import (
     database_key,
     metrics_key,
     pace_key,
+    recent_results_key,
     settings_key,
     sightings_key,
     signer_key,
@@ -167,6 +168,8 @@ async def post_result(request: web.Request) -> web.Response:
     if outcome is Outcome.NOT_FOUND:
         raise JobNotFound()
     if finished is not None:
+        if stored is not None and finished.deliverable:  # the delivery that follows needs no read of it
+            request.app[recent_results_key].keep(job_id, stored)
         request.app[wakeups_key].job_changed(job_id, deliverable=finished.deliverable)
         _observe(request, finished, meta)
         log.info("job %s %s by %s (%d detections)", job_id, finished.status, meta.worker, len(meta.detections))

@@ -24,6 +24,7 @@ from db import deliveries, jobs
 from db.blobstore import BlobMissing, BlobStore
 from db.common import now
 from db.models import ACTIVE, Job, JobStatus
+from queue_gateway.blobs import RecentResults
 from queue_gateway.database import Database
 from queue_gateway.metrics import GatewayMetrics
 from queue_gateway.notify.base import ChatClock, Delivery, Item, Notifier, RetryLater, Undeliverable, result_type
@@ -90,6 +91,7 @@ class DeliveryLoop:
         pacer: Pacer | None = None,
         poll_s: float = 1.0,
         metrics: GatewayMetrics | None = None,
+        recent: RecentResults | None = None,
     ) -> None:
         self._db = database
         self._notifiers = notifiers
@@ -102,6 +104,7 @@ class DeliveryLoop:
         self._pacer = pacer or Pacer(1.0)
         self._poll_s = poll_s
         self._metrics = metrics or GatewayMetrics()
+        self._recent = recent or RecentResults()
         self._in_hand: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -267,8 +270,11 @@ class DeliveryLoop:
         first = TypedJob.of(members[0])
         origin = first.origin or parse_origin({"platform": first.row.platform})
         language = first.language
-        digests = await self._db.read(lambda s: deliveries.result_digests(s, [m.id for m in members]))
-        images = await _read_images(self._db.blobs, digests)
+        ids = [m.id for m in members]
+        images = {job_id: blob.data for job_id, blob in self._recent.take(ids).items()}  # taken from a worker here
+        if unread := [job_id for job_id in ids if job_id not in images]:
+            digests = await self._db.read(lambda s: deliveries.result_digests(s, unread))
+            images |= await _read_images(self._db.blobs, digests)
         items = [
             Item(
                 job_id=m.id,

@@ -12,6 +12,7 @@ import pytest
 from db import jobs
 from db.blobstore import StoredBlob
 from db.models import Job
+from queue_gateway.blobs import RecentResults
 from queue_gateway.database import Database
 from queue_gateway.notify.base import ChatClock, RetryLater, Undeliverable
 from queue_gateway.notify.loop import DeliveryLoop, Pacer
@@ -26,12 +27,14 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
         yield found
 
 
-def loop_for(database: Database, notifier: FakeNotifier, *, clock: ManualClock | None = None) -> DeliveryLoop:
+def loop_for(
+    database: Database, notifier: FakeNotifier, *, clock: ManualClock | None = None, recent: RecentResults | None = None
+) -> DeliveryLoop:
     clock = clock or ManualClock()
     notifier.clock = ChatClock(clock)
     return DeliveryLoop(
         database, {"telegram": notifier}, Wakeups(), owner="unit", max_attempts=3,
-        pacer=Pacer(1.0, clock=clock, sleep=clock.sleep),
+        pacer=Pacer(1.0, clock=clock, sleep=clock.sleep), recent=recent,
     )  # fmt: skip
 
 
@@ -126,3 +129,30 @@ async def _finish(session: object, database: Database, job_id: str, result: Stor
         inference_ms=1.0,
         image=result,
     )
+
+
+async def test_a_result_kept_in_memory_is_sent_as_the_store_has_it_and_only_once(database: Database) -> None:
+    """The replica that took the result sends it without reading it again; a retry, or a replica that did not take
+    it, reads the store; what was deleted (a /forget clears what is kept) is never sent from memory."""
+    recent = RecentResults()
+    kept_id = await finished(database, new_job(chat="42"))
+    kept = StoredBlob("0" * 64, b"kept in memory", "image/jpeg")  # distinguishable from the stored file's bytes
+    recent.keep(kept_id, kept)
+    read_id = await finished(database, new_job(chat="43"))
+    notifier = FakeNotifier()
+    assert await loop_for(database, notifier, recent=recent).run_once() == 2
+    images = {d.items[0].job_id: d.items[0].image for d in notifier.sent}
+    assert images[kept_id] == b"kept in memory"
+    assert images[read_id] is not None and images[read_id].startswith(b"\xff\xd8")  # read from the store
+    assert recent.take([kept_id]) == {}  # taken: a retried delivery reads the store
+
+
+def test_recent_results_stay_within_their_bytes_and_forget_everything_on_clear() -> None:
+    recent = RecentResults(max_bytes=10, max_one=6)
+    for name in "abc":
+        recent.keep(name, StoredBlob("0" * 64, b"x" * 4, "image/jpeg"))
+    recent.keep("huge", StoredBlob("0" * 64, b"x" * 7, "image/jpeg"))  # over max_one: never kept
+    assert set(recent.take(["a", "b", "c", "huge"])) == {"b", "c"}  # the oldest went to stay within 10 bytes
+    recent.keep("d", StoredBlob("0" * 64, b"x" * 4, "image/jpeg"))
+    recent.clear()
+    assert recent.take(["d"]) == {}
