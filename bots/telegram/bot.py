@@ -22,6 +22,7 @@ from queue_gateway.public import texts
 from queue_gateway.runtime import process, redact
 from queue_gateway.runtime.config import secret_values
 from queue_gateway.runtime.errors import CannotStart
+from queue_gateway.runtime.telegram_http import AiohttpRequest
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,9 @@ class TelegramBot:
             .base_url(settings.telegram_api_url)
             .base_file_url(settings.telegram_file_url)
             .concurrent_updates(True)
-            # a small pool, as the gateway's notifier has: httpx walks the whole pool on every request, and PTB's
-            # default of 256 made that walk a sixth of the bot's CPU per photo (benchmarks/PROFILE.md)
-            .connection_pool_size(BOT_API_CONNECTIONS)
+            # PTB's calls over aiohttp: half the CPU of its default httpx request (benchmarks/bench_telegram_http.py)
+            .request(AiohttpRequest(connections=BOT_API_CONNECTIONS))
+            .get_updates_request(AiohttpRequest(connections=1))
             .updater(None)  # updates come through DurablePoller (or the webhook), confirmed once handled
         )
         self.application = builder.build()

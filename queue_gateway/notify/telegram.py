@@ -13,7 +13,6 @@ from PIL import Image
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Message, ReplyParameters
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
-from telegram.request import HTTPXRequest
 
 from queue_gateway.notify.base import (
     ChatClock,
@@ -27,6 +26,7 @@ from queue_gateway.notify.base import (
 )
 from queue_gateway.public import texts
 from queue_gateway.public.contract import DiscordOrigin, TelegramOrigin, cancel_action
+from queue_gateway.runtime.telegram_http import AiohttpRequest
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def fits_photo_limits(image: bytes) -> bool:
 
 
 def make_bot(token: str, api_url: str, file_url: str) -> Bot:
-    request = HTTPXRequest(connection_pool_size=16, read_timeout=30, write_timeout=60, connect_timeout=10)
+    request = AiohttpRequest(connections=16, read_timeout=30, write_timeout=60, connect_timeout=10)
     return Bot(token, base_url=api_url, base_file_url=file_url, request=request)
 
 

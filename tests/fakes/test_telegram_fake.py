@@ -22,6 +22,7 @@ from telegram.error import BadRequest, Conflict, EndPointNotFound, InvalidToken,
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
 from queue_gateway.runtime import redact
+from queue_gateway.runtime.telegram_http import AiohttpRequest
 from tests.fakes.telegram_api import FakeTelegram
 
 CHAT = 42
@@ -46,9 +47,11 @@ async def fake() -> AsyncIterator[FakeTelegram]:
         yield server
 
 
-@pytest.fixture
-async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
-    async with Bot(fake.token, base_url=fake.base_url, base_file_url=fake.base_file_url) as client:
+@pytest.fixture(params=["httpx", "aiohttp"])
+async def bot(fake: FakeTelegram, request: pytest.FixtureRequest) -> AsyncIterator[Bot]:
+    """PTB's own default request, and ours over aiohttp (what the bot and the gateway run): both see one fake."""
+    kwargs = {"request": AiohttpRequest()} if request.param == "aiohttp" else {}
+    async with Bot(fake.token, base_url=fake.base_url, base_file_url=fake.base_file_url, **kwargs) as client:
         yield client
 
 
