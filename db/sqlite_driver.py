@@ -4,7 +4,8 @@ SQLAlchemy's aiosqlite adapter makes each statement a cursor (a hop to aiosqlite
 (another), its rows (another, for anything that returns rows) and the cursor's close (another). Each hop queues a
 call, wakes the thread, wakes the event loop through its self-pipe and switches greenlets. Here a statement runs,
 yields its rows and closes its cursor in one call on that thread; what SQLAlchemy then reads of the cursor
-(``description``, ``rowcount``, ``lastrowid``) is kept from it. Everything else — the connection, transactions,
+(``description``, ``rowcount``, ``lastrowid``) is kept from it. A rollback with no transaction open (the pool's
+reset of every connection it gets back) is no hop at all. Everything else — the connection, transactions,
 errors, server-side cursors — is SQLAlchemy's and aiosqlite's own. ``benchmarks/bench_sqlite_driver.py`` measures
 the difference; the whole test suite runs on it.
 """
@@ -82,6 +83,14 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = OneHopCursor
+
+    def rollback(self) -> None:
+        """No hop when there is nothing to roll back: the pool resets every connection it gets back (after each
+        commit, after each read-only session) with a rollback, and SQLite says whether a transaction is open."""
+        raw = self._connection._connection  # the sqlite3 connection; only read here, between statements
+        if raw is not None and not raw.in_transaction:
+            return
+        super().rollback()
 
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
