@@ -271,7 +271,8 @@ class DeliveryLoop:
         origin = first.origin or parse_origin({"platform": first.row.platform})
         language = first.language
         ids = [m.id for m in members]
-        images = {job_id: blob.data for job_id, blob in self._recent.take(ids).items()}  # taken from a worker here
+        kept = self._recent.take(ids)  # taken from a worker here; not for a photo deleted since (another replica's)
+        images = {m.id: kept[m.id].data for m in members if m.id in kept and m.purged_at is None}
         if unread := [job_id for job_id in ids if job_id not in images]:
             digests = await self._db.read(lambda s: deliveries.result_digests(s, unread))
             images |= await _read_images(self._db.blobs, digests)

@@ -4,14 +4,17 @@ message's last word, retries, giving up, albums — no broker, no platform."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import jobs
 from db.blobstore import StoredBlob
-from db.models import Job
+from db.models import Blob, Job
 from queue_gateway.blobs import RecentResults
 from queue_gateway.database import Database
 from queue_gateway.notify.base import ChatClock, RetryLater, Undeliverable
@@ -156,3 +159,21 @@ def test_recent_results_stay_within_their_bytes_and_forget_everything_on_clear()
     recent.keep("d", StoredBlob("0" * 64, b"x" * 4, "image/jpeg"))
     recent.clear()
     assert recent.take(["d"]) == {}
+
+
+async def test_a_result_kept_in_memory_is_not_sent_once_its_photo_was_deleted(database: Database) -> None:
+    """Another replica's /forget reaches this one only through the database: a job whose row says its photo is gone
+    (leased just before the forget, as here) is sent without the image kept in memory."""
+    recent = RecentResults()
+    job_id = await finished(database, new_job(chat="42"))
+    recent.keep(job_id, StoredBlob("0" * 64, b"kept in memory", "image/jpeg"))
+
+    async def forgotten_after_its_lease(session: AsyncSession) -> None:  # the forget's effect, but still due
+        await session.execute(delete(Blob).where(Blob.job_id == job_id))
+        await session.execute(update(Job).where(Job.id == job_id).values(purged_at=time.time()))
+
+    await database.write(forgotten_after_its_lease)
+    notifier = FakeNotifier()
+    assert await loop_for(database, notifier, recent=recent).run_once() == 1
+    [item] = notifier.sent[0].items
+    assert item.image is None and not item.ok
