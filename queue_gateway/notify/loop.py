@@ -106,6 +106,7 @@ class DeliveryLoop:
         self._metrics = metrics or GatewayMetrics()
         self._recent = recent or RecentResults()
         self._in_hand: set[str] = set()
+        self._turns: dict[str, _Turn] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -193,7 +194,8 @@ class DeliveryLoop:
         self._in_hand.add(job.id)
         try:
             with tracing.span("gateway deliver", parent=job.traceparent, job_id=job.id, platform=job.platform):
-                await self._deliver(job)
+                async with self._turn(_chat_of(job)):  # taken before anything awaits: a chat's results in order
+                    await self._deliver(job)
         except Exception:
             log.exception("job %s: delivery crashed; retrying later", job.id)
             with contextlib.suppress(Exception):
@@ -202,6 +204,22 @@ class DeliveryLoop:
                 )
         finally:
             self._in_hand.discard(job.id)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, chat: str) -> AsyncIterator[None]:
+        """One delivery at a time per chat, in the order they were started (they were leased oldest first): the
+        reads before a send (the album, the result) must not let a later result overtake an earlier one."""
+        turn = self._turns.get(chat)
+        if turn is None:
+            turn = self._turns[chat] = _Turn()
+        turn.users += 1
+        try:
+            async with turn.lock:
+                yield
+        finally:
+            turn.users -= 1
+            if not turn.users:
+                del self._turns[chat]
 
     async def _deliver(self, job: Job) -> None:
         members = await self._members(job)
@@ -318,6 +336,19 @@ class DeliveryLoop:
 
     async def _release(self, job_ids: list[str]) -> None:
         await self._db.write(lambda s: deliveries.park(s, job_ids))
+
+
+class _Turn:
+    """A chat's place in line for deliveries, kept while a delivery for it is started or running."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+def _chat_of(job: Job) -> str:
+    typed = TypedJob.of(job)
+    return (typed.origin or parse_origin({"platform": job.platform})).chat_ref
 
 
 async def _read_images(store: BlobStore, digests: Mapping[str, str]) -> dict[str, bytes]:
