@@ -293,17 +293,11 @@ class Worker:
         except BadImage as exc:
             return ResultMeta(ok=False, error_code="bad_image", error=str(exc)[:500], **base), None
         except (InferenceCrashed, JobTimedOut) as exc:
-            timed_out = isinstance(exc, JobTimedOut)
-            log.error("job %s: %s (delivery %d)", job.job_id, exc, _delivery_number(message))
-            self.metrics.jobs.labels(outcome="timeout" if timed_out else "crashed").inc()
-            if timed_out:
-                await self._note(job, ResultMeta(ok=False, final=False, error_code="timeout", error=str(exc), **base))
-            await self._give_back(message, job.job_id)
+            await self._hand_back(job, exc, message, base)
             return None, None
         except Exception as exc:  # the model raised: final for this job, told to its sender
             log.exception("job %s: the model failed", job.job_id)
-            text = f"the detector could not process it ({type(exc).__name__})"
-            return ResultMeta(ok=False, error_code="model_error", error=text, **base), None
+            return _model_error(exc, base), None
         self.metrics.inference_seconds.observe(result.inference_ms / 1000)
         meta = ResultMeta(
             ok=True,
@@ -325,19 +319,28 @@ class Worker:
             log.info("job %s: clip refused (%s)", job.job_id, exc)
             return clipjobs.refusal_meta(exc, base), None
         except (InferenceCrashed, JobTimedOut) as exc:
-            timed_out = isinstance(exc, JobTimedOut)
-            log.error("job %s: %s (delivery %d)", job.job_id, exc, _delivery_number(message))
-            self.metrics.jobs.labels(outcome="timeout" if timed_out else "crashed").inc()
-            if timed_out:
-                await self._note(job, ResultMeta(ok=False, final=False, error_code="timeout", error=str(exc), **base))
-            await self._give_back(message, job.job_id)
+            await self._hand_back(job, exc, message, base)
             return None, None
         except Exception as exc:  # the model raised: final for this job, told to its sender
             log.exception("job %s: the model failed on a clip", job.job_id)
-            text = f"the detector could not process it ({type(exc).__name__})"
-            return ResultMeta(ok=False, error_code="model_error", error=text, **base), None
+            return _model_error(exc, base), None
         self.metrics.inference_seconds.observe(result.inference_ms / 1000)
         return clipjobs.clip_meta(result, base), result.animation
+
+    async def _hand_back(
+        self,
+        job: JobMessage,
+        exc: InferenceCrashed | JobTimedOut,
+        message: AbstractIncomingMessage,
+        base: dict[str, Any],
+    ) -> None:
+        """The slot crashed or ran past the deadline: the job goes back to the queue (a timeout says why first)."""
+        timed_out = isinstance(exc, JobTimedOut)
+        log.error("job %s: %s (delivery %d)", job.job_id, exc, _delivery_number(message))
+        self.metrics.jobs.labels(outcome="timeout" if timed_out else "crashed").inc()
+        if timed_out:
+            await self._note(job, ResultMeta(ok=False, final=False, error_code="timeout", error=str(exc), **base))
+        await self._give_back(message, job.job_id)
 
     async def _note(self, job: JobMessage, meta: ResultMeta) -> None:
         """Tell the gateway why this attempt failed (the job stays in the queue); best effort."""
@@ -380,3 +383,10 @@ def _delivery_number(message: AbstractIncomingMessage) -> int:
     """1 for the first delivery; quorum queues count earlier ones in ``x-delivery-count``."""
     count = (message.headers or {}).get("x-delivery-count")
     return int(count) + 1 if isinstance(count, int) else 1
+
+
+def _model_error(exc: Exception, base: dict[str, Any]) -> ResultMeta:
+    """The model raised: a final error for the job, told to its sender in words that name only the error's type."""
+    return ResultMeta(
+        ok=False, error_code="model_error", error=f"the detector could not process it ({type(exc).__name__})", **base
+    )
