@@ -226,9 +226,10 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
             fair_share=settings.fair_share_per_key,
         ),
     )
+    publishing: set[str] = set()  # intake's publishes in flight, which an urgent relay pass must not repeat
     relay = OutboxRelay(
         database, publisher, interval_s=settings.relay_interval_s, grace_s=settings.relay_grace_s,
-        fair_share=limits.fair_share, link_ttl_s=settings.worker_link_ttl_s,
+        fair_share=limits.fair_share, link_ttl_s=settings.worker_link_ttl_s, publishing=publishing,
     )  # fmt: skip
     app[link_key] = link
     app[intake_key] = Intake(
@@ -240,6 +241,7 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
         on_changed=wakeups.job_changed,
         on_unpublished=lambda: relay.wake(urgent=True),
         on_held=relay.hold,
+        publishing=publishing,
     )
     link.on_connected.append(lambda: relay.wake(urgent=True))
     dead_letters = DeadLetterConsumer(

@@ -187,8 +187,11 @@ class Intake:
         on_changed: Callable[[str], None] = lambda job_id: None,
         on_unpublished: Callable[[], None] = lambda: None,
         on_held: Callable[[], None] = lambda: None,
+        publishing: set[str] | None = None,
     ) -> None:
         self._db = database
+        # the jobs this intake is publishing and has not marked published yet (the relay leaves them alone)
+        self.publishing: set[str] = publishing if publishing is not None else set()
         self._publisher = publisher
         self._busy_retry_after_s = busy_retry_after_s
         self._result_cache = result_cache
@@ -368,6 +371,14 @@ class Intake:
         to_publish = [p for p in batch if not p.new.held]
         if len(to_publish) < len(batch):
             self._on_held()
+        in_flight = {p.new.id for p in to_publish}
+        self.publishing.update(in_flight)
+        try:
+            await self._publish_these(batch, to_publish, ahead)
+        finally:
+            self.publishing.difference_update(in_flight)
+
+    async def _publish_these(self, batch: list[_Pending], to_publish: list[_Pending], ahead: int) -> None:
         outcomes = await asyncio.gather(
             *(
                 self._publisher.publish(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,8 +52,10 @@ class OutboxRelay:
         grace_s: float,
         fair_share: Callable[[str], int] = lambda _user: 2,
         link_ttl_s: float = 24 * 3600,
+        publishing: Collection[str] = frozenset(),
     ) -> None:
         self._db = database
+        self._publishing = publishing  # what intake is publishing right now: not the relay's to take over
         self._publisher = publisher
         self._interval_s = interval_s
         self._grace_s = grace_s
@@ -109,7 +111,7 @@ class OutboxRelay:
             return [
                 _Due(job.id, job.link_gen, DetectParams.model_validate(job.params), job.traceparent,
                      clip_return(job.media, job.platform))
-                for job in found
+                for job in found if job.id not in self._publishing
             ], holding  # fmt: skip
 
         publishable, self._holding = await self._db.read(due, retry_s=0)

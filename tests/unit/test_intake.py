@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +109,23 @@ async def test_the_same_idempotency_key_answers_with_the_first_job(database: Dat
     finally:
         task.cancel()
     assert answers[0].job_id == answers[1].job_id and sorted(a.duplicate for a in answers) == [False, True]
+
+
+async def test_a_job_is_in_flight_for_the_relay_from_its_publish_until_it_is_marked_queued(database: Database) -> None:
+    seen: list[set[str]] = []
+    publishing: set[str] = set()
+
+    class Watching(FakePublisher):
+        async def publish(self, job_id: str, params: Any, **options: Any) -> None:
+            seen.append(set(publishing))  # what the relay would leave alone at this moment
+            await super().publish(job_id, params, **options)
+
+    intake = Intake(database, Watching(), busy_retry_after_s=30, publishing=publishing)  # type: ignore[arg-type]
+    task = await running(intake)
+    try:
+        new = new_job()
+        answer = await intake.submit(new)
+    finally:
+        task.cancel()
+    assert seen == [{new.id}] and answer.status == "queued"
+    assert publishing == set()  # marked queued: the relay's again, should it ever need it

@@ -79,3 +79,13 @@ async def _queued(session: object, job_id: str, *, at: float | None = None) -> N
     await session.execute(  # type: ignore[attr-defined]
         update(Job).where(Job.id == job_id).values(status="queued", queued_at=at or now(), held=False)
     )
+
+
+async def test_a_job_intake_is_still_publishing_is_not_published_twice(database: Database) -> None:
+    """A slow confirm, or an urgent pass after another job's publish failed: what intake has in flight is its own."""
+    publisher = FakePublisher()
+    slow, left = new_job(user="1"), new_job(user="2")
+    await store(database, slow, left, at=now() - 60)
+    relay = OutboxRelay(database, publisher, interval_s=1.0, grace_s=5.0, publishing={slow.id})  # type: ignore[arg-type]
+    assert await relay.relay_once(grace_s=0.0) == 1
+    assert publisher.published == [(left.id, 0)]
