@@ -105,8 +105,9 @@ async def test_a_slow_clip_stops_itself_before_the_deadline_and_keeps_its_slot(
     with pytest.raises(ClipTooSlow) as caught:
         await pool.detect_clip(ClipJob(gif(numbered(30, size=(320, 240)), fps=10)))
     elapsed = time.monotonic() - started
-    assert caught.value.code == "clip_too_slow"
-    assert 2.0 * CLIP_DEADLINE_SHARE * 0.8 <= elapsed < 2.0
+    assert caught.value.code == "clip_too_slow"  # its own final error, not the deadline's JobTimedOut
+    assert elapsed >= 2.0 * CLIP_DEADLINE_SHARE * 0.8  # it used the time it had (the caller's clock also counts
+    # sending the clip and the answer, so it can pass 2 s on a slow box: the pid below is what says nothing was killed)
     assert pool.pids == [pid]  # nothing was killed: the slot goes on
     assert (await pool.detect(Job(jpeg(320, 240)))).detections
 
