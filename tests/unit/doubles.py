@@ -8,6 +8,7 @@ and the platforms' wire fakes in ``tests/integration``.
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -114,11 +115,24 @@ class FakePublisher:
 
 async def sqlite_database(path: Path) -> AsyncIterator[Database]:
     """A migrated SQLite database under ``path``, with its blob store beside it (no retries: a unit test wants the
-    first error)."""
-    engine = create_engine(f"sqlite+aiosqlite:///{path / 'unit.sqlite3'}")
+    first error).
+
+    The migrations run once per test session, into a template beside the tests' own directories (pytest gives a
+    session one base directory); each test gets a copy of it, a fresh file."""
+    template = path.parent / "migrated-template.sqlite3"
+    if not template.exists():
+        building = path.parent / f"migrated-template-{uuid.uuid4().hex}.sqlite3"
+        first = create_engine(f"sqlite+aiosqlite:///{building}")
+        try:
+            await upgrade_engine(first)
+        finally:
+            await first.dispose()
+        building.replace(template)
+    database_file = path / "unit.sqlite3"
+    shutil.copyfile(template, database_file)
+    engine = create_engine(f"sqlite+aiosqlite:///{database_file}")
     blobs = FileBlobStore(path / "blobs")
     blobs.prepare()
-    await upgrade_engine(engine, blobs=blobs)
     try:
         yield Database(session_factory(engine), blobs, retry_s=0)
     finally:
