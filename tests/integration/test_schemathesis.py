@@ -1,7 +1,8 @@
 """Every request the gateway's own OpenAPI document allows (and many it does not) gets an answer below 500, with a
 status the document lists and a body that matches its schema.
 
-A short schemathesis run over /v1/openapi.json against the real gateway; the long one is in docs/testing.md.
+A short schemathesis run over /v1/openapi.json against the real gateway; the long one is in docs/architecture.md
+(Tests).
 Also the four requests that once answered 500.
 """
 
