@@ -46,7 +46,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     settings = load_settings(GatewaySettings, args, host=args.host, port=args.port)
     start_process(settings, "gateway")
-    serve(GatewayService(settings))
+    serve(GatewayService(settings), settings)
 
 
 def add_migrate_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import aiohttp
 
-from queue_gateway.runtime.entry import add_log_level, load_settings, parse, run_main, start_process
+from queue_gateway.runtime.entry import add_log_level, load_settings, parse, run_loop, run_main, start_process
 from queue_gateway.runtime.runner import run_until_signalled
 
 if TYPE_CHECKING:
@@ -41,7 +40,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     settings = load_settings(WorkerSettings, args, slots=args.slots, model=args.model)
     start_process(settings, "worker")
-    asyncio.run(serve(settings, model=choose_model(settings.model, settings.data_dir)))
+    run_loop(serve(settings, model=choose_model(settings.model, settings.data_dir)), settings)
 
 
 async def serve(settings: WorkerSettings, *, model: str) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Sequence
 
 import aiohttp
 
 from bots.discord.settings import DiscordSettings
-from queue_gateway.runtime.entry import add_log_level, load_settings, parse, run_main, start_process
+from queue_gateway.runtime.entry import add_log_level, load_settings, parse, run_loop, run_main, start_process
 from queue_gateway.runtime.runner import run_until_signalled
 
 DESCRIPTION = "Run the Discord bot (/detect and the 'Detect objects' message menu)."
@@ -32,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> None:
     settings = load_settings(DiscordSettings, args)
     start_process(settings, "discord")
-    asyncio.run(serve(settings))
+    run_loop(serve(settings), settings)
 
 
 async def serve(settings: DiscordSettings) -> None:

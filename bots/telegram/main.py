@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Sequence
 
 import aiohttp
 
 from bots.telegram.settings import TelegramSettings
-from queue_gateway.runtime.entry import add_log_level, load_settings, parse, run_main, start_process
+from queue_gateway.runtime.entry import add_log_level, load_settings, parse, run_loop, run_main, start_process
 from queue_gateway.runtime.runner import run_until_signalled
 
 DESCRIPTION = "Run the Telegram bot (long polling, or a webhook when configured)."
@@ -32,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> None:
     settings = load_settings(TelegramSettings, args)
     start_process(settings, "telegram")
-    asyncio.run(serve(settings))
+    run_loop(serve(settings), settings)
 
 
 async def serve(settings: TelegramSettings) -> None:

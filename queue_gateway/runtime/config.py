@@ -19,6 +19,9 @@ class DetectbotSettings(BaseSettings):
     log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR (also --log-level)
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, with the job id
     tracing: Literal["off", "console", "otlp"] = "off"  # OpenTelemetry; otlp: OTEL_EXPORTER_OTLP_ENDPOINT
+    # auto: uvloop (libuv's event loop) where it is installed, as it is by default on Linux and macOS; asyncio: the
+    # standard library's loop (for debugging, or a platform without uvloop)
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
 
 def safe_url(url: str) -> str:
