@@ -6,7 +6,7 @@ import time
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import case
+from sqlalchemy import ColumnElement, case
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,8 +30,9 @@ class Outcome(Enum):
     EXHAUSTED = "exhausted"  # too many attempts: the job was marked dead
 
 
-def delivery_time(at: float) -> Any:
-    """Chat jobs become due for delivery when they finish; HTTP clients fetch their own results."""
+def delivery_time(at: float | ColumnElement[float]) -> Any:
+    """Chat jobs become due for delivery when they finish (``at``: a time, or a statement's parameter for one);
+    HTTP clients fetch their own results."""
     return case((Job.platform.in_(CHAT_PLATFORMS), at), else_=None)
 
 

@@ -7,10 +7,11 @@ at once (:func:`release_leases`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import BindParameter, Float, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import rollup
@@ -18,13 +19,49 @@ from db.common import CHAT_PLATFORMS, now, rowcount
 from db.models import ACTIVE, WAITING, Blob, Job, JobStatus
 
 
-def _lease_free(at: float) -> Any:
+def _lease_free(at: Any) -> Any:
     return or_(Job.delivery_lease_until.is_(None), Job.delivery_lease_until < at)
 
 
-async def lease_due(session: AsyncSession, *, owner: str, seconds: float, limit: int) -> list[Job]:
-    """Lease (for ``seconds``) up to ``limit`` deliveries that are due and not leased by anyone; return them."""
-    at = now()
+# The statements every delivery runs are built once, with their values as parameters (as in db.transitions): a
+# parameter is named apart from its column (``p_…``).
+_IDS: BindParameter[str] = bindparam("p_ids", expanding=True)
+_AT = bindparam("p_at", type_=Float())  # in an expression (CASE, COALESCE), where no column lends it a type
+_RESULT_DIGESTS = select(Blob.job_id, Blob.digest).where(Blob.job_id.in_(_IDS), Blob.kind == "result")
+_DELIVERED = (
+    update(Job)
+    .execution_options(synchronize_session=False)
+    .where(Job.id.in_(_IDS))
+    .values(
+        status=case((Job.status == JobStatus.DONE, JobStatus.DELIVERED), else_=Job.status),
+        delivered_at=func.coalesce(Job.delivered_at, _AT),
+        delivery_receipt=bindparam("p_receipt"),
+        status_edited_id=bindparam("p_edited"),
+        # the bot named a status message that this delivery did not edit: due again at once, to edit it too
+        next_delivery_at=case(
+            (and_(Job.status_message_id.is_not(None), Job.status_message_id != bindparam("p_edited_or_none")), _AT),
+            else_=None,
+        ),
+        delivery_lease_until=None,
+        delivery_lease_owner=None,
+        delivery_error=None,
+    )
+)
+_STATUS_MESSAGE = (
+    update(Job)
+    .where(Job.id == bindparam("p_id"))
+    .values(
+        status_message_id=bindparam("p_message"),
+        next_delivery_at=case((Job.delivered_at.is_not(None), _AT), else_=Job.next_delivery_at),
+    )
+    .returning(Job)
+    .execution_options(synchronize_session=False)
+)
+
+
+@functools.cache
+def _lease_due_statement(limit: int) -> Any:
+    at = _AT
     due = (
         select(Job.id)
         .where(Job.next_delivery_at <= at, _lease_free(at))
@@ -34,13 +71,19 @@ async def lease_due(session: AsyncSession, *, owner: str, seconds: float, limit:
     )
     # the lease condition is repeated outside the subquery: Postgres re-checks it on a row another replica
     # leased meanwhile, so two replicas never both take it
-    rows = await session.execute(
+    return (
         update(Job)
         .where(Job.id.in_(due), _lease_free(at))
-        .values(delivery_lease_until=at + seconds, delivery_lease_owner=owner)
+        .values(delivery_lease_until=bindparam("p_until"), delivery_lease_owner=bindparam("p_owner"))
         .returning(Job)
         .execution_options(synchronize_session=False)
     )
+
+
+async def lease_due(session: AsyncSession, *, owner: str, seconds: float, limit: int) -> list[Job]:
+    """Lease (for ``seconds``) up to ``limit`` deliveries that are due and not leased by anyone; return them."""
+    at = now()
+    rows = await session.execute(_lease_due_statement(limit), {"p_at": at, "p_until": at + seconds, "p_owner": owner})
     return sorted(rows.scalars(), key=lambda job: job.next_delivery_at or 0.0)
 
 
@@ -82,9 +125,7 @@ async def release_leases(session: AsyncSession, owner: str) -> int:
 
 async def result_digests(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, str]:
     """The blob-store digest of each of these jobs' annotated result (those that have one)."""
-    rows = await session.execute(
-        select(Blob.job_id, Blob.digest).where(Blob.job_id.in_(job_ids), Blob.kind == "result")
-    )
+    rows = await session.execute(_RESULT_DIGESTS, {"p_ids": list(job_ids)})
     return {str(job_id): str(digest) for job_id, digest in rows}
 
 
@@ -125,21 +166,15 @@ async def delivered(
         if job.status == JobStatus.DONE and job.delivered_at is None:
             await rollup.count_event(session, at, job.platform, "delivered")
             await rollup.observe(session, at, "end_to_end", at - job.received_at)
-    pending_edit = and_(Job.status_message_id.is_not(None), Job.status_message_id != (status_edited or ""))
     await session.execute(
-        update(Job)
-        .execution_options(synchronize_session=False)
-        .where(Job.id.in_([job.id for job in jobs]))
-        .values(
-            status=case((Job.status == JobStatus.DONE, JobStatus.DELIVERED), else_=Job.status),
-            delivered_at=func.coalesce(Job.delivered_at, at),
-            delivery_receipt=receipt,
-            status_edited_id=status_edited,
-            next_delivery_at=case((pending_edit, at), else_=None),
-            delivery_lease_until=None,
-            delivery_lease_owner=None,
-            delivery_error=None,
-        )
+        _DELIVERED,
+        {
+            "p_ids": [job.id for job in jobs],
+            "p_at": at,
+            "p_receipt": receipt,
+            "p_edited": status_edited,
+            "p_edited_or_none": status_edited or "",
+        },
     )
 
 
@@ -184,18 +219,7 @@ async def set_status_message(session: AsyncSession, job_id: str, message_id: str
     Judged by the UPDATE itself as the row is written: judged from an earlier read, a delivery that finished in
     between (its own check having run before ours was written) would leave the status message unedited for good.
     """
-    at = now()
-    rows = await session.execute(
-        update(Job)
-        .execution_options(synchronize_session=False)
-        .where(Job.id == job_id)
-        .values(
-            status_message_id=message_id,
-            next_delivery_at=case((Job.delivered_at.is_not(None), at), else_=Job.next_delivery_at),
-        )
-        .returning(Job)
-        .execution_options(synchronize_session=False)
-    )
+    rows = await session.execute(_STATUS_MESSAGE, {"p_id": job_id, "p_message": message_id, "p_at": now()})
     return rows.scalars().first()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import blobs
@@ -51,16 +51,20 @@ async def publishable(
     return chosen[:limit], still_held or len(chosen) > limit
 
 
+# built once, its values as parameters (as in db.transitions)
+_PUBLISHED = (
+    update(Job)
+    .execution_options(synchronize_session=False)
+    .where(Job.id.in_(bindparam("p_ids", expanding=True)), Job.status == JobStatus.RECEIVED)
+    .values(status=JobStatus.QUEUED, queued_at=bindparam("p_at"), held=False)
+)
+
+
 async def mark_published(session: AsyncSession, job_ids: Sequence[str]) -> None:
     """The broker confirmed these jobs: they are ``queued``."""
     if not job_ids:
         return
-    await session.execute(
-        update(Job)
-        .execution_options(synchronize_session=False)
-        .where(Job.id.in_(job_ids), Job.status == JobStatus.RECEIVED)
-        .values(status=JobStatus.QUEUED, queued_at=now(), held=False)
-    )
+    await session.execute(_PUBLISHED, {"p_ids": list(job_ids), "p_at": now()})
 
 
 async def withdraw(session: AsyncSession, job_ids: Sequence[str]) -> set[str]:

@@ -5,10 +5,11 @@ Each function runs inside the caller's transaction, and bumps the stats rollups 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import Float, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,6 +46,44 @@ class Finished:
 
 _FINISHED_COLUMNS = (Job.id, Job.status, Job.platform, Job.received_at, Job.processing_at)
 
+# The statements every photo runs are built once, with their values as parameters: building one and computing its
+# cache key each time cost more CPU than running it (an UPDATE's transaction on SQLite: 0.5 against 0.85-1.07 ms).
+# A parameter is named apart from its column (``p_…``): SQLAlchemy reserves a column's own name for its SET value.
+_START = (
+    update(Job)
+    .execution_options(synchronize_session=False)
+    .where(
+        Job.id == bindparam("p_id"),
+        Job.link_gen == bindparam("p_gen"),
+        Job.status.in_(WAITING),
+        Job.purged_at.is_(None),
+        Job.attempts < bindparam("p_max"),
+    )
+    .values(
+        status=JobStatus.PROCESSING,
+        attempts=Job.attempts + 1,
+        processing_at=bindparam("p_at"),
+        queued_at=func.coalesce(Job.queued_at, bindparam("p_at", type_=Float())),
+        worker=bindparam("p_worker"),
+    )
+)
+
+
+@functools.cache
+def _move_on_statement(columns: tuple[str, ...], with_gen: bool) -> Any:
+    """The guarded UPDATE of :func:`_move_on` for one set of columns, built once per set."""
+    guard = [Job.id == bindparam("p_id"), Job.status.in_(ACTIVE)]
+    if with_gen:
+        guard.append(Job.link_gen == bindparam("p_gen"))
+    return (
+        update(Job)
+        .execution_options(synchronize_session=False)
+        .where(*guard)
+        .values({column: bindparam(f"p_{column}") for column in columns})
+        .values(next_delivery_at=delivery_time(bindparam("p_at", type_=Float())))
+        .returning(*_FINISHED_COLUMNS)
+    )
+
 
 async def start_attempt(
     session: AsyncSession,
@@ -64,22 +103,7 @@ async def start_attempt(
     """
     at = now()
     started = await session.execute(
-        update(Job)
-        .execution_options(synchronize_session=False)
-        .where(
-            Job.id == job_id,
-            Job.link_gen == link_gen,
-            Job.status.in_(WAITING),
-            Job.purged_at.is_(None),
-            Job.attempts < max_attempts,
-        )
-        .values(
-            status=JobStatus.PROCESSING,
-            attempts=Job.attempts + 1,
-            processing_at=at,
-            queued_at=func.coalesce(Job.queued_at, at),
-            worker=worker,
-        )
+        _START, {"p_id": job_id, "p_gen": link_gen, "p_max": max_attempts, "p_at": at, "p_worker": worker}
     )
     if rowcount(started):
         return Outcome.APPLIED
@@ -135,7 +159,6 @@ async def complete(
         conf_used=conf_used,
         error=None,
         error_code=None,
-        next_delivery_at=delivery_time(at),
     )
     if clip is not None:
         probed = await session.scalar(select(Job.clip).where(Job.id == job_id))
@@ -191,7 +214,6 @@ async def fail(
         "failed_at": at,
         "error_code": code,
         "error": message,
-        "next_delivery_at": delivery_time(at),
     }
     if worker:
         values["worker"] = worker
@@ -221,7 +243,7 @@ async def note_failure(
 async def mark_dead(session: AsyncSession, job_id: str, *, reason: str, code: str = "dead") -> Outcome:
     """Deliveries exhausted: park the job for an admin; the person is told."""
     at = now()
-    values = dict(status=JobStatus.DEAD, dead_at=at, error_code=code, error=reason, next_delivery_at=delivery_time(at))
+    values = dict(status=JobStatus.DEAD, dead_at=at, error_code=code, error=reason)
     finished = await _move_on(session, job_id, values, at)
     if finished is None:
         return await _why_not(session, job_id)
@@ -250,17 +272,15 @@ async def _move_on(
     session: AsyncSession, job_id: str, values: dict[str, Any], at: float, *, link_gen: int | None = None
 ) -> Finished | None:
     """The guarded UPDATE: only a job that still waits for a worker moves to a final state (and, for a worker's
-    result, only through the links of its current generation: a result from before a requeue changes nothing)."""
-    guard = [Job.id == job_id, Job.status.in_(ACTIVE)]
+    result, only through the links of its current generation: a result from before a requeue changes nothing).
+    A chat job becomes due for delivery at ``at`` (HTTP clients fetch their own results)."""
+    columns = tuple(sorted(values))
+    params = {f"p_{column}": values[column] for column in columns}
+    params["p_id"] = job_id
+    params["p_at"] = at
     if link_gen is not None:
-        guard.append(Job.link_gen == link_gen)
-    rows = await session.execute(
-        update(Job)
-        .execution_options(synchronize_session=False)
-        .where(*guard)
-        .values(values)
-        .returning(*_FINISHED_COLUMNS)
-    )
+        params["p_gen"] = link_gen
+    rows = await session.execute(_move_on_statement(columns, link_gen is not None), params)
     row = rows.first()
     if row is None:
         return None
