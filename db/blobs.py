@@ -20,6 +20,7 @@ the sweep (:func:`unnamed`, :func:`stale`), which retention runs with a grace pe
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
@@ -40,12 +41,18 @@ async def lock(session: AsyncSession, digests: Iterable[str], *, at: float | Non
     if not ordered:
         return ordered
     at = now() if at is None else at
-    insert = dialect_insert(session, BlobFile)
-    upsert = insert.on_conflict_do_update(
+    rows = [{"digest": digest, "touched_at": at} for digest in ordered]
+    await session.execute(_lock_files(session.get_bind().dialect.name), rows)
+    return ordered
+
+
+@functools.cache
+def _lock_files(dialect: str) -> Any:
+    """The upsert that creates or touches ``blob_files`` rows, built once per database dialect."""
+    insert = dialect_insert(dialect, BlobFile)
+    return insert.on_conflict_do_update(
         index_elements=[BlobFile.digest], set_={"touched_at": insert.excluded.touched_at}
     )
-    await session.execute(upsert, [{"digest": digest, "touched_at": at} for digest in ordered])
-    return ordered
 
 
 async def hold(

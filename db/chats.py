@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import bindparam, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.common import now, rowcount
@@ -51,13 +51,17 @@ async def forget_settings(session: AsyncSession, platform: str, keys: list[str])
     return rowcount(rows)
 
 
+# intake reads it for every batch: built once, the chats as a parameter (as in db.transitions)
+_SETTINGS_OF = select(ChatSettings).where(
+    tuple_(ChatSettings.platform, ChatSettings.chat_id).in_(bindparam("p_chats", expanding=True))
+)
+
+
 async def settings_of(session: AsyncSession, chats: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
     """The settings of several chats at once (a chat that chose nothing is absent)."""
     if not chats:
         return {}
-    rows = await session.execute(
-        select(ChatSettings).where(tuple_(ChatSettings.platform, ChatSettings.chat_id).in_(chats))
-    )
+    rows = await session.execute(_SETTINGS_OF, {"p_chats": list(chats)})
     return {
         (row.platform, row.chat_id): {name: getattr(row, name) for name in FIELDS if getattr(row, name) is not None}
         for row in rows.scalars()

@@ -36,9 +36,10 @@ def delivery_time(at: float | ColumnElement[float]) -> Any:
     return case((Job.platform.in_(CHAT_PLATFORMS), at), else_=None)
 
 
-def dialect_insert(session: AsyncSession, model: Any) -> Any:
-    """The database's own INSERT (SQLite's or Postgres's), which knows ``ON CONFLICT``."""
-    dialect = session.get_bind().dialect.name
+def dialect_insert(where: AsyncSession | str, model: Any) -> Any:
+    """The database's own INSERT (SQLite's or Postgres's), which knows ``ON CONFLICT``; ``where``: a session on
+    that database, or its dialect's name."""
+    dialect = where if isinstance(where, str) else where.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 

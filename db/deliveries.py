@@ -59,7 +59,7 @@ _STATUS_MESSAGE = (
 )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)  # one per batch size
 def _lease_due_statement(limit: int) -> Any:
     at = _AT
     due = (

@@ -5,11 +5,12 @@ Each function runs inside the caller's session and transaction; the caller commi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import BindParameter, bindparam, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import blobs, rollup, webhooks
@@ -61,8 +62,7 @@ async def add_jobs(
     if not batch:
         return set()
     at = now() if at is None else at
-    insert_job = dialect_insert(session, Job).on_conflict_do_nothing()
-    rows = await session.execute(insert_job.returning(Job.id), [_job_row(new, at) for new in batch])
+    rows = await session.execute(_insert_jobs(session.get_bind().dialect.name), [_job_row(new, at) for new in batch])
     written = {str(job_id) for job_id in rows.scalars()}
     fresh = [new for new in batch if new.id in written]
     if not fresh:
@@ -78,6 +78,12 @@ async def add_jobs(
     for platform, count in per_platform.items():
         await rollup.count_event(session, at, platform, "received", count)
     return written
+
+
+@functools.cache
+def _insert_jobs(dialect: str) -> Any:
+    """The INSERT of new jobs (one that is there already is skipped), built once per database dialect."""
+    return dialect_insert(dialect, Job).on_conflict_do_nothing().returning(Job.id)
 
 
 def _digest(new: NewJob) -> str:
@@ -117,11 +123,39 @@ def _job_row(new: NewJob, at: float) -> dict[str, Any]:
     }
 
 
+# The reads intake runs for every batch are built once, with their values as parameters (as in db.transitions)
+_BY_KEYS = select(Job).where(Job.idempotency_key.in_(bindparam("p_keys", expanding=True)))
+_WAITING_BEFORE = (
+    select(func.count()).select_from(Job).where(Job.status.in_(WAITING), Job.received_at < bindparam("p_at"))
+)
+_USERS: BindParameter[str] = bindparam("p_users", expanding=True)
+_IN_LINE = select(Job.user_ref, Job.group_key, Job.status).where(Job.user_ref.in_(_USERS), Job.status.in_(ACTIVE))
+_RECEIVED_SINCE = (
+    select(Job.user_ref, func.count())
+    .where(Job.user_ref.in_(_USERS), Job.received_at >= bindparam("p_since"))
+    .group_by(Job.user_ref)
+)
+
+
+@functools.lru_cache(maxsize=64)  # one per batch size
+def _cached_results(hashes: int) -> Any:
+    return (
+        select(Job)
+        .join(Blob, (Blob.job_id == Job.id) & (Blob.kind == "result"))
+        .where(
+            Job.image_sha256.in_(bindparam("p_hashes", expanding=True)),
+            Job.status.in_([JobStatus.DONE, JobStatus.DELIVERED]),
+        )
+        .order_by(Job.done_at.desc())
+        .limit(5 * hashes)
+    )
+
+
 async def by_idempotency_keys(session: AsyncSession, keys: Sequence[str]) -> dict[str, Job]:
     """The jobs that hold these idempotency keys, by key."""
     if not keys:
         return {}
-    rows = await session.execute(select(Job).where(Job.idempotency_key.in_(keys)))
+    rows = await session.execute(_BY_KEYS, {"p_keys": list(keys)})
     return {str(job.idempotency_key): job for job in rows.scalars()}
 
 
@@ -135,9 +169,7 @@ async def get_blob(session: AsyncSession, job_id: str, kind: str) -> Blob | None
 
 async def waiting_before(session: AsyncSession, at: float) -> int:
     """How many jobs that arrived before ``at`` still wait in line."""
-    count = await session.scalar(
-        select(func.count()).select_from(Job).where(Job.status.in_(WAITING), Job.received_at < at)
-    )
+    count = await session.scalar(_WAITING_BEFORE, {"p_at": at})
     return int(count or 0)
 
 
@@ -162,9 +194,7 @@ async def in_line_per_user(session: AsyncSession, user_refs: Sequence[str]) -> d
     found: dict[str, InLine] = {user: InLine() for user in user_refs}
     if not user_refs:
         return found
-    rows = await session.execute(
-        select(Job.user_ref, Job.group_key, Job.status).where(Job.user_ref.in_(user_refs), Job.status.in_(ACTIVE))
-    )
+    rows = await session.execute(_IN_LINE, {"p_users": list(user_refs)})
     for user, group, status in rows:
         entry = found[str(user)]
         if group is None:
@@ -180,11 +210,7 @@ async def received_since(session: AsyncSession, user_refs: Sequence[str], since:
     """How many photos each of these people sent since ``since`` (rate limits and daily quotas)."""
     if not user_refs:
         return {}
-    rows = await session.execute(
-        select(Job.user_ref, func.count())
-        .where(Job.user_ref.in_(user_refs), Job.received_at >= since)
-        .group_by(Job.user_ref)
-    )
+    rows = await session.execute(_RECEIVED_SINCE, {"p_users": list(user_refs), "p_since": since})
     return {str(user): int(n) for user, n in rows}
 
 
@@ -192,13 +218,7 @@ async def cached_results(session: AsyncSession, hashes: Sequence[str]) -> dict[s
     """Finished jobs with a stored result for any of these image hashes (newest first), by hash."""
     if not hashes:
         return {}
-    rows = await session.execute(
-        select(Job)
-        .join(Blob, (Blob.job_id == Job.id) & (Blob.kind == "result"))
-        .where(Job.image_sha256.in_(hashes), Job.status.in_([JobStatus.DONE, JobStatus.DELIVERED]))
-        .order_by(Job.done_at.desc())
-        .limit(5 * len(hashes))
-    )
+    rows = await session.execute(_cached_results(len(hashes)), {"p_hashes": list(hashes)})
     found: dict[str, list[Job]] = {}
     for job in rows.scalars():
         found.setdefault(job.image_sha256, []).append(job)
