@@ -65,6 +65,8 @@ async def one_photo(database: Database, number: int, steps: dict[str, list[float
         ),
     )
     leased = await timed("lease", lambda s: deliveries.lease_due(s, owner="bench", seconds=30, limit=16))
+    if [job.id for job in leased] != [new.id]:
+        raise RuntimeError(f"photo {number}: the lease did not hand over the photo just finished")
     await timed("result digest", lambda s: deliveries.result_digests(s, [job.id for job in leased]), read=True)
     await timed("receipt", lambda s: deliveries.delivered(s, leased, {"photo": "9"}, status_edited="8"))
 

@@ -1,11 +1,13 @@
-"""python-telegram-bot's Bot API calls over its default httpx request and over ``AiohttpRequest``, side by side.
+"""python-telegram-bot's Bot API calls over its default httpx request and over ``AiohttpRequest``, side by side,
+and ``AiohttpRequest`` on uvloop (the services' default event loop) against the standard library's loop.
 
     python -m benchmarks.bench_telegram_http [--photos 300] [--rounds 3]
 
 The Telegram wire fake (``tests/fakes/telegram_api.py``) runs in a child process; this process runs a PTB ``Bot``
 and, per photo, what the product's processes ask of the Bot API: the bot's ``getFile``, the download of a 100 KB
 photo and the "queued" ``sendMessage``; the gateway's ``editMessageText`` and ``sendPhoto`` of its result.
-Measured: this process's CPU per photo (PTB, the HTTP client, the event loop), in alternating rounds. Writes
+Measured: this process's CPU per photo (PTB, the HTTP client, the event loop), in alternating rounds, each on a
+fresh event loop. Writes
 benchmarks/results/telegram_http.json.
 """
 
@@ -16,10 +18,12 @@ import asyncio
 import multiprocessing
 import statistics
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from telegram import Bot
 from telegram.request import BaseRequest, HTTPXRequest
 
@@ -63,17 +67,27 @@ async def one_round(kind: str, photos: int, server: tuple[str, str, str, str], r
     return spent * 1000 / photos
 
 
-async def run(photos: int, rounds: int, server: tuple[str, str, str, str]) -> dict[str, Any]:
+# what is measured: the PTB request, on which event loop (None: asyncio's own)
+SETUPS: dict[str, tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]] = {
+    "httpx": ("httpx", None),
+    "aiohttp": ("aiohttp", None),
+    "aiohttp on uvloop": ("aiohttp", uvloop.new_event_loop),
+}
+
+
+def run(photos: int, rounds: int, server: tuple[str, str, str, str]) -> dict[str, Any]:
     result = photo("100k")  # an annotated result is a JPEG of about this size
-    found: dict[str, list[float]] = {"httpx": [], "aiohttp": []}
+    found: dict[str, list[float]] = {name: [] for name in SETUPS}
     for _ in range(rounds):
-        for kind, into in found.items():
-            into.append(round(await one_round(kind, photos, server, result), 3))
-    medians = {kind: statistics.median(values) for kind, values in found.items()}
+        for name, (kind, loop_factory) in SETUPS.items():
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                found[name].append(round(runner.run(one_round(kind, photos, server, result)), 3))
+    medians = {name: statistics.median(values) for name, values in found.items()}
     return {
         "ms_per_photo": found,
         "median_ms_per_photo": medians,
         "aiohttp_over_httpx": ratio(medians["aiohttp"], medians["httpx"]),
+        "uvloop_over_asyncio": ratio(medians["aiohttp on uvloop"], medians["aiohttp"]),
     }
 
 
@@ -89,14 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     child.start()
     try:
         server = ours.recv()
-        results = asyncio.run(run(args.photos, args.rounds, server))
+        results = run(args.photos, args.rounds, server)
     finally:
         ours.send("stop")
         child.join(10)
     print(table(["PTB request", "CPU ms per photo (median)", "rounds"], [
-        [kind, results["median_ms_per_photo"][kind], results["ms_per_photo"][kind]] for kind in ("httpx", "aiohttp")
+        [name, results["median_ms_per_photo"][name], results["ms_per_photo"][name]] for name in SETUPS
     ]))  # fmt: skip
-    print(f"aiohttp / httpx: {results['aiohttp_over_httpx']}")
+    print(f"aiohttp / httpx: {results['aiohttp_over_httpx']}; on uvloop / on asyncio: {results['uvloop_over_asyncio']}")
     path = write_results("telegram_http", {"machine": info, "photos": args.photos, "rounds": args.rounds, **results},
                          args.out)  # fmt: skip
     print(f"wrote {path}")

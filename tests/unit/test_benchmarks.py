@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from benchmarks import sqlcount
+from benchmarks import bench_statements, sqlcount
 from benchmarks.bench_clip_e2e import unique_clip
 from benchmarks.bench_e2e import CHATS, USERS_PER_CHAT, burst, poisson
 from benchmarks.photos import synthetic, unique
@@ -184,3 +185,11 @@ def test_the_labelled_set_scores_greedily_by_class_with_ignore_regions() -> None
                                                   "recall": 0.5}  # fmt: skip
     assert average_precision(outcomes, 2) == 0.5  # one of two found, first in line
     assert average_precision([(0.9, "a", "tp"), (0.8, "a", "fp"), (0.7, "a", "tp")], 2) == 0.5 + 0.5 * 2 / 3
+
+
+async def test_the_statement_benchmark_takes_each_photo_through_every_step_to_its_delivery(tmp_path: Path) -> None:
+    cpu_ms, steps = await bench_statements.one_round(3, tmp_path)
+    assert cpu_ms > 0
+    assert set(steps) == {"intake", "publish confirm", "status message", "worker start", "result", "lease",
+                          "result digest", "receipt"}  # fmt: skip
+    assert all(len(times) == 3 for times in steps.values())
