@@ -146,9 +146,14 @@ def detectbot_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "import sys; from detectbot.cli import main; sys.exit(main())", *args]
 
 
+# passed on to the services when set, to measure a choice that is not the default: DETECTBOT_EVENT_LOOP=asyncio
+PASSED_ON = ("DETECTBOT_EVENT_LOOP",)
+
+
 def service_env(**values: str) -> dict[str, str]:
-    """This process's environment without any DETECTBOT_* variable, plus ``values`` (as DETECTBOT_<NAME>)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTBOT_")}
+    """This process's environment without any DETECTBOT_* variable (but those in ``PASSED_ON``), plus ``values``
+    (as DETECTBOT_<NAME>)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTBOT_") or k in PASSED_ON}
     env.update({f"DETECTBOT_{key.upper()}": value for key, value in values.items()})
     env["PYTHONUNBUFFERED"] = "1"
     return env
