@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import BindParameter, Float, and_, bindparam, case, func, or_, select, update
@@ -54,7 +55,7 @@ _STATUS_MESSAGE = (
         status_message_id=bindparam("p_message"),
         next_delivery_at=case((Job.delivered_at.is_not(None), _AT), else_=Job.next_delivery_at),
     )
-    .returning(Job)
+    .returning(Job.owner, Job.platform, Job.status, Job.delivered_at)
     .execution_options(synchronize_session=False)
 )
 
@@ -213,14 +214,25 @@ async def park(session: AsyncSession, job_ids: Sequence[str]) -> None:
     )
 
 
-async def set_status_message(session: AsyncSession, job_id: str, message_id: str) -> Job | None:
+@dataclass(frozen=True, slots=True)
+class StatusNamed:
+    """What naming a status message tells the caller about its job."""
+
+    owner: str | None
+    platform: str
+    status: JobStatus
+    delivered_at: float | None
+
+
+async def set_status_message(session: AsyncSession, job_id: str, message_id: str) -> StatusNamed | None:
     """The bot posted its "queued" message; if the result already went out, make the status edit due now.
 
     Judged by the UPDATE itself as the row is written: judged from an earlier read, a delivery that finished in
     between (its own check having run before ours was written) would leave the status message unedited for good.
     """
     rows = await session.execute(_STATUS_MESSAGE, {"p_id": job_id, "p_message": message_id, "p_at": now()})
-    return rows.scalars().first()
+    row = rows.first()
+    return None if row is None else StatusNamed(row.owner, row.platform, JobStatus(row.status), row.delivered_at)
 
 
 async def in_line_with_status(session: AsyncSession, *, limit: int = 500) -> list[tuple[Job, int]]:

@@ -361,7 +361,7 @@ async def set_status_message(request: web.Request) -> web.Response:
     if not message_id.isprintable():
         raise BadRequest("message_id must be printable text.", code=ErrorCode.BAD_BODY)
 
-    async def name(session: AsyncSession) -> Job:
+    async def name(session: AsyncSession) -> deliveries.StatusNamed:
         job = await deliveries.set_status_message(session, job_id, message_id)
         if job is None or not caller.may_see(job.owner, job.platform):
             raise JobNotFound()  # another platform's job: rolled back, as if it were not there
