@@ -40,7 +40,7 @@ _DELIVERED = (
         status_edited_id=bindparam("p_edited"),
         # the bot named a status message that this delivery did not edit: due again at once, to edit it too
         next_delivery_at=case(
-            (and_(Job.status_message_id.is_not(None), Job.status_message_id != bindparam("p_edited_or_none")), _AT),
+            (and_(Job.status_message_id.is_not(None), Job.status_message_id != bindparam("p_edited_or_empty")), _AT),
             else_=None,
         ),
         delivery_lease_until=None,
@@ -62,10 +62,9 @@ _STATUS_MESSAGE = (
 
 @functools.lru_cache(maxsize=64)  # one per batch size
 def _lease_due_statement(limit: int) -> Any:
-    at = _AT
     due = (
         select(Job.id)
-        .where(Job.next_delivery_at <= at, _lease_free(at))
+        .where(Job.next_delivery_at <= _AT, _lease_free(_AT))
         .order_by(Job.next_delivery_at)
         .limit(limit)
         .scalar_subquery()
@@ -74,7 +73,7 @@ def _lease_due_statement(limit: int) -> Any:
     # leased meanwhile, so two replicas never both take it
     return (
         update(Job)
-        .where(Job.id.in_(due), _lease_free(at))
+        .where(Job.id.in_(due), _lease_free(_AT))
         .values(delivery_lease_until=bindparam("p_until"), delivery_lease_owner=bindparam("p_owner"))
         .returning(Job)
         .execution_options(synchronize_session=False)
@@ -174,7 +173,7 @@ async def delivered(
             "p_at": at,
             "p_receipt": receipt,
             "p_edited": status_edited,
-            "p_edited_or_none": status_edited or "",
+            "p_edited_or_empty": status_edited or "",
         },
     )
 
