@@ -194,7 +194,8 @@ class DeliveryLoop:
         self._in_hand.add(job.id)
         try:
             with tracing.span("gateway deliver", parent=job.traceparent, job_id=job.id, platform=job.platform):
-                async with self._turn(_chat_of(job)):  # taken before anything awaits: a chat's results in order
+                # taken before anything awaits: a chat's results in order (a job with no chat waits for no one)
+                async with self._turn(TypedJob.of(job).chat or job.id):
                     await self._deliver(job)
         except Exception:
             log.exception("job %s: delivery crashed; retrying later", job.id)
@@ -344,11 +345,6 @@ class _Turn:
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.users = 0
-
-
-def _chat_of(job: Job) -> str:
-    typed = TypedJob.of(job)
-    return (typed.origin or parse_origin({"platform": job.platform})).chat_ref
 
 
 async def _read_images(store: BlobStore, digests: Mapping[str, str]) -> dict[str, bytes]:
