@@ -9,7 +9,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, bindparam, func, insert, or_, select, update
+from sqlalchemy import Float, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,8 +20,18 @@ from db.models import ACTIVE, FINISHED, WAITING, Blob, Job, JobStatus, WorkerSee
 
 
 @dataclass(frozen=True, slots=True)
+class Handoff:
+    """A result's own replica takes the delivery that follows, in the statement that records the result: the lease
+    (``owner``, for ``seconds``) that the delivery loop would otherwise take in a transaction of its own."""
+
+    owner: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
-    """A job that just reached a final state, with what metrics want to know about it."""
+    """A job that just reached a final state, with what metrics want to know about it; ``leased``: the job's row,
+    when its delivery was leased to the caller's replica in the same statement (see :class:`Handoff`)."""
 
     job_id: str
     status: str
@@ -29,6 +39,7 @@ class Finished:
     received_at: float
     processing_at: float | None
     finished_at: float
+    leased: Job | None = None
 
     @property
     def deliverable(self) -> bool:
@@ -70,19 +81,48 @@ _START = (
 
 
 @functools.cache
-def _move_on_statement(columns: tuple[str, ...], with_gen: bool) -> Any:
-    """The guarded UPDATE of :func:`_move_on` for one set of columns, built once per set."""
+def _move_on_statement(columns: tuple[str, ...], with_gen: bool, handoff: bool) -> Any:
+    """The guarded UPDATE of :func:`_move_on` for one set of columns, built once per set; with ``handoff`` it also
+    leases the delivery of a chat's single photo (an album's is the delivery loop's: it gathers the album) and
+    returns the whole row."""
+    at = bindparam("p_at", type_=Float())
     guard = [Job.id == bindparam("p_id"), Job.status.in_(ACTIVE)]
     if with_gen:
         guard.append(Job.link_gen == bindparam("p_gen"))
-    return (
+    statement = (
         update(Job)
         .execution_options(synchronize_session=False)
         .where(*guard)
         .values({column: bindparam(f"p_{column}") for column in columns})
-        .values(next_delivery_at=delivery_time(bindparam("p_at", type_=Float())))
-        .returning(*_FINISHED_COLUMNS)
+        .values(next_delivery_at=delivery_time(at))
     )
+    if not handoff:
+        return statement.returning(*_FINISHED_COLUMNS)
+    handed = and_(
+        Job.platform.in_(CHAT_PLATFORMS),
+        Job.group_size <= 1,
+        or_(Job.delivery_lease_until.is_(None), Job.delivery_lease_until < at),
+    )
+    return statement.values(
+        delivery_lease_owner=case((handed, bindparam("p_owner")), else_=Job.delivery_lease_owner),
+        delivery_lease_until=case((handed, bindparam("p_until", type_=Float())), else_=Job.delivery_lease_until),
+    ).returning(Job)
+
+
+_INPUT_OF_JOB = (Blob.job_id == Job.id, Blob.kind == "input")
+# the worker's fetch: the attempt starts and the input's file is found in one statement
+_START_FETCH = _START.returning(
+    select(Blob.digest).where(*_INPUT_OF_JOB).scalar_subquery(),
+    select(Blob.content_type).where(*_INPUT_OF_JOB).scalar_subquery(),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """Where a job's input photo is: its file in the blob store, and its type."""
+
+    digest: str
+    content_type: str
 
 
 async def start_attempt(
@@ -102,11 +142,51 @@ async def start_attempt(
     find nothing left to do (``GONE``).
     """
     at = now()
-    started = await session.execute(
-        _START, {"p_id": job_id, "p_gen": link_gen, "p_max": max_attempts, "p_at": at, "p_worker": worker}
-    )
+    started = await session.execute(_START, _start_params(job_id, worker, max_attempts, link_gen, at))
     if rowcount(started):
         return Outcome.APPLIED
+    return await _not_started(session, job_id, worker=worker, max_attempts=max_attempts, link_gen=link_gen,
+                              delivery=delivery, at=at)  # fmt: skip
+
+
+async def start_fetch(
+    session: AsyncSession,
+    job_id: str,
+    *,
+    worker: str,
+    max_attempts: int,
+    link_gen: int = 0,
+    delivery: int | None = None,
+) -> tuple[Outcome, Input | None]:
+    """:func:`start_attempt`, and the input the worker may fetch then (``APPLIED`` or ``REPEATED``; None if its
+    file is gone): read in the statement that starts the attempt, when it does."""
+    at = now()
+    rows = await session.execute(_START_FETCH, _start_params(job_id, worker, max_attempts, link_gen, at))
+    if (row := rows.first()) is not None:
+        return Outcome.APPLIED, (Input(row[0], row[1]) if row[0] is not None else None)
+    outcome = await _not_started(session, job_id, worker=worker, max_attempts=max_attempts, link_gen=link_gen,
+                                 delivery=delivery, at=at)  # fmt: skip
+    if outcome not in (Outcome.APPLIED, Outcome.REPEATED):
+        return outcome, None
+    blob = await session.get(Blob, (job_id, "input"))
+    return outcome, (Input(blob.digest, blob.content_type) if blob is not None else None)
+
+
+def _start_params(job_id: str, worker: str, max_attempts: int, link_gen: int, at: float) -> dict[str, Any]:
+    return {"p_id": job_id, "p_gen": link_gen, "p_max": max_attempts, "p_at": at, "p_worker": worker}
+
+
+async def _not_started(
+    session: AsyncSession,
+    job_id: str,
+    *,
+    worker: str,
+    max_attempts: int,
+    link_gen: int,
+    delivery: int | None,
+    at: float,
+) -> Outcome:
+    """Why the attempt did not start as a first one: a repeat, another delivery of a job in hand, or the end."""
     job = await session.get(Job, job_id)
     if job is None:
         return Outcome.NOT_FOUND
@@ -144,10 +224,11 @@ async def complete(
     image: StoredBlob,
     conf_used: float | None = None,
     clip: dict[str, Any] | None = None,
+    handoff: Handoff | None = None,
 ) -> tuple[Outcome, Finished | None]:
     """Record a successful result, whose annotated image (a clip's animation) is in the blob store already; only
     the first result for a job counts (the file of a repeated one is let go). ``clip``: a clip's summary, kept
-    beside what its probe found; its ``most`` counts toward the top classes."""
+    beside what its probe found; its ``most`` counts toward the top classes. ``handoff``: see :func:`_move_on`."""
     at = now()
     values: dict[str, Any] = dict(
         status=JobStatus.DONE,
@@ -163,7 +244,7 @@ async def complete(
     if clip is not None:
         probed = await session.scalar(select(Job.clip).where(Job.id == job_id))
         values["clip"] = {**(probed or {}), **clip}
-    finished = await _move_on(session, job_id, values, at, link_gen=link_gen)
+    finished = await _move_on(session, job_id, values, at, link_gen=link_gen, handoff=handoff)
     if finished is None:
         blobs.release(session, [image.digest])
         return await _why_not(session, job_id), None
@@ -205,9 +286,11 @@ async def fail(
     worker: str | None = None,
     link_gen: int | None = None,
     refused: dict[str, float] | None = None,
+    handoff: Handoff | None = None,
 ) -> tuple[Outcome, Finished | None]:
     """A final error (bad input, a model that cannot run it): the person is told why. ``refused``: a clip the
-    worker would not take, its ``limit`` and ``value`` (kept with the clip, for the person's sentence)."""
+    worker would not take, its ``limit`` and ``value`` (kept with the clip, for the person's sentence);
+    ``handoff``: see :func:`_move_on`."""
     at = now()
     values: dict[str, Any] = {
         "status": JobStatus.FAILED,
@@ -220,7 +303,7 @@ async def fail(
     if refused:
         probed = await session.scalar(select(Job.clip).where(Job.id == job_id))
         values["clip"] = {**(probed or {}), "refused": refused}
-    finished = await _move_on(session, job_id, values, at, link_gen=link_gen)
+    finished = await _move_on(session, job_id, values, at, link_gen=link_gen, handoff=handoff)
     if finished is None:
         return await _why_not(session, job_id), None
     await rollup.count_event(session, at, finished.platform, "failed")
@@ -269,18 +352,37 @@ async def saw_worker(session: AsyncSession, name: str, model: str | None = None)
 
 
 async def _move_on(
-    session: AsyncSession, job_id: str, values: dict[str, Any], at: float, *, link_gen: int | None = None
+    session: AsyncSession,
+    job_id: str,
+    values: dict[str, Any],
+    at: float,
+    *,
+    link_gen: int | None = None,
+    handoff: Handoff | None = None,
 ) -> Finished | None:
     """The guarded UPDATE: only a job that still waits for a worker moves to a final state (and, for a worker's
     result, only through the links of its current generation: a result from before a requeue changes nothing).
-    A chat job becomes due for delivery at ``at`` (HTTP clients fetch their own results)."""
+    A chat job becomes due for delivery at ``at`` (HTTP clients fetch their own results); with a ``handoff``, a
+    chat's single photo is leased for delivery to the caller's replica as well (``Finished.leased``)."""
     columns = tuple(sorted(values))
     params = {f"p_{column}": values[column] for column in columns}
     params["p_id"] = job_id
     params["p_at"] = at
     if link_gen is not None:
         params["p_gen"] = link_gen
-    rows = await session.execute(_move_on_statement(columns, link_gen is not None), params)
+    if handoff is not None:
+        params |= {"p_owner": handoff.owner, "p_until": at + handoff.seconds}
+    rows = await session.execute(_move_on_statement(columns, link_gen is not None, handoff is not None), params)
+    if handoff is not None:
+        job = rows.scalars().first()
+        if job is None:
+            return None
+        leased = (
+            job
+            if job.delivery_lease_owner == handoff.owner and job.delivery_lease_until == at + handoff.seconds
+            else None
+        )
+        return Finished(job.id, str(job.status), job.platform, job.received_at, job.processing_at, at, leased)
     row = rows.first()
     if row is None:
         return None

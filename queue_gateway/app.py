@@ -23,6 +23,7 @@ from queue_gateway.appkeys import (
     api_keys_key,
     cutter_key,
     database_key,
+    delivery_key,
     endpoints_key,
     intake_key,
     link_key,
@@ -283,6 +284,7 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
         metrics=app[metrics_key],
         recent=app[recent_results_key],
     )
+    app[delivery_key] = loop
     retention = Retention(
         app[database_key], days=settings.retention_days, every_s=settings.retention_check_s,
         history_days=settings.history_days, grace_s=settings.blob_grace_s,

@@ -12,6 +12,7 @@ from queue_gateway.endpoints import Endpoint
 from queue_gateway.intake import Intake
 from queue_gateway.longpoll import LongPolls
 from queue_gateway.metrics import GatewayMetrics
+from queue_gateway.notify.loop import DeliveryLoop
 from queue_gateway.pace import Pace
 from queue_gateway.publisher import BrokerLink
 from queue_gateway.retention import Retention
@@ -33,6 +34,7 @@ intake_key = web.AppKey("intake", Intake)
 longpolls_key = web.AppKey("longpolls", LongPolls)
 wakeups_key = web.AppKey("wakeups", Wakeups)
 retention_key = web.AppKey("retention", Retention)
+delivery_key = web.AppKey("delivery", DeliveryLoop)
 metrics_key = web.AppKey("metrics", GatewayMetrics)
 pace_key = web.AppKey("pace", Pace)
 sightings_key = web.AppKey("sightings", Sightings)

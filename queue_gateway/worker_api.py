@@ -8,11 +8,12 @@ from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import jobs, transitions
+from db import transitions
 from db.common import Outcome
-from db.transitions import Finished
+from db.transitions import Finished, Handoff
 from queue_gateway.appkeys import (
     database_key,
+    delivery_key,
     metrics_key,
     pace_key,
     recent_results_key,
@@ -86,12 +87,10 @@ async def fetch_input(request: web.Request) -> web.StreamResponse:
     async def start(session: AsyncSession) -> tuple[Outcome, str | None, str]:
         if seen:
             await transitions.saw_worker(session, worker)
-        outcome = await transitions.start_attempt(
+        outcome, found = await transitions.start_fetch(
             session, job_id, worker=worker, max_attempts=limit, link_gen=link_gen, delivery=delivery
         )
-        fetching = outcome in (Outcome.APPLIED, Outcome.REPEATED)
-        blob = await jobs.get_blob(session, job_id, "input") if fetching else None
-        return outcome, (blob.digest if blob else None), (blob.content_type if blob else "")
+        return outcome, (found.digest if found else None), (found.content_type if found else "")
 
     outcome, digest, content_type = await request.app[database_key].write(start)
     if outcome is Outcome.NOT_FOUND:
@@ -131,7 +130,7 @@ async def post_result(request: web.Request) -> web.Response:
     stored = await store_blob(database.blobs, image, meta.content_type) if meta.ok and image else None
     refused = _refusal(meta)
 
-    async def record(session: AsyncSession) -> tuple[Outcome, Finished | None]:
+    async def record(session: AsyncSession, handoff: Handoff | None) -> tuple[Outcome, Finished | None]:
         if seen:
             await transitions.saw_worker(session, meta.worker, meta.model)
         if not meta.ok and not meta.final:
@@ -153,6 +152,7 @@ async def post_result(request: web.Request) -> web.Response:
                 image=stored,
                 conf_used=meta.conf,
                 clip=meta.clip.model_dump() | {"result_type": meta.content_type} if meta.clip is not None else None,
+                handoff=handoff,
             )
         return await transitions.fail(
             session,
@@ -162,15 +162,21 @@ async def post_result(request: web.Request) -> web.Response:
             worker=meta.worker,
             link_gen=link_gen,
             refused=refused,
+            handoff=handoff,
         )
 
-    outcome, finished = await database.write(record)
+    delivery = request.app[delivery_key]
+    with delivery.offer() as handoff:  # the delivery that follows is leased in the same statement, and starts here
+        outcome, finished = await database.write(lambda session: record(session, handoff))
+        if finished is not None and stored is not None and finished.deliverable:  # its delivery reads no store
+            request.app[recent_results_key].keep(job_id, stored)
+        if finished is not None and finished.leased is not None:
+            delivery.take(finished.leased)
     if outcome is Outcome.NOT_FOUND:
         raise JobNotFound()
     if finished is not None:
-        if stored is not None and finished.deliverable:  # the delivery that follows needs no read of it
-            request.app[recent_results_key].keep(job_id, stored)
-        request.app[wakeups_key].job_changed(job_id, deliverable=finished.deliverable)
+        # a delivery in hand already needs no pass of the delivery loop
+        request.app[wakeups_key].job_changed(job_id, deliverable=finished.deliverable and finished.leased is None)
         _observe(request, finished, meta)
         log.info("job %s %s by %s (%d detections)", job_id, finished.status, meta.worker, len(meta.detections))
     return answer(ResultAck(job_id=job_id, outcome=outcome.value))

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +24,7 @@ from db import deliveries, jobs
 from db.blobstore import BlobMissing, BlobStore
 from db.common import now
 from db.models import ACTIVE, Job, JobStatus
+from db.transitions import Handoff
 from queue_gateway.blobs import RecentResults
 from queue_gateway.database import Database
 from queue_gateway.metrics import GatewayMetrics
@@ -108,6 +109,7 @@ class DeliveryLoop:
         self._in_hand: set[str] = set()
         self._turns: dict[str, _Turn] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._offered = 0  # hand-offs promised to results being recorded (see offer)
 
     async def run(self) -> None:
         """Deliver whatever is due, for ever; an unreachable database only delays it.
@@ -149,6 +151,29 @@ class DeliveryLoop:
                 except Exception as exc:
                     log.warning("could not renew %d delivery leases (%s)", len(self._in_hand), type(exc).__name__)
 
+    @contextlib.contextmanager
+    def offer(self) -> Iterator[Handoff | None]:
+        """The lease a worker's result may take for its delivery as it is recorded (None when this replica has its
+        hands full): the delivery then starts here at once, with no lease of its own and no pass of the loop.
+        Within the block, the recorded job is given to :meth:`take` (or not at all, if its statement did not lease
+        it: an album, an HTTP job); a hand-off never taken holds its room only until the block ends."""
+        if self._room() <= 0:
+            yield None
+            return
+        self._offered += 1
+        try:
+            yield Handoff(owner=self._owner, seconds=self._lease_s)
+        finally:
+            self._offered -= 1
+
+    def take(self, job: Job) -> None:
+        """Deliver a job whose lease this replica took as its result was recorded (:meth:`offer`)."""
+        self._start([job])
+
+    def _room(self) -> int:
+        """How many more deliveries this replica may have in hand (a bounded number)."""
+        return 4 * self._concurrency - len(self._tasks) - self._offered
+
     async def _renew(self, session: AsyncSession) -> None:
         await deliveries.renew(session, sorted(self._in_hand), owner=self._owner, seconds=self._lease_s)
 
@@ -164,7 +189,7 @@ class DeliveryLoop:
 
     async def _lease_due(self) -> list[Job]:
         """Lease what is due (one unit per album: its other photos are given back until it is delivered)."""
-        room = min(BATCH, 4 * self._concurrency - len(self._tasks))  # a bounded number of deliveries in hand
+        room = min(BATCH, self._room())
         if room <= 0:
             return []
         leased = await self._db.write(

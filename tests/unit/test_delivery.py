@@ -12,15 +12,17 @@ import pytest
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import jobs
+from db import jobs, transitions
 from db.blobstore import StoredBlob
 from db.models import Blob, Job
+from db.transitions import Finished, Handoff
 from queue_gateway.blobs import RecentResults
 from queue_gateway.database import Database
 from queue_gateway.notify.base import ChatClock, RetryLater, Undeliverable
 from queue_gateway.notify.loop import DeliveryLoop, Pacer
 from queue_gateway.public import texts
 from queue_gateway.wakeups import Wakeups
+from tests.conftest import eventually
 from tests.unit.doubles import FakeNotifier, ManualClock, add_jobs, annotated, finished, new_job, sqlite_database
 
 
@@ -117,21 +119,60 @@ async def test_an_album_goes_as_one_delivery_when_its_last_photo_is_done(databas
     assert delivery.job_ids == [album[0].id, album[1].id]
 
 
-async def _finish(session: object, database: Database, job_id: str, result: StoredBlob) -> None:
-    from db import transitions
-
-    await transitions.start_attempt(session, job_id, worker="w", max_attempts=3)  # type: ignore[arg-type]
+async def _finish(
+    session: AsyncSession, database: Database, job_id: str, result: StoredBlob, handoff: Handoff | None = None
+) -> Finished | None:
+    await transitions.start_attempt(session, job_id, worker="w", max_attempts=3)
     boxes = [{"class_id": 0, "label": "person", "confidence": 0.9, "box": [1.0, 2.0, 3.0, 4.0]}]
-    await transitions.complete(
-        session,  # type: ignore[arg-type]
-        database.blobs,
-        job_id,
-        detections=boxes,
-        model="m",
-        worker="w",
-        inference_ms=1.0,
-        image=result,
-    )
+    _, done = await transitions.complete(
+        session, database.blobs, job_id, detections=boxes, model="m", worker="w", inference_ms=1.0, image=result,
+        handoff=handoff,
+    )  # fmt: skip
+    return done
+
+
+async def test_a_result_hands_its_delivery_to_its_own_replica_in_the_statement_that_records_it(
+    database: Database,
+) -> None:
+    """A chat's single photo is leased for delivery as its result is recorded: the replica that took it delivers it
+    at once, once; another replica's pass does not take it. An album (the loop gathers it) and an HTTP job (no chat)
+    are not leased that way."""
+    notifier, elsewhere = FakeNotifier(), FakeNotifier()
+    loop = loop_for(database, notifier)
+    single, http = new_job(chat="42"), new_job(platform="http")
+    album = [new_job(chat="9", group_key="telegram:9:a", group_size=2, group_index=i) for i in range(2)]
+    async with database.sessions.begin() as session:
+        await add_jobs(session, database, [single, http, *album])
+    result = await annotated(database)
+    done: dict[str, Finished | None] = {}
+    with loop.offer() as handoff:
+        assert handoff is not None and handoff.owner == "unit"
+        for job in (single, http, album[0]):
+            done[job.id] = await database.write(lambda s, job=job: _finish(s, database, job.id, result, handoff))
+    leased = {job_id: finished.leased for job_id, finished in done.items() if finished is not None}
+    assert leased[http.id] is None and leased[album[0].id] is None
+    single_row = leased[single.id]
+    assert single_row is not None and single_row.delivery_lease_owner == "unit" and single_row.status == "done"
+
+    other = DeliveryLoop(database, {"telegram": elsewhere}, Wakeups(), owner="other")
+    await other.run_once()  # another replica: it may look at the album (and park it), never at the single photo
+    assert all(single.id not in d.job_ids for d in elsewhere.sent)
+    loop.take(single_row)
+
+    async def delivered() -> bool:
+        return (await row(database, single.id)).status == "delivered"
+
+    await eventually(delivered, timeout=10, what="the handed-off delivery")
+    assert [d.job_ids for d in notifier.sent] == [[single.id]]
+    assert await loop_for(database, notifier).run_once() == 0 and len(notifier.sent) == 1  # never twice
+
+
+async def test_a_replica_with_its_hands_full_takes_no_hand_off(database: Database) -> None:
+    loop = DeliveryLoop(database, {"telegram": FakeNotifier()}, Wakeups(), owner="unit", concurrency=1)
+    with loop.offer() as a, loop.offer() as b, loop.offer() as c, loop.offer() as d, loop.offer() as full:
+        assert None not in (a, b, c, d) and full is None  # four deliveries in hand per delivery slot
+    with loop.offer() as again:
+        assert again is not None  # offers that were not taken held their room only while they lasted
 
 
 async def test_a_result_kept_in_memory_is_sent_as_the_store_has_it_and_only_once(database: Database) -> None:
