@@ -4,10 +4,17 @@
 
 Each photo, through ``queue_gateway.database.Database`` on an engine made as the gateway makes one (the one-hop
 SQLite driver, WAL, synchronous=FULL): intake's INSERT, the publish confirm, the bot's status message, the
-worker's start, its result (the annotated image's blob rows), the delivery's lease, the result's digest and the
-receipt, each step its own transaction. Measured: this process's CPU (event loop, greenlets and the SQLite thread)
-per photo, and the wall time of each step. No broker, no HTTP: what the database layer itself costs the gateway.
-Writes benchmarks/results/statements.json.
+worker's start (which finds the input photo), its result (the annotated image's blob rows) and the receipt, each
+step its own transaction. Two flows, in alternating rounds of one run:
+
+- ``handoff`` (the gateway's): the worker's start reads the input in its UPDATE's RETURNING, and the result's
+  statement leases the delivery to its replica;
+- ``loop`` (the flow before): the start's UPDATE and then a read of the input, the result, and the delivery loop's
+  lease in a transaction of its own.
+
+Measured: this process's CPU (event loop, greenlets and the SQLite thread) per photo, and the wall time of each
+step. No broker, no HTTP: what the database layer itself costs the gateway. Writes
+benchmarks/results/statements.json.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from benchmarks.support import machine, table, write_results
 from db import deliveries, jobs, outbox, transitions
@@ -29,7 +36,9 @@ from db.engine import create_engine, session_factory
 from db.migrate import upgrade_engine
 from queue_gateway.database import Database
 
+Flow = Literal["handoff", "loop"]
 PHOTO = b"\xff\xd8" + bytes(range(256)) * 400 + b"\xff\xd9"  # the bytes only go to the blob store
+FLOWS: tuple[Flow, ...] = ("handoff", "loop")
 BOXES = [{"class_id": 0, "label": "person", "confidence": 0.9, "box": [1.0, 2.0, 3.0, 4.0]}] * 4
 
 
@@ -42,36 +51,49 @@ def new_job(number: int) -> jobs.NewJob:
     )  # fmt: skip
 
 
-async def one_photo(database: Database, number: int, steps: dict[str, list[float]]) -> None:
+async def one_photo(database: Database, number: int, steps: dict[str, list[float]], flow: Flow = "handoff") -> None:
     new = new_job(number)
     new.digest = await database.blobs.put(PHOTO + number.to_bytes(4, "big"))
     result_bytes = PHOTO[::-1] + number.to_bytes(4, "big")
     result = StoredBlob(await database.blobs.put(result_bytes), result_bytes, "image/jpeg")
 
-    async def timed(step: str, work: Any, *, read: bool = False) -> Any:
+    async def timed(step: str, work: Any) -> Any:
         started = time.perf_counter()
-        value = await (database.read(work) if read else database.write(work))
+        value = await database.write(work)
         steps[step].append((time.perf_counter() - started) * 1000)
         return value
 
+    async def start_then_read(session: Any) -> Any:  # the flow before: the input read after the start
+        outcome = await transitions.start_attempt(session, new.id, worker="w", max_attempts=3)
+        return outcome, await jobs.get_blob(session, new.id, "input")
+
+    handoff = transitions.Handoff(owner="bench", seconds=30) if flow == "handoff" else None
     await timed("intake", lambda s: jobs.add_jobs(s, database.blobs, [new]))
     await timed("publish confirm", lambda s: outbox.mark_published(s, [new.id]))
     await timed("status message", lambda s: deliveries.set_status_message(s, new.id, "8"))
-    await timed("worker start", lambda s: transitions.start_attempt(s, new.id, worker="w", max_attempts=3))
-    await timed(
+    if flow == "handoff":
+        _, found = await timed("worker start", lambda s: transitions.start_fetch(s, new.id, worker="w", max_attempts=3))
+    else:
+        _, found = await timed("worker start", start_then_read)
+    if found is None:
+        raise RuntimeError(f"photo {number}: the worker's start found no input")
+    _, finished = await timed(
         "result",
         lambda s: transitions.complete(
-            s, database.blobs, new.id, detections=BOXES, model="m", worker="w", inference_ms=20.0, image=result
+            s, database.blobs, new.id, detections=BOXES, model="m", worker="w", inference_ms=20.0, image=result,
+            handoff=handoff,
         ),
-    )
-    leased = await timed("lease", lambda s: deliveries.lease_due(s, owner="bench", seconds=30, limit=16))
+    )  # fmt: skip
+    if flow == "handoff":
+        leased = [finished.leased] if finished is not None and finished.leased is not None else []
+    else:
+        leased = await timed("lease", lambda s: deliveries.lease_due(s, owner="bench", seconds=30, limit=16))
     if [job.id for job in leased] != [new.id]:
         raise RuntimeError(f"photo {number}: the lease did not hand over the photo just finished")
-    await timed("result digest", lambda s: deliveries.result_digests(s, [job.id for job in leased]), read=True)
     await timed("receipt", lambda s: deliveries.delivered(s, leased, {"photo": "9"}, status_edited="8"))
 
 
-async def one_round(photos: int, folder: Path) -> tuple[float, dict[str, list[float]]]:
+async def one_round(photos: int, folder: Path, flow: Flow = "handoff") -> tuple[float, dict[str, list[float]]]:
     engine = create_engine(f"sqlite+aiosqlite:///{folder / 'bench.sqlite3'}")
     blobs = FileBlobStore(folder / "blobs")
     blobs.prepare()
@@ -80,10 +102,10 @@ async def one_round(photos: int, folder: Path) -> tuple[float, dict[str, list[fl
     steps: dict[str, list[float]] = defaultdict(list)
     try:
         for number in range(20):  # warm-up: statement caches, the pool
-            await one_photo(database, number, defaultdict(list))
+            await one_photo(database, number, defaultdict(list), flow)
         started = time.process_time()
         for number in range(photos):
-            await one_photo(database, number, steps)
+            await one_photo(database, number, steps, flow)
         spent = time.process_time() - started
     finally:
         await engine.dispose()
@@ -91,19 +113,23 @@ async def one_round(photos: int, folder: Path) -> tuple[float, dict[str, list[fl
 
 
 async def run(photos: int, rounds: int) -> dict[str, Any]:
-    per_photo: list[float] = []
-    steps: dict[str, list[float]] = defaultdict(list)
+    per_photo: dict[Flow, list[float]] = {flow: [] for flow in FLOWS}
+    steps: dict[Flow, dict[str, list[float]]] = {flow: defaultdict(list) for flow in FLOWS}
     for _ in range(rounds):
-        with tempfile.TemporaryDirectory() as folder:
-            cpu, found = await one_round(photos, Path(folder))
-        per_photo.append(round(cpu, 3))
-        for step, values in found.items():
-            steps[step].extend(values)
+        for flow in FLOWS:  # alternating, so that the box's drift falls on both
+            with tempfile.TemporaryDirectory() as folder:
+                cpu, found = await one_round(photos, Path(folder), flow)
+            per_photo[flow].append(round(cpu, 3))
+            for step, values in found.items():
+                steps[flow][step].extend(values)
     return {
-        "cpu_ms_per_photo": per_photo,
-        "median_cpu_ms_per_photo": statistics.median(per_photo),
-        "step_wall_ms_p50": {step: round(statistics.median(values), 3) for step, values in steps.items()},
-    }
+        flow: {
+            "cpu_ms_per_photo": per_photo[flow],
+            "median_cpu_ms_per_photo": statistics.median(per_photo[flow]),
+            "step_wall_ms_p50": {step: round(statistics.median(values), 3) for step, values in steps[flow].items()},
+        }
+        for flow in FLOWS
+    } | {"handoff_over_loop": round(statistics.median(per_photo["handoff"]) / statistics.median(per_photo["loop"]), 3)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,9 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     info = machine()
     results = asyncio.run(run(args.photos, args.rounds))
-    print(f"CPU ms per photo (median of {args.rounds} rounds): {results['median_cpu_ms_per_photo']}"
-          f" {results['cpu_ms_per_photo']}")  # fmt: skip
-    print(table(["step", "wall ms p50"], [[step, ms] for step, ms in results["step_wall_ms_p50"].items()]))
+    for flow in FLOWS:
+        found = results[flow]
+        print(f"{flow}: CPU ms per photo (median of {args.rounds} rounds): {found['median_cpu_ms_per_photo']}"
+              f" {found['cpu_ms_per_photo']}")  # fmt: skip
+    print(f"handoff / loop: {results['handoff_over_loop']}")
+    rows = [[step, results["handoff"]["step_wall_ms_p50"].get(step, "-"), ms]
+            for step, ms in results["loop"]["step_wall_ms_p50"].items()]  # fmt: skip
+    print(table(["step", "handoff wall ms p50", "loop wall ms p50"], rows))
     path = write_results("statements", {"machine": info, "photos": args.photos, "rounds": args.rounds, **results},
                          args.out)  # fmt: skip
     print(f"wrote {path}")

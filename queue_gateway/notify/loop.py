@@ -1,12 +1,13 @@
 """The delivery loop: finished chat jobs go back to their chat, in order per chat, paced, retried, never twice.
 
-A job is due when ``next_delivery_at`` has passed. The loop leases due jobs in one statement (so gateway
-replicas do not collide; the lease is renewed while it works and given back at once when this replica restarts),
-edits the bot's status message (harmless to repeat), sends the result through the platform's notifier and
-records the receipt in the same statement that marks the job delivered. That last step is the only place a
-duplicate can come from: a crash after the platform took the message and before the record. Its width is
-measured (``detectbot_delivery_record_seconds``). An album is delivered when its last photo finishes, as one
-message.
+A job is due when ``next_delivery_at`` has passed. The loop leases due jobs in one statement (so gateway replicas do
+not collide; the lease is renewed while it works and given back at once when this replica restarts); a chat's single
+photo is leased by the statement that records its result instead, and its delivery starts on the replica that took
+the result (:meth:`DeliveryLoop.offer`), with no pass of the loop. A delivery edits the bot's status message
+(harmless to repeat), sends the result through the platform's notifier and records the receipt in the same statement
+that marks the job delivered. That last step is the only place a duplicate can come from: a crash after the platform
+took the message and before the record. Its width is measured (``detectbot_delivery_record_seconds``). An album is
+delivered when its last photo finishes, as one message.
 """
 
 from __future__ import annotations
