@@ -19,6 +19,7 @@ from queue_gateway.public.clips import RESULT_MAX_BYTES, prefer_for
 from queue_gateway.public.contract import ClipReturn, DetectParams, JobMessage
 from queue_gateway.public.topology import Declared, Topology, declare
 from queue_gateway.runtime import tracing
+from queue_gateway.runtime.broker import connect_robust
 from queue_gateway.runtime.config import safe_url
 from queue_gateway.runtime.tracing import TRACEPARENT
 from queue_gateway.signing import Action, Signer
@@ -72,7 +73,7 @@ class BrokerLink:
     async def _connect_forever(self) -> None:
         while True:
             try:
-                connection = await aio_pika.connect_robust(self._url, reconnect_interval=RECONNECT_INTERVAL_S)
+                connection = await connect_robust(self._url, reconnect_interval=RECONNECT_INTERVAL_S)
             except CONNECTION_EXCEPTIONS as exc:
                 log.warning("broker %s not reachable (%s); retrying in %.0f s (DETECTBOT_AMQP_URL)",
                             safe_url(self._url), exc, self._retry_interval)  # fmt: skip

@@ -11,7 +11,6 @@ import contextlib
 import logging
 from typing import Any, Literal
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
 from aiohttp import web
@@ -20,6 +19,7 @@ from pydantic import ValidationError
 from queue_gateway.public.contract import JobMessage, ResultMeta
 from queue_gateway.public.topology import declare
 from queue_gateway.runtime import tracing
+from queue_gateway.runtime.broker import connect_robust
 from queue_gateway.runtime.config import safe_url
 from queue_gateway.runtime.logs import job_context
 from worker import clipjobs
@@ -171,7 +171,7 @@ class Worker:
         delay = 0.5
         while True:
             try:
-                return await aio_pika.connect_robust(
+                return await connect_robust(
                     settings.amqp_url,
                     heartbeat=settings.heartbeat_s,
                     reconnect_interval=RECONNECT_INTERVAL_S,
