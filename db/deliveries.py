@@ -20,7 +20,8 @@ from db.common import CHAT_PLATFORMS, now, rowcount
 from db.models import ACTIVE, WAITING, Blob, Job, JobStatus
 
 
-def _lease_free(at: Any) -> Any:
+def lease_free(at: Any) -> Any:
+    """No replica holds this delivery at ``at``: never leased, or its lease ran out."""
     return or_(Job.delivery_lease_until.is_(None), Job.delivery_lease_until < at)
 
 
@@ -64,7 +65,7 @@ _STATUS_MESSAGE = (
 def _lease_due_statement(limit: int) -> Any:
     due = (
         select(Job.id)
-        .where(Job.next_delivery_at <= _AT, _lease_free(_AT))
+        .where(Job.next_delivery_at <= _AT, lease_free(_AT))
         .order_by(Job.next_delivery_at)
         .limit(limit)
         .scalar_subquery()
@@ -73,7 +74,7 @@ def _lease_due_statement(limit: int) -> Any:
     # leased meanwhile, so two replicas never both take it
     return (
         update(Job)
-        .where(Job.id.in_(due), _lease_free(_AT))
+        .where(Job.id.in_(due), lease_free(_AT))
         .values(delivery_lease_until=bindparam("p_until"), delivery_lease_owner=bindparam("p_owner"))
         .returning(Job)
         .execution_options(synchronize_session=False)
@@ -93,7 +94,7 @@ async def lease(session: AsyncSession, job_ids: Sequence[str], *, owner: str, se
     result = await session.execute(
         update(Job)
         .execution_options(synchronize_session=False)
-        .where(Job.id.in_(job_ids), or_(_lease_free(at), Job.delivery_lease_owner == owner))
+        .where(Job.id.in_(job_ids), or_(lease_free(at), Job.delivery_lease_owner == owner))
         .values(delivery_lease_until=at + seconds, delivery_lease_owner=owner)
     )
     if rowcount(result) != len(job_ids):
@@ -137,7 +138,7 @@ async def next_delivery_time(session: AsyncSession) -> float | None:
     """
     at = now()
     pending = Job.next_delivery_at.is_not(None)
-    free = select(func.min(Job.next_delivery_at)).where(pending, _lease_free(at)).scalar_subquery()
+    free = select(func.min(Job.next_delivery_at)).where(pending, lease_free(at)).scalar_subquery()
     held = select(func.min(Job.delivery_lease_until)).where(pending, Job.delivery_lease_until >= at).scalar_subquery()
     times = [float(value) for value in (await session.execute(select(free, held))).one() if value is not None]
     return min(times, default=None)

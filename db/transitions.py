@@ -13,7 +13,7 @@ from sqlalchemy import Float, and_, bindparam, case, func, insert, or_, select, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import blobs, rollup
+from db import blobs, deliveries, rollup
 from db.blobstore import BlobStore, StoredBlob
 from db.common import CHAT_PLATFORMS, Outcome, delivery_time, label_counts, now, rowcount
 from db.models import ACTIVE, FINISHED, WAITING, Blob, Job, JobStatus, WorkerSeen
@@ -98,11 +98,7 @@ def _move_on_statement(columns: tuple[str, ...], with_gen: bool, handoff: bool) 
     )
     if not handoff:
         return statement.returning(*_FINISHED_COLUMNS)
-    handed = and_(
-        Job.platform.in_(CHAT_PLATFORMS),
-        Job.group_size <= 1,
-        or_(Job.delivery_lease_until.is_(None), Job.delivery_lease_until < at),
-    )
+    handed = and_(Job.platform.in_(CHAT_PLATFORMS), Job.group_size <= 1, deliveries.lease_free(at))
     return statement.values(
         delivery_lease_owner=case((handed, bindparam("p_owner")), else_=Job.delivery_lease_owner),
         delivery_lease_until=case((handed, bindparam("p_until", type_=Float())), else_=Job.delivery_lease_until),
