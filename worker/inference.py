@@ -17,9 +17,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +27,7 @@ import numpy as np
 from queue_gateway.public.clips import ClipOptions
 from worker.detections import Detection, Detector, Thresholded
 from worker.errors import InferenceCrashed, JobTimedOut, ModelUnavailable
+from worker.slot import SlotDied, SlotProcess
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +140,7 @@ def build_detector(spec: DetectorSpec) -> Detector:
 
 
 def _init_process(spec: DetectorSpec, progress: Any = None) -> None:
-    """Executor initializer: prepare the offline environment, load and warm the model; keep any error to report.
+    """The slot process's start: prepare the offline environment, load and warm the model; keep any error to report.
 
     ``progress``: the slot's shared ``[done, total]`` (a ``RawArray``) that a clip writes after each frame."""
     from worker.offline import prepare_offline_env
@@ -301,25 +300,17 @@ class _Slot:
         # [done, total] of the clip in hand: written by the slot's process, read by the worker's event loop. No
         # lock: a killed process could leave one held; each 8-byte value is written and read whole.
         self.progress: Any = context.RawArray("q", 2)
-        self.executor = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=context,
-            initializer=_init_process,
-            initargs=(spec, self.progress),
-        )
+        self.process = SlotProcess(context, _init_process, (spec, self.progress), name=f"inference-{index}")
         self.pid = 0
         self.model_name = ""
 
     async def warm(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.pid, self.model_name = await loop.run_in_executor(self.executor, _ready)
+        await self.process.start()
+        self.pid, self.model_name = await self.process.call(_ready)
 
     def kill(self) -> None:
-        """End the process now (it hangs, or it died already), and drop the executor."""
-        if self.pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """End the process now (it hangs, or it died already)."""
+        self.process.kill()
 
 
 class InferencePool:
@@ -347,7 +338,7 @@ class InferencePool:
             for slot in slots:
                 slot.kill()
             raise
-        except BrokenProcessPool:
+        except SlotDied:
             for slot in slots:
                 slot.kill()
             raise ModelUnavailable("the inference process died while loading the model") from None
@@ -374,41 +365,48 @@ class InferencePool:
         """``function(*args)`` in the next free slot's process, within the deadline; a hang or a crash costs
         only that slot, which is rebuilt."""
         slot = await self._free.get()
-        loop = asyncio.get_running_loop()
-        slot.progress[0] = slot.progress[1] = 0
-        future = loop.run_in_executor(slot.executor, function, *args)
         try:
-            return await self._watch(future, slot, on_progress)
+            if not slot.process.running:  # a call to it was interrupted, which killed its process
+                slot = await self._replace(slot)
+            slot.progress[0] = slot.progress[1] = 0
+            return await self._watch(slot.process.call(function, *args), slot, on_progress)
         except TimeoutError:
-            future.cancel()
             log.error("inference process %d ran past the %.0f s deadline; killing it", slot.pid, self._timeout_s)
             slot = await self._replace(slot)
             raise JobTimedOut(f"the detector took longer than {self._timeout_s:g} s") from None
-        except BrokenProcessPool:
+        except SlotDied:
             log.error("inference process %d died; starting a fresh one", slot.pid)
             slot = await self._replace(slot)
             raise InferenceCrashed("the inference process died") from None
         finally:
             self._free.put_nowait(slot)
 
-    async def _watch(self, future: asyncio.Future[T], slot: _Slot, on_progress: Callable[[int, int], None] | None) -> T:
-        """The future's result; meanwhile the slot's progress goes to ``on_progress`` as it changes."""
+    async def _watch(
+        self, call: Coroutine[Any, Any, T], slot: _Slot, on_progress: Callable[[int, int], None] | None
+    ) -> T:
+        """The call's result within the deadline; meanwhile the slot's progress goes to ``on_progress`` as it
+        changes. Past the deadline the call is cancelled and TimeoutError raised (the slot is then killed)."""
         if on_progress is None:
-            return await asyncio.wait_for(future, self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):
+                return await call
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout_s
         reported = (0, 0)
-        while True:
-            left = deadline - loop.time()
-            if left <= 0:
-                raise TimeoutError
-            await asyncio.wait([future], timeout=min(left, PROGRESS_POLL_S))
-            now = int(slot.progress[0]), int(slot.progress[1])
-            if now != reported and now[1] > 0 and 0 <= now[0] <= now[1]:
-                reported = now
-                on_progress(*now)
-            if future.done():
-                return future.result()
+        future = asyncio.ensure_future(call)
+        try:
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError
+                await asyncio.wait([future], timeout=min(left, PROGRESS_POLL_S))
+                now = int(slot.progress[0]), int(slot.progress[1])
+                if now != reported and now[1] > 0 and 0 <= now[0] <= now[1]:
+                    reported = now
+                    on_progress(*now)
+                if future.done():
+                    return future.result()
+        finally:
+            future.cancel()  # a no-op once it is done
 
     async def _replace(self, broken: _Slot) -> _Slot:
         broken.kill()
@@ -416,11 +414,13 @@ class InferencePool:
         self._all[broken.index] = fresh
         try:
             await fresh.warm()
-        except (ModelUnavailable, BrokenProcessPool) as exc:
+        except (ModelUnavailable, SlotDied) as exc:
             log.error("the replacement inference process could not load the model: %s", exc)
+        except BaseException:
+            fresh.kill()
+            raise
         return fresh
 
     async def close(self) -> None:
         slots, self._all = list(self._all.values()), {}
-        for slot in slots:
-            await asyncio.to_thread(slot.executor.shutdown, wait=True, cancel_futures=True)
+        await asyncio.gather(*(slot.process.stop() for slot in slots))
