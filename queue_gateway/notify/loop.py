@@ -4,10 +4,10 @@ A job is due when ``next_delivery_at`` has passed. The loop leases due jobs in o
 not collide; the lease is renewed while it works and given back at once when this replica restarts); a chat's single
 photo is leased by the statement that records its result instead, and its delivery starts on the replica that took
 the result (:meth:`DeliveryLoop.offer`), with no pass of the loop. A delivery edits the bot's status message
-(harmless to repeat), sends the result through the platform's notifier and records the receipt in the same statement
-that marks the job delivered. That last step is the only place a duplicate can come from: a crash after the platform
-took the message and before the record. Its width is measured (``detectbot_delivery_record_seconds``). An album is
-delivered when its last photo finishes, as one message.
+(harmless to repeat) while it sends the result through the platform's notifier, and records the receipt in the
+same statement that marks the job delivered. That last step is the only place a duplicate can come from: a crash
+after the platform took the message and before the record. Its width is measured
+(``detectbot_delivery_record_seconds``). An album is delivered when its last photo finishes, as one message.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -262,11 +263,12 @@ class DeliveryLoop:
         sent_at: float | None = None
         try:
             async with self._pacer.slot(chat, notifier.clock), self._limit:  # paced first: a wait holds no slot
-                edited = await self._edit_status(notifier, delivery)
                 receipt = dict(job.delivery_receipt or {})
                 if "sent" not in receipt and delivery.items:
-                    receipt = (await notifier.send(delivery)).receipt()
+                    edited, receipt = await self._edit_and_send(notifier, delivery)
                     sent_at = time.monotonic()
+                else:  # sent before: the status message is what is left
+                    edited = await self._edit_status(notifier, delivery)
         except RetryLater as exc:
             if exc.after is not None:
                 self._metrics.rate_limited.labels(platform=job.platform).inc()
@@ -282,6 +284,31 @@ class DeliveryLoop:
             self._metrics.record_seconds.observe(time.monotonic() - sent_at)
             log.info("job %s delivered to %s", ", ".join(delivery.job_ids), chat)
             self._metrics.deliveries.labels(platform=job.platform, outcome="delivered").inc()
+
+    async def _edit_and_send(self, notifier: Notifier, delivery: Delivery) -> tuple[str | None, dict[str, Any]]:
+        """The status edit and the result at once (the person has the result a round trip sooner); the id of the
+        status message edited, and the receipt.
+
+        The result decides: when it fails, the delivery fails as before (retried or abandoned; the edit is harmless
+        to repeat). When only the edit fails, the result still counts as sent (no second copy of it) and the status
+        message as not edited, which makes it due again: the loop comes back to edit it alone."""
+        edit = asyncio.ensure_future(self._edit_status(notifier, delivery))
+        try:
+            sent = await notifier.send(delivery)
+        except asyncio.CancelledError:
+            edit.cancel()
+            raise
+        except BaseException:
+            await asyncio.gather(edit, return_exceptions=True)  # settled either way; a retry edits again
+            raise
+        try:
+            edited = await edit
+        except Undeliverable:  # the chat refuses the bot: nothing more can be done for that message
+            edited = delivery.status_message_id
+        except Exception as exc:
+            log.warning("job %s: status message not edited (%s); edited again later", delivery.job_ids[0], exc)
+            edited = None
+        return edited, sent.receipt()
 
     async def _edit_status(self, notifier: Notifier, delivery: Delivery) -> str | None:
         """Edit the bot's "queued" message to the final word; return the id of the message it was about.

@@ -56,6 +56,7 @@ class FakeNotifier:
     activities: list[str] = field(default_factory=list)
     told: list[tuple[str, str]] = field(default_factory=list)  # (person, text) in their private chat
     failures: list[Exception] = field(default_factory=list)  # raised by the next sends, in order
+    edit_failures: list[Exception] = field(default_factory=list)  # raised by the next status edits, in order
 
     async def send(self, delivery: Delivery) -> Sent:
         if self.failures:
@@ -64,6 +65,8 @@ class FakeNotifier:
         return Sent([f"m{len(self.sent)}"])
 
     async def edit_status(self, delivery: Delivery, text: str) -> bool:
+        if self.edit_failures:
+            raise self.edit_failures.pop(0)
         self.edits.append((delivery.status_message_id, text))
         return True
 

@@ -3,6 +3,7 @@ message's last word, retries, giving up, albums — no broker, no platform."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from db.models import Blob, Job
 from db.transitions import Finished, Handoff
 from queue_gateway.blobs import RecentResults
 from queue_gateway.database import Database
-from queue_gateway.notify.base import ChatClock, RetryLater, Undeliverable
+from queue_gateway.notify.base import ChatClock, Delivery, RetryLater, Sent, Undeliverable
 from queue_gateway.notify.loop import DeliveryLoop, Pacer
 from queue_gateway.public import texts
 from queue_gateway.wakeups import Wakeups
@@ -63,6 +64,47 @@ async def test_a_result_goes_to_its_chat_with_its_caption_and_the_last_word(data
     done = await row(database, job_id)
     assert done.status == "delivered" and done.delivery_receipt == {"sent": ["m1"], "route": "chat"}
     assert await loop_for(database, notifier).run_once() == 0  # delivered once, never again
+
+
+class _EditAfterSend(FakeNotifier):
+    """A platform whose status edit answers only once the result has been sent: a delivery that waited for the
+    edit before sending would never finish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.result_sent = asyncio.Event()
+
+    async def send(self, delivery: Delivery) -> Sent:
+        sent = await super().send(delivery)
+        self.result_sent.set()
+        return sent
+
+    async def edit_status(self, delivery: Delivery, text: str) -> bool:
+        await self.result_sent.wait()
+        return await super().edit_status(delivery, text)
+
+
+async def test_the_result_is_sent_while_the_status_message_is_edited(database: Database) -> None:
+    notifier = _EditAfterSend()
+    job_id = await finished(database, new_job(chat="42"), status_message="s1")
+    assert await asyncio.wait_for(loop_for(database, notifier).run_once(), 10) == 1
+    assert len(notifier.sent) == 1 and [message for message, _ in notifier.edits] == ["s1"]
+    done = await row(database, job_id)
+    assert done.status == "delivered" and done.status_edited_id == "s1" and done.next_delivery_at is None
+
+
+async def test_a_status_edit_that_fails_neither_holds_back_nor_repeats_the_result(database: Database) -> None:
+    notifier = FakeNotifier(edit_failures=[RetryLater(None, "Telegram unreachable")])
+    job_id = await finished(database, new_job(chat="42"), status_message="s1")
+    await loop_for(database, notifier).run_once()
+    sent = await row(database, job_id)
+    assert len(notifier.sent) == 1 and notifier.edits == []
+    assert sent.status == "delivered" and sent.delivery_receipt == {"sent": ["m1"], "route": "chat"}
+    assert sent.status_edited_id is None and sent.next_delivery_at is not None  # the edit is due again
+    await loop_for(database, notifier).run_once()
+    edited = await row(database, job_id)
+    assert len(notifier.sent) == 1 and [message for message, _ in notifier.edits] == ["s1"]  # the edit alone
+    assert edited.status_edited_id == "s1" and edited.next_delivery_at is None
 
 
 async def test_a_failure_is_told_in_words_not_left_silent(database: Database) -> None:
