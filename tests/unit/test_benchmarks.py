@@ -7,12 +7,13 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from benchmarks import bench_statements, sqlcount
+from benchmarks import bench_slot, bench_statements, sqlcount
 from benchmarks.bench_clip_e2e import unique_clip
 from benchmarks.bench_e2e import CHATS, USERS_PER_CHAT, burst, poisson
-from benchmarks.photos import synthetic, unique
+from benchmarks.photos import photo, synthetic, unique
 from benchmarks.procstat import Sampler, cpu_seconds, top_functions
 from benchmarks.support import percentile, summary
 from queue_gateway.images import validate
@@ -194,3 +195,10 @@ async def test_the_statement_benchmark_takes_each_photo_through_every_step_to_it
     assert all(len(times) == 3 for times in steps.values())
     _, before = await bench_statements.one_round(3, tmp_path / "loop", "loop")  # the flow before: a lease of its own
     assert set(before) == set(steps) | {"lease"} and all(len(times) == 3 for times in before.values())
+
+
+@pytest.mark.parametrize("kind", bench_slot.KINDS)
+async def test_the_slot_benchmark_measures_each_hand_off_with_a_photo_each_way(kind: str) -> None:
+    measured = await bench_slot.one_round(kind, 20, photo("100k"))
+    assert set(measured) == {"worker_cpu_ms", "inference_cpu_ms", "wall_ms_p50"}
+    assert measured["worker_cpu_ms"] > 0 and measured["wall_ms_p50"] > 0
