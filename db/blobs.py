@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.blobstore import BlobStore
 from db.common import dialect_insert, now
-from db.models import Blob, BlobFile
+from db.models import BLOB_FILES, Blob, BlobFile
 
 RELEASED = "detectbot.released_blobs"  # the session's ``info`` key: digests whose names this transaction removed
 
@@ -49,9 +49,9 @@ async def lock(session: AsyncSession, digests: Iterable[str], *, at: float | Non
 @functools.cache
 def _lock_files(dialect: str) -> Any:
     """The upsert that creates or touches ``blob_files`` rows, built once per database dialect."""
-    insert = dialect_insert(dialect, BlobFile)
+    insert = dialect_insert(dialect, BLOB_FILES)
     return insert.on_conflict_do_update(
-        index_elements=[BlobFile.digest], set_={"touched_at": insert.excluded.touched_at}
+        index_elements=[BLOB_FILES.c.digest], set_={"touched_at": insert.excluded.touched_at}
     )
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import rollup
 from db.common import CHAT_PLATFORMS, now, rowcount
-from db.models import ACTIVE, WAITING, Blob, Job, JobStatus
+from db.models import ACTIVE, JOBS, WAITING, Blob, Job, JobStatus
 
 
 def lease_free(at: Any) -> Any:
@@ -31,17 +31,19 @@ _IDS: BindParameter[str] = bindparam("p_ids", expanding=True)
 _AT = bindparam("p_at", type_=Float())  # in an expression (CASE, COALESCE), where no column lends it a type
 _RESULT_DIGESTS = select(Blob.job_id, Blob.digest).where(Blob.job_id.in_(_IDS), Blob.kind == "result")
 _DELIVERED = (
-    update(Job)
-    .execution_options(synchronize_session=False)
-    .where(Job.id.in_(_IDS))
+    update(JOBS)
+    .where(JOBS.c.id.in_(_IDS))
     .values(
-        status=case((Job.status == JobStatus.DONE, JobStatus.DELIVERED), else_=Job.status),
-        delivered_at=func.coalesce(Job.delivered_at, _AT),
+        status=case((JOBS.c.status == JobStatus.DONE, JobStatus.DELIVERED), else_=JOBS.c.status),
+        delivered_at=func.coalesce(JOBS.c.delivered_at, _AT),
         delivery_receipt=bindparam("p_receipt"),
         status_edited_id=bindparam("p_edited"),
         # the bot named a status message that this delivery did not edit: due again at once, to edit it too
         next_delivery_at=case(
-            (and_(Job.status_message_id.is_not(None), Job.status_message_id != bindparam("p_edited_or_empty")), _AT),
+            (
+                and_(JOBS.c.status_message_id.is_not(None), JOBS.c.status_message_id != bindparam("p_edited_or_empty")),
+                _AT,
+            ),
             else_=None,
         ),
         delivery_lease_until=None,
@@ -50,14 +52,13 @@ _DELIVERED = (
     )
 )
 _STATUS_MESSAGE = (
-    update(Job)
-    .where(Job.id == bindparam("p_id"))
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("p_id"))
     .values(
         status_message_id=bindparam("p_message"),
-        next_delivery_at=case((Job.delivered_at.is_not(None), _AT), else_=Job.next_delivery_at),
+        next_delivery_at=case((JOBS.c.delivered_at.is_not(None), _AT), else_=JOBS.c.next_delivery_at),
     )
-    .returning(Job.owner, Job.platform, Job.status, Job.delivered_at)
-    .execution_options(synchronize_session=False)
+    .returning(JOBS.c.owner, JOBS.c.platform, JOBS.c.status, JOBS.c.delivered_at)
 )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import blobs, rollup, webhooks
 from db.blobstore import BlobStore
 from db.common import CHAT_PLATFORMS, dialect_insert, label_counts, now
-from db.models import ACTIVE, WAITING, Blob, Job, JobStatus
+from db.models import ACTIVE, BLOBS, JOBS, WAITING, Blob, Job, JobStatus
 
 
 @dataclass(slots=True)
@@ -69,7 +69,7 @@ async def add_jobs(
         return written
     await blobs.hold(session, store, {_digest(n): n.image for n in fresh}, at=at)
     await session.execute(
-        insert(Blob), [blobs.blob_row(n.id, "input", n.digest, n.content_type, len(n.image), at) for n in fresh]
+        insert(BLOBS), [blobs.blob_row(n.id, "input", n.digest, n.content_type, len(n.image), at) for n in fresh]
     )
     await webhooks.add(session, {n.id: n.webhook for n in fresh if n.webhook is not None}, at=at)
     per_platform: dict[str, int] = {}
@@ -83,7 +83,7 @@ async def add_jobs(
 @functools.cache
 def _insert_jobs(dialect: str) -> Any:
     """The INSERT of new jobs (one that is there already is skipped), built once per database dialect."""
-    return dialect_insert(dialect, Job).on_conflict_do_nothing().returning(Job.id)
+    return dialect_insert(dialect, JOBS).on_conflict_do_nothing().returning(JOBS.c.id)
 
 
 def _digest(new: NewJob) -> str:

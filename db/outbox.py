@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import blobs
 from db.common import now, rowcount
-from db.models import Blob, Job, JobStatus
+from db.models import JOBS, Blob, Job, JobStatus
 
 
 async def publishable(
@@ -53,9 +53,8 @@ async def publishable(
 
 # built once, its values as parameters (as in db.transitions)
 _PUBLISHED = (
-    update(Job)
-    .execution_options(synchronize_session=False)
-    .where(Job.id.in_(bindparam("p_ids", expanding=True)), Job.status == JobStatus.RECEIVED)
+    update(JOBS)
+    .where(JOBS.c.id.in_(bindparam("p_ids", expanding=True)), JOBS.c.status == JobStatus.RECEIVED)
     .values(status=JobStatus.QUEUED, queued_at=bindparam("p_at"), held=False)
 )
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import blobs, deliveries, rollup
 from db.blobstore import BlobStore, StoredBlob
 from db.common import CHAT_PLATFORMS, Outcome, delivery_time, label_counts, now, rowcount
-from db.models import ACTIVE, FINISHED, WAITING, Blob, Job, JobStatus, WorkerSeen
+from db.models import ACTIVE, BLOBS, FINISHED, JOBS, WAITING, Blob, Job, JobStatus, WorkerSeen
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,20 +61,19 @@ _FINISHED_COLUMNS = (Job.id, Job.status, Job.platform, Job.received_at, Job.proc
 # cache key each time cost more CPU than running it (an UPDATE's transaction on SQLite: 0.5 against 0.85-1.07 ms).
 # A parameter is named apart from its column (``p_…``): SQLAlchemy reserves a column's own name for its SET value.
 _START = (
-    update(Job)
-    .execution_options(synchronize_session=False)
+    update(JOBS)
     .where(
-        Job.id == bindparam("p_id"),
-        Job.link_gen == bindparam("p_gen"),
-        Job.status.in_(WAITING),
-        Job.purged_at.is_(None),
-        Job.attempts < bindparam("p_max"),
+        JOBS.c.id == bindparam("p_id"),
+        JOBS.c.link_gen == bindparam("p_gen"),
+        JOBS.c.status.in_(WAITING),
+        JOBS.c.purged_at.is_(None),
+        JOBS.c.attempts < bindparam("p_max"),
     )
     .values(
         status=JobStatus.PROCESSING,
-        attempts=Job.attempts + 1,
+        attempts=JOBS.c.attempts + 1,
         processing_at=bindparam("p_at"),
-        queued_at=func.coalesce(Job.queued_at, bindparam("p_at", type_=Float())),
+        queued_at=func.coalesce(JOBS.c.queued_at, bindparam("p_at", type_=Float())),
         worker=bindparam("p_worker"),
     )
 )
@@ -105,11 +104,11 @@ def _move_on_statement(columns: tuple[str, ...], with_gen: bool, handoff: bool) 
     ).returning(Job)
 
 
-_INPUT_OF_JOB = (Blob.job_id == Job.id, Blob.kind == "input")
+_INPUT_OF_JOB = (BLOBS.c.job_id == JOBS.c.id, BLOBS.c.kind == "input")
 # the worker's fetch: the attempt starts and the input's file is found in one statement
 _START_FETCH = _START.returning(
-    select(Blob.digest).where(*_INPUT_OF_JOB).scalar_subquery(),
-    select(Blob.content_type).where(*_INPUT_OF_JOB).scalar_subquery(),
+    select(BLOBS.c.digest).where(*_INPUT_OF_JOB).scalar_subquery(),
+    select(BLOBS.c.content_type).where(*_INPUT_OF_JOB).scalar_subquery(),
 )
 
 
@@ -246,7 +245,7 @@ async def complete(
         return await _why_not(session, job_id), None
     await blobs.hold(session, store, {image.digest: image.data}, at=at)
     row = blobs.blob_row(job_id, "result", image.digest, image.content_type, len(image.data), at)
-    await session.execute(insert(Blob), [row])
+    await session.execute(insert(BLOBS), [row])
     await rollup.count_event(session, at, finished.platform, "done")
     spans = finished.stages
     if finished.platform in CHAT_PLATFORMS:  # chat jobs end when the chat has the answer (deliveries.delivered)
