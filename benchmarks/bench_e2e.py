@@ -386,10 +386,10 @@ WORKER_PARTS = (
     ("inference: decode", ("open_photo (worker/annotate.py",)),
     ("inference: detect", ("predict (worker/onnx_detector.py",)),
     ("inference: draw and encode", ("render (worker/annotate.py",)),
-    ("inference: the rest (the hand-off in the slot)", ("_process_worker (concurrent/futures/process.py",)),
+    ("inference: the rest (the hand-off in the slot)", ("serve (worker/slot.py",)),
     ("main: fetch the photo", ("fetch_input (worker/gateway.py",)),
     ("main: post the result", ("post_result (worker/gateway.py",)),
-    ("main: hand-off (the executor's threads)", ("concurrent/futures/process.py", "multiprocessing/")),
+    ("main: hand-off (the slot's socket)", ("worker/slot.py", "multiprocessing/")),
     ("main: AMQP (aio-pika, aiormq, pamqp)", ("aio_pika/", "aiormq/", "pamqp/")),
     ("main: the rest", ()),
 )  # fmt: skip

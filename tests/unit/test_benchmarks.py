@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import select
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,25 +98,39 @@ def test_cpu_seconds_reads_this_process() -> None:
 _BURN = "import time\nwhile time.process_time() < 0.4: pass"
 
 
-def test_a_split_tree_reports_its_root_and_its_descendants_apart() -> None:
-    import subprocess
-    import sys
-    import time
-
-    # a parent that only waits, and a child that burns 0.4 s of CPU: the child's time goes to the split part
-    parent = subprocess.Popen(
-        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {_BURN!r}])"]
-    )
-    sampler = Sampler()
-    started = time.time()
-    sampler.watch("worker", parent.pid, split="inference")
+def _sample_until_it_says(sampler: Sampler, process: subprocess.Popen[bytes], word: bytes) -> None:
+    """Sample every 20 ms until ``process`` prints ``word`` (it waits on its stdin before and after its work, so
+    that it is alive at the first sample and at the last)."""
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(b"go\n")
+    process.stdin.flush()
     deadline = time.monotonic() + 30
-    while parent.poll() is None:
-        assert time.monotonic() < deadline, "the CPU-burning child never finished"
+    while not select.select([process.stdout], [], [], 0.02)[0]:  # the sampling period of this test
+        assert time.monotonic() < deadline, "the CPU-burning work never finished"
         sampler.sample()
-        time.sleep(0.02)  # the sampling period of this test
+    assert process.stdout.readline().strip() == word
     sampler.sample()
-    report = sampler.cpu_report(started, time.time(), per=4)
+
+
+def _waiting(code: str) -> subprocess.Popen[bytes]:
+    """``code`` in a process that waits for a line on its stdin first, prints ``done`` after it, and then waits for
+    its stdin to close before it exits."""
+    script = f"import sys\nsys.stdin.readline()\n{code}\nprint('done', flush=True)\nsys.stdin.read()"
+    return subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def test_a_split_tree_reports_its_root_and_its_descendants_apart() -> None:
+    # a parent that only waits, and a child that burns 0.4 s of CPU: the child's time goes to the split part
+    parent = _waiting(f"import subprocess; subprocess.run([sys.executable, '-c', {_BURN!r}])")
+    try:
+        sampler = Sampler()
+        started = time.time()
+        sampler.watch("worker", parent.pid, split="inference")
+        _sample_until_it_says(sampler, parent, b"done")  # the child has run and been reaped
+        ended = time.time()
+    finally:
+        parent.communicate(timeout=30)
+    report = sampler.cpu_report(started, ended, per=4)
     whole = report["worker"]["cpu_ms_per_photo"]
     root, children = (report["parts"][name]["cpu_ms_per_photo"] for name in ("worker main", "inference"))
     assert children >= 0.3 * 1000 / 4  # most of the child's 0.4 s, reaped after it exited
@@ -121,22 +139,17 @@ def test_a_split_tree_reports_its_root_and_its_descendants_apart() -> None:
 
 
 def test_a_process_with_threads_reports_its_event_loop_and_its_other_threads_apart() -> None:
-    import subprocess
-    import sys
-    import time
-
     # the main thread waits while another thread burns 0.4 s of CPU (as aiosqlite's thread runs SQLite)
-    code = f"import threading; t = threading.Thread(target=exec, args=({_BURN!r},)); t.start(); t.join()"
-    process = subprocess.Popen([sys.executable, "-c", code])
-    sampler = Sampler()
-    started = time.time()
-    sampler.watch("gateway", process.pid, threads=True)
-    deadline = time.monotonic() + 30
-    while process.poll() is None:
-        assert time.monotonic() < deadline, "the CPU-burning thread never finished"
-        sampler.sample()
-        time.sleep(0.02)  # the sampling period of this test
-    report = sampler.cpu_report(started, time.time(), per=1)
+    process = _waiting(f"import threading; t = threading.Thread(target=exec, args=({_BURN!r},)); t.start(); t.join()")
+    try:
+        sampler = Sampler()
+        started = time.time()
+        sampler.watch("gateway", process.pid, threads=True)
+        _sample_until_it_says(sampler, process, b"done")
+        ended = time.time()
+    finally:
+        process.communicate(timeout=30)
+    report = sampler.cpu_report(started, ended, per=1)
     loop, others = (report["parts"][f"gateway {name}"]["cpu_ms_per_photo"] for name in ("event loop", "other threads"))
     assert others >= 300 and loop < others / 2
 
