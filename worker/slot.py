@@ -67,7 +67,7 @@ def serve(sock: socket.socket, initializer: Callable[..., None], initargs: tuple
                 return
 
 
-def _receive(sock: socket.socket) -> bytes | None:
+def _receive(sock: socket.socket) -> bytearray | None:
     """One message, or None when the worker's end is closed."""
     header = _exactly(sock, _LENGTH.size)
     if header is None:
@@ -75,7 +75,8 @@ def _receive(sock: socket.socket) -> bytes | None:
     return _exactly(sock, _LENGTH.unpack(header)[0])
 
 
-def _exactly(sock: socket.socket, size: int) -> bytes | None:
+def _exactly(sock: socket.socket, size: int) -> bytearray | None:
+    """``size`` bytes read straight into one buffer (the photo is not copied again), or None at the end."""
     buffer = bytearray(size)
     view, got = memoryview(buffer), 0
     while got < size:
@@ -83,7 +84,7 @@ def _exactly(sock: socket.socket, size: int) -> bytes | None:
         if read == 0:
             return None
         got += read
-    return bytes(buffer) if size else b""
+    return buffer
 
 
 # --- in the worker process -------------------------------------------------------------------------
