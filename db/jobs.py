@@ -10,7 +10,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, func, insert, literal, select
+from sqlalchemy import (
+    BindParameter,
+    Float,
+    and_,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import blobs, rollup, webhooks
@@ -129,12 +143,65 @@ _WAITING_BEFORE = (
     select(func.count()).select_from(Job).where(Job.status.in_(WAITING), Job.received_at < bindparam("p_at"))
 )
 _USERS: BindParameter[str] = bindparam("p_users", expanding=True)
-_IN_LINE = select(Job.user_ref, Job.group_key, Job.status).where(Job.user_ref.in_(_USERS), Job.status.in_(ACTIVE))
 _RECEIVED_SINCE = (
     select(Job.user_ref, func.count())
     .where(Job.user_ref.in_(_USERS), Job.received_at >= bindparam("p_since"))
     .group_by(Job.user_ref)
 )
+_ROW = (JOBS.c.id, JOBS.c.idempotency_key, JOBS.c.user_ref, JOBS.c.group_key, JOBS.c.status, JOBS.c.received_at)
+_BEFORE_INTAKE = union_all(
+    # the jobs that hold the batch's idempotency keys (repeats are answered with them)
+    select(literal_column("'key'"), *_ROW).where(JOBS.c.idempotency_key.in_(bindparam("p_keys", expanding=True))),
+    # each sender's jobs in line or in progress, and those sent in the last minute (the limits)
+    select(literal_column("'user'"), *_ROW).where(
+        JOBS.c.user_ref.in_(_USERS), or_(JOBS.c.status.in_(ACTIVE), JOBS.c.received_at >= bindparam("p_since"))
+    ),
+    # how many wait in line before the batch (its place in line); its count rides in the received_at column
+    select(literal_column("'ahead'"), null(), null(), null(), null(), null(), cast(func.count(), Float)).where(
+        JOBS.c.status.in_(WAITING), JOBS.c.received_at < bindparam("p_at")
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """The job that holds an idempotency key: a repeated request is answered with it."""
+
+    id: str
+    status: str
+    received_at: float
+
+
+@dataclass(slots=True)
+class BeforeIntake:
+    """What intake reads before it writes a batch, as of ``at``."""
+
+    holders: dict[str, Holder]  # by idempotency key
+    in_line: dict[str, InLine]  # by sender: in line or in progress now
+    last_minute: dict[str, int]  # by sender: photos received since a minute before ``at``
+    ahead: int  # jobs waiting in line that arrived before ``at``
+
+
+async def before_intake(
+    session: AsyncSession, keys: Sequence[str], user_refs: Sequence[str], *, at: float
+) -> BeforeIntake:
+    """The repeats, the senders' limits and the batch's place in line, in one statement (three UNION ALL parts):
+    intake runs this for every batch, and a statement's round trip costs more than its rows."""
+    found = BeforeIntake({}, {user: InLine() for user in user_refs}, {}, 0)
+    rows = await session.execute(
+        _BEFORE_INTAKE, {"p_keys": list(keys), "p_users": list(user_refs), "p_since": at - 60, "p_at": at}
+    )
+    for kind, job_id, key, user, group, status, received_at in rows:
+        if kind == "ahead":
+            found.ahead = int(received_at or 0)
+        elif kind == "key":
+            found.holders[str(key)] = Holder(str(job_id), str(status), float(received_at))
+        else:
+            if status in ACTIVE:
+                _count_in_line(found.in_line[str(user)], group, status)
+            if received_at >= at - 60:
+                found.last_minute[str(user)] = found.last_minute.get(str(user), 0) + 1
+    return found
 
 
 @functools.lru_cache(maxsize=64)  # one per batch size
@@ -145,6 +212,11 @@ def _cached_results(hashes: int) -> Any:
         .where(
             Job.image_sha256.in_(bindparam("p_hashes", expanding=True)),
             Job.status.in_([JobStatus.DONE, JobStatus.DELIVERED]),
+            # only the senders' own earlier photos can answer them (the caller checks each pair)
+            or_(
+                Job.user_ref.in_(bindparam("p_users", expanding=True)),
+                and_(Job.user_ref.is_(None), Job.owner.in_(bindparam("p_owners", expanding=True))),
+            ),
         )
         .order_by(Job.done_at.desc())
         .limit(5 * hashes)
@@ -189,21 +261,13 @@ class InLine:
     queued: int = 0  # of their photos, how many wait in the broker's queue
 
 
-async def in_line_per_user(session: AsyncSession, user_refs: Sequence[str]) -> dict[str, InLine]:
-    """For each of these people: their submissions in line or in progress, and how many are queued."""
-    found: dict[str, InLine] = {user: InLine() for user in user_refs}
-    if not user_refs:
-        return found
-    rows = await session.execute(_IN_LINE, {"p_users": list(user_refs)})
-    for user, group, status in rows:
-        entry = found[str(user)]
-        if group is None:
-            entry.submissions += 1
-        elif group not in entry.groups:
-            entry.groups.add(group)
-            entry.submissions += 1
-        entry.queued += status == JobStatus.QUEUED
-    return found
+def _count_in_line(entry: InLine, group: str | None, status: str) -> None:
+    if group is None:
+        entry.submissions += 1
+    elif group not in entry.groups:
+        entry.groups.add(group)
+        entry.submissions += 1
+    entry.queued += status == JobStatus.QUEUED
 
 
 async def received_since(session: AsyncSession, user_refs: Sequence[str], since: float) -> dict[str, int]:
@@ -214,11 +278,15 @@ async def received_since(session: AsyncSession, user_refs: Sequence[str], since:
     return {str(user): int(n) for user, n in rows}
 
 
-async def cached_results(session: AsyncSession, hashes: Sequence[str]) -> dict[str, list[Job]]:
-    """Finished jobs with a stored result for any of these image hashes (newest first), by hash."""
+async def cached_results(
+    session: AsyncSession, hashes: Sequence[str], *, user_refs: Sequence[str], owners: Sequence[str]
+) -> dict[str, list[Job]]:
+    """Finished jobs with a stored result for any of these image hashes (newest first), by hash: those sent by
+    these people (``user_refs``), or by these API clients without a person (``owners``)."""
     if not hashes:
         return {}
-    rows = await session.execute(_cached_results(len(hashes)), {"p_hashes": list(hashes)})
+    params = {"p_hashes": list(hashes), "p_users": list(user_refs), "p_owners": list(owners)}
+    rows = await session.execute(_cached_results(len(hashes)), params)
     found: dict[str, list[Job]] = {}
     for job in rows.scalars():
         found.setdefault(job.image_sha256, []).append(job)

@@ -295,16 +295,16 @@ class Intake:
         """The batch's one transaction: limits, repeats, the cache, then the rows. Safe to run again."""
         at = now()
         keys = [p.new.idempotency_key for p in batch if p.new.idempotency_key]
-        holders = await jobs.by_idempotency_keys(session, keys)
+        seen = await jobs.before_intake(session, keys, sorted({p.new.user_ref for p in batch if p.new.user_ref}), at=at)
         answered: dict[str, Accepted] = {}
         fresh: list[_Pending] = []
         for pending in batch:
-            holder = holders.get(pending.new.idempotency_key or "")
+            holder = seen.holders.get(pending.new.idempotency_key or "")
             if holder is not None and holder.id != pending.new.id:
                 answered[pending.new.id] = Accepted(holder.id, holder.status, await _position(session, holder), True)
             else:
                 fresh.append(pending)
-        refused = await self._check_limits(session, fresh, at)
+        refused = await self._check_limits(session, fresh, seen, at)
         fresh = [p for p in fresh if p.new.id not in refused]
         await _apply_chat_settings(session, fresh)
         cached: set[str] = set()
@@ -318,36 +318,38 @@ class Intake:
         blobs.release(session, {p.new.digest for p in batch if p.new.id not in written and p.new.id not in cached})
         for pending in fresh:
             if pending.new.id not in written:  # a duplicate within the batch, or a retry after a lost commit
-                holder = (await jobs.by_idempotency_keys(session, [pending.new.idempotency_key or ""])).get(
+                holder_job = (await jobs.by_idempotency_keys(session, [pending.new.idempotency_key or ""])).get(
                     pending.new.idempotency_key or ""
                 )
-                if holder is not None and holder.id != pending.new.id:
-                    answered[pending.new.id] = Accepted(holder.id, holder.status, 0, True)
-        ahead = await jobs.waiting_before(session, at)
-        return _Stored([p for p in fresh if p.new.id not in answered], answered, refused, ahead)
+                if holder_job is not None and holder_job.id != pending.new.id:
+                    answered[pending.new.id] = Accepted(holder_job.id, holder_job.status, 0, True)
+        # the jobs written here arrived at ``at``, so what waited before them is what waited before this began
+        return _Stored([p for p in fresh if p.new.id not in answered], answered, refused, seen.ahead)
 
     async def _check_limits(
-        self, session: AsyncSession, batch: Sequence[_Pending], at: float
+        self, session: AsyncSession, batch: Sequence[_Pending], seen: jobs.BeforeIntake, at: float
     ) -> dict[str, GatewayError]:
         """Each sender's limits, from what the database says they have in line and sent lately (plus the uploads
         refused before they were stored); the decision itself is :func:`admit`. Refused requests store nothing."""
         users = sorted({p.new.user_ref for p in batch if p.new.user_ref})
         if not users:
             return {}
-        in_line = await jobs.in_line_per_user(session, users)
-        last_minute = await jobs.received_since(session, users, at - 60)
-        for sender in users:
-            last_minute[sender] = last_minute.get(sender, 0) + self.refusals.count(sender, at)
+        last_minute = {sender: seen.last_minute.get(sender, 0) + self.refusals.count(sender, at) for sender in users}
         daily = [sender for sender in users if self.limits.of(sender).per_day]
         today = await jobs.received_since(session, daily, at - at % 86400) if daily else {}
-        admission = admit([p.new for p in batch], Seen(in_line, last_minute, today), self.limits, at)
+        admission = admit([p.new for p in batch], Seen(seen.in_line, last_minute, today), self.limits, at)
         for pending in batch:
             pending.new.held = pending.new.id in admission.held
         return admission.refused
 
     async def _from_cache(self, session: AsyncSession, batch: Sequence[_Pending]) -> list[tuple[_Pending, Accepted]]:
         """The same photo with the same parameters was done before: answer at once, no model run."""
-        found = await jobs.cached_results(session, sorted({p.new.image_sha256 for p in batch}))
+        found = await jobs.cached_results(
+            session,
+            sorted({p.new.image_sha256 for p in batch}),
+            user_refs=sorted({p.new.user_ref for p in batch if p.new.user_ref}),
+            owners=sorted({p.new.owner for p in batch if p.new.user_ref is None and p.new.owner}),
+        )
         hits = []
         for pending in batch:
             source = next(
@@ -486,8 +488,8 @@ def _scopes_of(new: jobs.NewJob) -> list[tuple[str, str]]:
     return scopes
 
 
-async def _position(session: AsyncSession, job: Job) -> int:
-    return await jobs.queue_position(session, job) if job.status in WAITING else 0
+async def _position(session: AsyncSession, holder: jobs.Holder) -> int:
+    return await jobs.waiting_before(session, holder.received_at) + 1 if holder.status in WAITING else 0
 
 
 def _same_sender(earlier: Job, new: jobs.NewJob) -> bool:
