@@ -155,7 +155,7 @@ class Accepted:
     position: int
     duplicate: bool = False
     cache_hit: bool = False
-    language: str | None = None  # the language the chat chose (/settings), for the bot's own answer
+    language: str | None = None  # the language of a chat job's answers (see :func:`answer_language`)
 
 
 @dataclass(slots=True)
@@ -359,7 +359,8 @@ class Intake:
             )  # fmt: skip
             if source is not None and await jobs.add_cached_job(session, self._db.blobs, pending.new, source):
                 log.info("job %s answered from the result of job %s", pending.new.id, source.id)
-                hits.append((pending, Accepted(pending.new.id, "done", 0, cache_hit=True)))
+                accepted = Accepted(pending.new.id, "done", 0, cache_hit=True, language=answer_language(pending.new))
+                hits.append((pending, accepted))
         return hits
 
     async def _publish_and_answer(self, batch: list[_Pending], ahead: int) -> None:
@@ -419,7 +420,7 @@ class Intake:
             status = "queued" if job_id in confirmed else "received"
             new = pending.new
             log.info("job %s %s (%s, %dx%d)", job_id, status, new.platform, new.width, new.height)
-            _answer(pending, Accepted(job_id, status, position, language=pending.new.params.get("language")))
+            _answer(pending, Accepted(job_id, status, position, language=answer_language(pending.new)))
 
     async def _settle(self, confirmed: list[str], refused: list[str]) -> set[str]:
         """Mark the confirmed jobs queued and withdraw the refused ones; return those withdrawn.
@@ -469,11 +470,15 @@ async def _apply_chat_settings(session: AsyncSession, batch: Sequence[_Pending])
             if name in chosen and params.get(name) is None:
                 params[name] = chosen[name]
         origin_language = (pending.new.origin or {}).get("language")
-        language = texts.language(chosen.get("language") or params.get("language") or origin_language)
-        if language != texts.DEFAULT_LANGUAGE:
-            params["language"] = language
-        else:
-            params.pop("language", None)
+        # stored even when it is the default: a job without one speaks its origin's (the app's) language
+        params["language"] = texts.language(chosen.get("language") or params.get("language") or origin_language)
+
+
+def answer_language(new: jobs.NewJob) -> str | None:
+    """The language a chat job is answered in, as :func:`_apply_chat_settings` chose it (so that a bot need not
+    ask for the chat's settings first); an API client's job: the one it asked for, if any."""
+    chosen = new.params.get("language")
+    return str(chosen) if chosen else None
 
 
 def _scopes_of(new: jobs.NewJob) -> list[tuple[str, str]]:

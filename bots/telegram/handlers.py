@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
+from collections.abc import Callable
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Message, MessageEntity, Update
 from telegram.constants import ChatMemberStatus, ChatType
@@ -12,7 +14,7 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bots.shared import chat_settings
-from bots.shared.detect import Photo, Reply
+from bots.shared.detect import DetectService, Photo, Reply
 from bots.shared.services import BotServices
 from bots.telegram.albums import AlbumCollector
 from bots.telegram.poller import Ledger
@@ -32,6 +34,7 @@ from queue_gateway.public.contract import (
 log = logging.getLogger(__name__)
 
 Context = ContextTypes.DEFAULT_TYPE
+Refusal = Callable[[str | None], str]  # why a photo is not taken, in a language
 
 
 class Handlers:
@@ -336,11 +339,13 @@ class Handlers:
         ``items`` are the photos with their idempotency keys; ``asked`` is the message that asked (the photo
         itself, or a /detect reply), which the answers reply to and whose sender the photos count against: a
         person, or for a stand-in sender (an anonymous admin, a post sent as a channel) that chat.
+
+        The gateway's answer names the language to answer in (the person's /settings, else the chat's, else
+        their Telegram language): the settings are asked for first only when a refusal must be said before it.
         """
         first, reply_to = items[0][1], asked
         scope = _scope(asked)
         platform_lang = _platform_language(asked)
-        lang = await self.chats.language(scope, platform_lang)
         origin = TelegramOrigin(
             chat_id=str(first.chat_id),
             message_id=str(first.message_id),
@@ -348,13 +353,15 @@ class Handlers:
             language=platform_lang,
         )
         photos: list[Photo] = []
-        problems: list[str] = []
+        refusals: list[Refusal] = []
         for key, message in items:
-            photo = await self._download(message, key, lang)
-            if isinstance(photo, str):
-                problems.append(photo)
-            else:
+            photo = await self._download(message, key)
+            if isinstance(photo, Photo):
                 photos.append(photo)
+            else:
+                refusals.append(photo)
+        lang = await self.chats.language(scope, platform_lang) if refusals else platform_lang
+        problems = [refusal(lang) for refusal in refusals]
         if not photos:
             await reply_to.reply_text(problems[0], do_quote=True)
             return
@@ -380,34 +387,35 @@ class Handlers:
         if reply.job_ids:
             await self.detect_service.status_posted(reply.job_ids, str(message_id))
 
-    async def _download(self, message: Message, key: str, lang: str | None) -> Photo | str:
-        """The image (or clip) bytes, or a sentence explaining why not: a clip that Telegram says is too long or
-        too large is refused before it is downloaded."""
+    async def _download(self, message: Message, key: str) -> Photo | Refusal:
+        """The image (or clip) bytes, or why not, to be said in the person's language: a clip that Telegram says
+        is too long or too large is refused before it is downloaded."""
+        detect = self.detect_service
         clip = message.animation or message.video or message.video_note
         if clip is not None:
             file_id, size = clip.file_id, clip.file_size
             name = getattr(clip, "file_name", None) or "clip.mp4"
-            refusal = self.detect_service.clip_too_much(size=size, seconds=_seconds(clip.duration), lang=lang)
+            refusal = functools.partial(detect.clip_too_much, size=size, seconds=_seconds(clip.duration))
         elif message.photo:
             largest = message.photo[-1]
             file_id, size, name = largest.file_id, largest.file_size, "photo.jpg"
-            refusal = self.detect_service.too_big(size, lang)
+            refusal = functools.partial(detect.too_big, size)
         elif message.document:
             document = message.document
             file_id, size, name = document.file_id, document.file_size, document.file_name or "image"
             is_clip = (document.mime_type or "").startswith("video/") or document.mime_type == "image/gif"
-            too_much = self.detect_service.clip_too_much(size=size, seconds=None, lang=lang) if is_clip else None
-            refusal = too_much or self.detect_service.too_big(size, lang)
+            refusal = functools.partial(_clip_or_photo_too_big, detect, size, is_clip)
         else:
-            return texts.text("accepted_hint", lang)
-        if refusal:
-            return refusal
+            return functools.partial(texts.text, "accepted_hint")
+        if refusal(lang=None) is not None:  # the limits do not depend on the language it is said in
+            return lambda lang: refusal(lang=lang) or ""
         try:
             file = await message.get_bot().get_file(file_id)
             data = bytes(await file.download_as_bytearray())
         except BadRequest as exc:
             if "too big" in exc.message.lower():
-                return self.detect_service.too_big(self.settings.max_download_bytes + 1, lang) or exc.message
+                over, said = self.settings.max_download_bytes + 1, exc.message
+                return lambda lang: detect.too_big(over, lang) or said
             raise
         return Photo(data=data, filename=name, idempotency_key=key, message_id=str(message.message_id))
 
@@ -510,3 +518,9 @@ def _seconds(value: int | float | dt.timedelta | None) -> float | None:
     if value is None:
         return None
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+def _clip_or_photo_too_big(detect: DetectService, size: int | None, is_clip: bool, *, lang: str | None) -> str | None:
+    """A document's refusal: a clip's limits first (when it is one), then the download cap."""
+    too_much = detect.clip_too_much(size=size, seconds=None, lang=lang) if is_clip else None
+    return too_much or detect.too_big(size, lang)

@@ -272,7 +272,9 @@ class SubmitResponse(BaseModel):
     eta_s: float | None = 0.0  # about how long until it is done (None: no worker is running, nobody can say)
     waiting_for_worker: bool = False  # no worker has been running for a while: it waits, safe, for one to start
     status_text: str = ""  # its place in line as a sentence, in the asked language
-    language: str | None = None  # the language the chat chose with /settings, if it chose one
+    # a chat's photo: the language its answers are in (the person's /settings, else the chat's, else the person's
+    # own app language); an API client's: the language it asked for in ``params``, if any
+    language: str | None = None
     status_url: str
     result_url: str
     duplicate: bool = False

@@ -142,6 +142,22 @@ async def test_a_russian_speaker_reads_only_russian(start_chat: StartChat) -> No
     assert english_words(" ".join(chat.said(en)))  # the check finds English where there is some
 
 
+async def test_the_language_chosen_in_settings_wins_over_the_apps_in_every_answer(start_chat: StartChat) -> None:
+    chat: ChatDriver = await start_chat()
+    chose_english, chose_russian = chat.person(1, language="ru"), chat.person(2)
+    await chat.command(chose_english, "settings", language="en")  # English is the default: nothing is stored
+    await chat.command(chose_russian, "settings", language="ru")
+    mine = await chat.send_photo(chose_english, jpeg(320, 240))
+    assert matches("queued", position=1)(await chat.reply(mine)), chat.history(mine)
+    huge = await chat.send_file(chose_english, jpeg(), filename="huge.jpg", mime_type="image/jpeg", size=30 * MiB)
+    assert await chat.reply(huge) == texts.text("too_big", "en", size_mb=30, limit_mb=20)
+    theirs = await chat.send_photo(chose_russian, jpeg(200, 240))
+    assert matches("queued", "ru", position=2)(await chat.reply(theirs)), chat.history(theirs)
+    await chat.start_worker(CROWD)
+    await chat.wait_status(mine, matches("done_in"), what="done, in English")
+    await chat.wait_status(theirs, matches("done_in", "ru"), what="done, in Russian")
+
+
 async def test_a_fourth_photo_in_line_is_refused_kindly_and_others_still_get_through(start_chat: StartChat) -> None:
     chat: ChatDriver = await start_chat()
     eager, patient = chat.person(1, language="ru"), chat.person(2)
