@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, tuple_
+from sqlalchemy import Table, bindparam, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.common import now, rowcount
@@ -52,8 +52,10 @@ async def forget_settings(session: AsyncSession, platform: str, keys: list[str])
 
 
 # intake reads it for every batch: built once, the chats as a parameter (as in db.transitions)
-_SETTINGS_OF = select(ChatSettings).where(
-    tuple_(ChatSettings.platform, ChatSettings.chat_id).in_(bindparam("p_chats", expanding=True))
+# (the table's columns, not the ORM entity: no objects to build for a read that changes nothing)
+_TABLE: Table = ChatSettings.__table__  # type: ignore[assignment]
+_SETTINGS_OF = select(_TABLE.c.platform, _TABLE.c.chat_id, *(_TABLE.c[name] for name in FIELDS)).where(
+    tuple_(_TABLE.c.platform, _TABLE.c.chat_id).in_(bindparam("p_chats", expanding=True))
 )
 
 
@@ -63,6 +65,6 @@ async def settings_of(session: AsyncSession, chats: list[tuple[str, str]]) -> di
         return {}
     rows = await session.execute(_SETTINGS_OF, {"p_chats": list(chats)})
     return {
-        (row.platform, row.chat_id): {name: getattr(row, name) for name in FIELDS if getattr(row, name) is not None}
-        for row in rows.scalars()
+        (platform, chat_id): {name: value for name, value in zip(FIELDS, chosen, strict=True) if value is not None}
+        for platform, chat_id, *chosen in rows
     }

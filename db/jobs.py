@@ -207,18 +207,18 @@ async def before_intake(
 @functools.lru_cache(maxsize=64)  # one per batch size
 def _cached_results(hashes: int) -> Any:
     return (
-        select(Job)
-        .join(Blob, (Blob.job_id == Job.id) & (Blob.kind == "result"))
+        select(JOBS.c.id, JOBS.c.image_sha256, JOBS.c.params, JOBS.c.user_ref, JOBS.c.owner)
+        .join(BLOBS, (BLOBS.c.job_id == JOBS.c.id) & (BLOBS.c.kind == "result"))
         .where(
-            Job.image_sha256.in_(bindparam("p_hashes", expanding=True)),
-            Job.status.in_([JobStatus.DONE, JobStatus.DELIVERED]),
+            JOBS.c.image_sha256.in_(bindparam("p_hashes", expanding=True)),
+            JOBS.c.status.in_([JobStatus.DONE, JobStatus.DELIVERED]),
             # only the senders' own earlier photos can answer them (the caller checks each pair)
             or_(
-                Job.user_ref.in_(bindparam("p_users", expanding=True)),
-                and_(Job.user_ref.is_(None), Job.owner.in_(bindparam("p_owners", expanding=True))),
+                JOBS.c.user_ref.in_(bindparam("p_users", expanding=True)),
+                and_(JOBS.c.user_ref.is_(None), JOBS.c.owner.in_(bindparam("p_owners", expanding=True))),
             ),
         )
-        .order_by(Job.done_at.desc())
+        .order_by(JOBS.c.done_at.desc())
         .limit(5 * hashes)
     )
 
@@ -278,22 +278,32 @@ async def received_since(session: AsyncSession, user_refs: Sequence[str], since:
     return {str(user): int(n) for user, n in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class Cached:
+    """A finished job with a stored result that may answer a new one: what decides whether it does."""
+
+    id: str
+    params: dict[str, Any]
+    user_ref: str | None
+    owner: str | None
+
+
 async def cached_results(
     session: AsyncSession, hashes: Sequence[str], *, user_refs: Sequence[str], owners: Sequence[str]
-) -> dict[str, list[Job]]:
+) -> dict[str, list[Cached]]:
     """Finished jobs with a stored result for any of these image hashes (newest first), by hash: those sent by
     these people (``user_refs``), or by these API clients without a person (``owners``)."""
     if not hashes:
         return {}
     params = {"p_hashes": list(hashes), "p_users": list(user_refs), "p_owners": list(owners)}
     rows = await session.execute(_cached_results(len(hashes)), params)
-    found: dict[str, list[Job]] = {}
-    for job in rows.scalars():
-        found.setdefault(job.image_sha256, []).append(job)
+    found: dict[str, list[Cached]] = {}
+    for job_id, image_sha256, job_params, user_ref, owner in rows:
+        found.setdefault(str(image_sha256), []).append(Cached(job_id, job_params or {}, user_ref, owner))
     return found
 
 
-async def add_cached_job(session: AsyncSession, store: BlobStore, new: NewJob, source: Job) -> bool:
+async def add_cached_job(session: AsyncSession, store: BlobStore, new: NewJob, source_id: str) -> bool:
     """Record a job answered from an earlier identical one: done at once, no queue, no model; it names the earlier
     job's result file (no copy).
 
@@ -301,8 +311,9 @@ async def add_cached_job(session: AsyncSession, store: BlobStore, new: NewJob, s
     earlier result is gone after all (the caller stores the job as a new one).
     """
     at = now()
-    result = await session.get(Blob, (source.id, "result"))
-    if result is None:
+    source = await session.get(Job, source_id)
+    result = await session.get(Blob, (source_id, "result"))
+    if source is None or result is None:
         return False
     if await blobs.hold(session, store, {_digest(new): new.image, result.digest: None}, at=at):
         return False

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import blobs, chats, jobs, operations, outbox
 from db.common import Outcome, now
-from db.models import WAITING, Job
+from db.models import WAITING
 from queue_gateway.database import Database
 from queue_gateway.errors import GatewayError, TooManyInLine, Unavailable, Unstorable
 from queue_gateway.public import texts
@@ -357,7 +357,7 @@ class Intake:
                  and _same_sender(j, pending.new)),
                 None,
             )  # fmt: skip
-            if source is not None and await jobs.add_cached_job(session, self._db.blobs, pending.new, source):
+            if source is not None and await jobs.add_cached_job(session, self._db.blobs, pending.new, source.id):
                 log.info("job %s answered from the result of job %s", pending.new.id, source.id)
                 accepted = Accepted(pending.new.id, "done", 0, cache_hit=True, language=answer_language(pending.new))
                 hits.append((pending, accepted))
@@ -497,7 +497,7 @@ async def _position(session: AsyncSession, holder: jobs.Holder) -> int:
     return await jobs.waiting_before(session, holder.received_at) + 1 if holder.status in WAITING else 0
 
 
-def _same_sender(earlier: Job, new: jobs.NewJob) -> bool:
+def _same_sender(earlier: jobs.Cached, new: jobs.NewJob) -> bool:
     """The cache answers a sender only from their own earlier photos: a hit must never tell a stranger that
     someone else sent the same photo."""
     if new.user_ref is not None:
