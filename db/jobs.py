@@ -149,14 +149,16 @@ _RECEIVED_SINCE = (
     .group_by(Job.user_ref)
 )
 _ROW = (JOBS.c.id, JOBS.c.idempotency_key, JOBS.c.user_ref, JOBS.c.group_key, JOBS.c.status, JOBS.c.received_at)
-_BEFORE_INTAKE = union_all(
+_BEFORE_INTAKE = union_all(  # counts ride in the received_at column
     # the jobs that hold the batch's idempotency keys (repeats are answered with them)
     select(literal_column("'key'"), *_ROW).where(JOBS.c.idempotency_key.in_(bindparam("p_keys", expanding=True))),
-    # each sender's jobs in line or in progress, and those sent in the last minute (the limits)
-    select(literal_column("'user'"), *_ROW).where(
-        JOBS.c.user_ref.in_(_USERS), or_(JOBS.c.status.in_(ACTIVE), JOBS.c.received_at >= bindparam("p_since"))
-    ),
-    # how many wait in line before the batch (its place in line); its count rides in the received_at column
+    # each sender's jobs in line or in progress (an album counts once: the rows, not a count)
+    select(literal_column("'in line'"), *_ROW).where(JOBS.c.user_ref.in_(_USERS), JOBS.c.status.in_(ACTIVE)),
+    # how many photos each sender sent in the last minute
+    select(literal_column("'last minute'"), null(), null(), JOBS.c.user_ref, null(), null(), cast(func.count(), Float))
+    .where(JOBS.c.user_ref.in_(_USERS), JOBS.c.received_at >= bindparam("p_since"))
+    .group_by(JOBS.c.user_ref),
+    # how many wait in line before the batch: its place in line
     select(literal_column("'ahead'"), null(), null(), null(), null(), null(), cast(func.count(), Float)).where(
         JOBS.c.status.in_(WAITING), JOBS.c.received_at < bindparam("p_at")
     ),
@@ -185,22 +187,21 @@ class BeforeIntake:
 async def before_intake(
     session: AsyncSession, keys: Sequence[str], user_refs: Sequence[str], *, at: float
 ) -> BeforeIntake:
-    """The repeats, the senders' limits and the batch's place in line, in one statement (three UNION ALL parts):
+    """The repeats, the senders' limits and the batch's place in line, in one statement (four UNION ALL parts):
     intake runs this for every batch, and a statement's round trip costs more than its rows."""
     found = BeforeIntake({}, {user: InLine() for user in user_refs}, {}, 0)
     rows = await session.execute(
         _BEFORE_INTAKE, {"p_keys": list(keys), "p_users": list(user_refs), "p_since": at - 60, "p_at": at}
     )
     for kind, job_id, key, user, group, status, received_at in rows:
-        if kind == "ahead":
-            found.ahead = int(received_at or 0)
-        elif kind == "key":
+        if kind == "key":
             found.holders[str(key)] = Holder(str(job_id), str(status), float(received_at))
+        elif kind == "in line":
+            _count_in_line(found.in_line[str(user)], group, status)
+        elif kind == "last minute":
+            found.last_minute[str(user)] = int(received_at)
         else:
-            if status in ACTIVE:
-                _count_in_line(found.in_line[str(user)], group, status)
-            if received_at >= at - 60:
-                found.last_minute[str(user)] = found.last_minute.get(str(user), 0) + 1
+            found.ahead = int(received_at or 0)
     return found
 
 
