@@ -84,4 +84,5 @@ async def test_a_photo_waits_safely_while_no_worker_runs_and_the_admin_hears_onc
     assert result.image is not None
     back = await eventually(lambda: told(chat, "workers_back"), timeout=20, what="the admin told")
     assert len(back) == 1 and len(alerts(chat, "alert_no_worker")) == 1
-    assert matches("done_in", "ru")(chat.status(sent) or ""), chat.history(sent)
+    # the status edit goes out beside the result, not before it: it may land a moment after the photo
+    await chat.wait_status(sent, matches("done_in", "ru"), what="done, in Russian")
