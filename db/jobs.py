@@ -246,7 +246,7 @@ async def waiting_before(session: AsyncSession, at: float) -> int:
     return int(count or 0)
 
 
-async def queue_position(session: AsyncSession, job: Job) -> int:
+async def queue_position(session: AsyncSession, job: Job | Holder) -> int:
     """1 + the number of jobs still waiting in line that arrived before this one; 0 once it is not waiting."""
     if job.status not in WAITING:
         return 0

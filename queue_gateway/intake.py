@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import blobs, chats, jobs, operations, outbox
 from db.common import Outcome, now
-from db.models import WAITING
 from queue_gateway.database import Database
 from queue_gateway.errors import GatewayError, TooManyInLine, Unavailable, Unstorable
 from queue_gateway.public import texts
@@ -301,7 +300,8 @@ class Intake:
         for pending in batch:
             holder = seen.holders.get(pending.new.idempotency_key or "")
             if holder is not None and holder.id != pending.new.id:
-                answered[pending.new.id] = Accepted(holder.id, holder.status, await _position(session, holder), True)
+                position = await jobs.queue_position(session, holder)
+                answered[pending.new.id] = Accepted(holder.id, holder.status, position, True)
             else:
                 fresh.append(pending)
         refused = await self._check_limits(session, fresh, seen, at)
@@ -491,10 +491,6 @@ def _scopes_of(new: jobs.NewJob) -> list[tuple[str, str]]:
     if origin.get("user_id"):
         scopes.append((new.platform, chats.person_scope(str(origin["user_id"]))))
     return scopes
-
-
-async def _position(session: AsyncSession, holder: jobs.Holder) -> int:
-    return await jobs.waiting_before(session, holder.received_at) + 1 if holder.status in WAITING else 0
 
 
 def _same_sender(earlier: jobs.Cached, new: jobs.NewJob) -> bool:
