@@ -48,6 +48,14 @@ def check_digest(digest: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Put:
+    """What :meth:`BlobStore.store` did: the digest, and whether the same bytes were in the store already."""
+
+    digest: str
+    existed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class StoredBlob:
     """Bytes already in the store, with the digest it named them by (and their type, for the row that names them)."""
 
@@ -72,6 +80,11 @@ class BlobStore(ABC):
     async def put(self, data: bytes) -> str:
         """Store ``data`` durably (on disk before this returns) and return its digest; storing bytes that are
         already there only marks them as fresh (the sweep of unnamed blobs counts their age from then)."""
+
+    async def store(self, data: bytes) -> Put:
+        """:meth:`put`, telling whether these bytes were there already (never stored, or deleted since: not). A
+        store that cannot tell says they were, which costs its callers only a look for earlier uses of them."""
+        return Put(await self.put(data), existed=True)
 
     @abstractmethod
     async def get(self, digest: str) -> bytes:
@@ -131,7 +144,10 @@ class FileBlobStore(BlobStore):
     # --- the interface ---------------------------------------------------------------------------------------
 
     async def put(self, data: bytes) -> str:
-        return await asyncio.to_thread(self.put_blocking, data)
+        return (await asyncio.to_thread(self._put, data)).digest
+
+    async def store(self, data: bytes) -> Put:
+        return await asyncio.to_thread(self._put, data)
 
     async def get(self, digest: str) -> bytes:
         return await asyncio.to_thread(self.get_blocking, digest)
@@ -165,11 +181,14 @@ class FileBlobStore(BlobStore):
         return await asyncio.to_thread(self._clean, cutoff)
 
     def put_blocking(self, data: bytes) -> str:
+        return self._put(data).digest
+
+    def _put(self, data: bytes) -> Put:
         digest = digest_of(data)
         final = self.path(digest)
         try:
             os.utime(final)  # there already (the same photo again): fresh as of now
-            return digest
+            return Put(digest, existed=True)
         except FileNotFoundError:
             pass
         self._make_dirs(final.parent)
@@ -189,7 +208,7 @@ class FileBlobStore(BlobStore):
                 tmp.unlink()
             raise
         _sync_dir(final.parent)  # the rename itself survives a power cut
-        return digest
+        return Put(digest, existed=False)
 
     def get_blocking(self, digest: str) -> bytes:
         try:

@@ -59,6 +59,9 @@ class NewJob:
     rerun_of: str | None = None  # the earlier job whose stored photo this runs again
     rerun_mode: str | None = None
     digest: str = ""  # the image's name in the blob store, once it is there (the gateway puts it before intake)
+    # the store had these bytes already: only then can an earlier job have the same photo (a job's photo is kept as
+    # long as its result), so only then is the result cache asked
+    seen_before: bool = True
     media: str = "photo"  # photo | clip
     clip: dict[str, Any] | None = None  # a clip: what the probe found (length, frames, container, codec)
 

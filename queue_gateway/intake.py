@@ -206,10 +206,11 @@ class Intake:
     async def submit(self, new: jobs.NewJob) -> Accepted:
         """Store the job durably, then publish it; a repeated idempotency key returns the first job."""
         try:
-            new.digest = await self._db.blobs.put(new.image)
+            stored = await self._db.blobs.store(new.image)
         except OSError:
             log.exception("job %s: the photo could not be stored", new.id)
             raise Unavailable(retry_after=5) from None
+        new.digest, new.seen_before = stored.digest, stored.existed
         answer: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(new, answer))
         self._wake.set()
@@ -343,7 +344,11 @@ class Intake:
         return admission.refused
 
     async def _from_cache(self, session: AsyncSession, batch: Sequence[_Pending]) -> list[tuple[_Pending, Accepted]]:
-        """The same photo with the same parameters was done before: answer at once, no model run."""
+        """The same photo with the same parameters was done before: answer at once, no model run. A photo new to
+        the blob store cannot have been (no read for it)."""
+        batch = [p for p in batch if p.new.seen_before]
+        if not batch:
+            return []
         found = await jobs.cached_results(
             session,
             sorted({p.new.image_sha256 for p in batch}),

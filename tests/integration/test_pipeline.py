@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import aiohttp
 from PIL import Image
+from sqlalchemy import event
 
+from queue_gateway.appkeys import database_key
 from tests.conftest import eventually
 from tests.images import jpeg
 from tests.services import GatewayHandle, submit_photo, wait_finished
@@ -55,6 +58,29 @@ async def test_same_photo_again_is_answered_from_the_cache(
     assert [d["label"] for d in (await wait_finished(http, gateway, stricter["job_id"]))["detections"]] == ["person"]
     await eventually(lambda: _true(handle.worker.processed == 2), what="the worker to ack the second job")
     assert handle.worker.processed == 2  # the cached answer never reached the worker
+
+
+async def test_a_photo_new_to_the_blob_store_is_not_looked_up_in_the_result_cache(
+    gateway: GatewayHandle, start_worker, http: aiohttp.ClientSession
+) -> None:
+    await start_worker(gateway, model=FIXED)
+    looked_up: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "jobs.image_sha256" in statement and "JOIN blobs" in statement:
+            looked_up.append(statement)
+
+    engine = gateway.app[database_key].sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        photo = jpeg(210, 110)
+        _, first = await submit_photo(http, gateway, photo)
+        assert first["status"] == "queued" and looked_up == []  # bytes never seen: no earlier job can have them
+        assert (await wait_finished(http, gateway, first["job_id"]))["status"] == "done"
+        _, again = await submit_photo(http, gateway, photo)
+        assert again["status"] == "done" and len(looked_up) == 1  # seen before: asked, and answered from it
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
 
 
 async def _true(value: bool) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from db.blobstore import CHUNK_BYTES, BlobMissing, FileBlobStore
+from db.blobstore import CHUNK_BYTES, BlobMissing, FileBlobStore, Put
 
 
 @pytest.fixture
@@ -40,6 +40,14 @@ async def test_the_same_bytes_twice_are_one_file_made_fresh_again(store: FileBlo
     assert await store.put(b"same") == digest
     assert await store.older_than(time.time() - 3600) == []  # stored again: young again
     assert sum(1 for p in store.root.rglob("*") if p.is_file()) == 1
+
+
+async def test_storing_says_whether_the_bytes_were_there_already(store: FileBlobStore) -> None:
+    first = await store.store(b"a photo")
+    assert not first.existed
+    assert await store.store(b"a photo") == Put(first.digest, existed=True)
+    await store.delete([first.digest])
+    assert not (await store.store(b"a photo")).existed  # deleted since: new again
 
 
 async def test_a_stream_reads_every_chunk_of_a_large_blob(store: FileBlobStore) -> None:
