@@ -48,6 +48,8 @@ async def test_a_gif_comes_back_annotated_with_the_persons_counted_and_its_frame
     assert found is not None and int(found.group(1)) >= 2, result.caption  # two persons stay in view all the way
     assert english_words(result.caption) == []
 
+    # the status edit goes out beside the result, so it may land a moment after it
+    await chat.wait_status(sent, matches("done_in", "ru"), what="done, in Russian")
     shown = [s.text for s in chat.history(sent)]
     working = [text for text in shown if matches("processing_clip", "ru")(text)]
     assert working, shown  # "Обрабатываю — кадр 12 из 30"
