@@ -123,21 +123,27 @@ class DeliveryLoop:
         if released:
             log.info("took back %d deliveries this gateway had in hand before it restarted", released)
         backoff = Backoff()
+        changed = True  # the first pass leases at once
         try:
             while True:
                 self._wakeups.delivery.clear()
                 try:
-                    leased = await self._lease_due()
-                    self._start(leased)
-                    # something was due: the next pass comes when a job changes (or after poll_s); only an idle pass
-                    # asks when the next retry falls due (a statement fewer for each delivery)
-                    pause = self._poll_s if leased else await self._db.read(self._pause, retry_s=0)
+                    # a pass that only the clock woke (another replica's work, a retry falling due) first reads
+                    # when the next delivery falls due, and leases only if one is due now: an idle gateway reads
+                    # once a second instead of writing a lease that finds nothing
+                    pause = 0.0 if changed else await self._db.read(self._pause, retry_s=0)
+                    if pause <= 0:
+                        leased = await self._lease_due()
+                        self._start(leased)
+                        # something was due: the next pass comes when a job changes (or after poll_s); only a pass
+                        # that found nothing asks when the next retry falls due (a statement fewer a delivery)
+                        pause = self._poll_s if leased else await self._db.read(self._pause, retry_s=0)
                     backoff.reset()
                 except Exception as exc:
                     log.warning("delivery pass failed (%s: %s); retrying", type(exc).__name__, exc)
                     await backoff.wait()
                     continue
-                await woken(self._wakeups.delivery, pause)
+                changed = await woken(self._wakeups.delivery, pause)
         finally:
             for task in self._tasks:
                 task.cancel()

@@ -4,13 +4,14 @@ message's last word, retries, giving up, albums — no broker, no platform."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, event, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import jobs, transitions
@@ -260,3 +261,38 @@ async def test_a_result_kept_in_memory_is_not_sent_once_its_photo_was_deleted(da
     assert await loop_for(database, notifier, recent=recent).run_once() == 1
     [item] = notifier.sent[0].items
     assert item.image is None and not item.ok
+
+
+async def test_an_idle_loop_reads_when_the_next_delivery_falls_due_and_leases_only_then(database: Database) -> None:
+    """A pass that only the clock woke asks when the next delivery is due (a read); it writes a lease only when one
+    is, such as a result another replica recorded, which no wake-up here announces."""
+    notifier = FakeNotifier()
+    loop = DeliveryLoop(database, {"telegram": notifier}, Wakeups(), owner="unit", poll_s=0.02)
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(" ".join(statement.split()).upper())
+
+    def count(prefix: str) -> int:
+        return sum(1 for statement in statements if statement.startswith(prefix))
+
+    lease = "UPDATE JOBS SET DELIVERY_LEASE_UNTIL=?, DELIVERY_LEASE_OWNER=? WHERE JOBS.ID IN"
+    next_due = "SELECT (SELECT MIN"
+    engine = database.sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    running = asyncio.create_task(loop.run())
+    try:
+        await eventually(lambda: _true(count(next_due) >= 6), what="six idle passes")
+        assert count(lease) == 1  # the first pass's, and none since
+        job_id = await finished(database, new_job(chat="42"))  # as another replica records it: no wake-up here
+        await eventually(lambda: _true(len(notifier.sent) == 1), what="the result delivered by a clock's pass")
+        assert (await row(database, job_id)).status == "delivered"
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        event.remove(engine, "before_cursor_execute", seen)
+
+
+async def _true(value: bool) -> bool:
+    return value
