@@ -1,6 +1,6 @@
 """The whole product under load: Telegram update -> bot -> gateway -> RabbitMQ -> worker -> gateway -> sendPhoto.
 
-    python -m benchmarks.bench_e2e [--quick] [--profile | --profile-all] [--sql]
+    python -m benchmarks.bench_e2e [--quick] [--profile | --profile-all] [--sql] [--idle SECONDS]
 
 Runs the Telegram Bot API wire fake (``tests/fakes/telegram_api.py``) in this process and ``detectbot
 gateway`` (SQLite), ``detectbot worker`` and ``detectbot telegram`` as separate processes with product
@@ -14,7 +14,9 @@ every photo is delivered:
 2. 12 MP: a burst of ``--big-burst`` 4000x3000 photos (1.8 MB; the largest size of a photo update, as
    Telegram gives an image file): what a big photo costs the whole product against a 1280x960 one;
 3. saturated: a burst of ``--burst`` photos at once; capacity = photos / (last sendPhoto - first update);
-4. Poisson arrivals at 10 % and 50 % of that capacity.
+4. Poisson arrivals at 10 % and 50 % of that capacity;
+5. idle: ``--idle`` seconds with nothing sent, what each process costs a second while it waits (with ``--sql``,
+   the gateway's statements a second too).
 
 Per photo: E2E = update injected -> the gateway's sendPhoto answered (both on this process's clock), the
 bot's "queued" reply, and the stages from the job's own timestamps (received, queued, processing, done,
@@ -169,6 +171,22 @@ class Stack:
         if before is not None and self.sql_file is not None:
             after = await sql_snapshot(self.services["gateway"], self.sql_file)
             report["gateway_sql"] = sqlcount.diff(before, after, max(report["delivered"], 1))
+        return report
+
+    async def idle(self, seconds: float) -> dict[str, Any]:
+        """What each process costs a second while nothing is sent (the measurement window is the wait itself)."""
+        before = await sql_snapshot(self.services["gateway"], self.sql_file) if self.sql_file else None
+        start = time.time()
+        await asyncio.sleep(seconds)  # the idle window being measured, not a wait for work
+        end = time.time()
+        cpu = self.sampler.cpu_report(start, end, 1)
+        report: dict[str, Any] = {"seconds": round(end - start, 2)}
+        report["cpu_ms_per_s"] = {
+            name: None if value is None else round(value / (end - start), 2) for name, value in budget(cpu).items()
+        }
+        if before is not None and self.sql_file is not None:
+            after = await sql_snapshot(self.services["gateway"], self.sql_file)
+            report["gateway_sql"] = sqlcount.diff(before, after, max(round(end - start), 1))
         return report
 
     async def phase(
@@ -467,6 +485,9 @@ async def run(args: argparse.Namespace, model: Path, bare_ms: float, workdir: Pa
             name: per_photo({"service": name, **await profile.stop()}, window) for name, profile in profiles
         }
         results["profiled_photos"] = profiled if profiles else 0
+        if args.idle:
+            results["idle"] = await e2e.idle(args.idle)
+            print(f"  idle: the gateway {results['idle']['cpu_ms_per_s']['gateway']} ms of CPU a second", flush=True)
         results["capacity_photos_per_s"] = round(capacity, 2)
         results["memory"] = sampler.memory_report()
         e2e.watch.scan()
@@ -539,6 +560,14 @@ def print_tables(results: dict[str, Any], goal: dict[str, Any], bare: dict[str, 
     print(f"\nbare loop, CPU ms per photo on one slot: {slot}; detection alone: {detect}")
     print()
     print(table(["process", "peak tree RSS MB"], [[k, v["peak_tree_rss_mb"]] for k, v in results["memory"].items()]))
+    if "idle" in results:
+        idle = results["idle"]
+        print(f"\nidle ({idle['seconds']} s, nothing sent), CPU ms per second:")
+        print(table(["process", "CPU ms per s"], [[k, v] for k, v in idle["cpu_ms_per_s"].items()]))
+        if "gateway_sql" in idle:
+            print(f"gateway SQL: {idle['gateway_sql']['statements_per_photo']} statements a second")
+            for row in idle["gateway_sql"]["top"][:6]:
+                print(f"  {row['per_photo']:5.2f}/s  {row['statement'][:100]}")
     print()
     print(table(["goal", "value", "target", "met"], [[k, v["value"], v["goal"], v["met"]] for k, v in goal.items()]))
     for r in phases:
@@ -569,12 +598,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway and the bot over phases 3-4")
     parser.add_argument("--profile-all", action="store_true", help="py-spy the gateway, the bot and the worker")
     parser.add_argument("--sql", action="store_true", help="count the gateway's SQL statements per photo")
+    parser.add_argument("--idle", type=float, help="seconds of the idle phase (default 30; --quick 10; 0: none)")
     service_options(parser)
     args = parser.parse_args(argv)
     args.burst = args.burst or (60 if args.quick else 300)
     args.big_burst = args.big_burst if args.big_burst is not None else (30 if args.quick else BIG_BURST)
     args.repeats = args.repeats or (1 if args.quick else 2)
     args.seconds = args.seconds or (8.0 if args.quick else 30.0)
+    args.idle = args.idle if args.idle is not None else (10.0 if args.quick else 30.0)
     info = machine()
     started = time.time()
     model = offline_model()
@@ -622,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
                 "bursts): the ratio the product could reach on cores of its own, unlike the throughput ratio, which "
                 "the box's other work disturbs",
                 "profiled runs carry py-spy's sampling overhead",
+                "idle: CPU ms per second of each process over --idle seconds with nothing sent, after the last "
+                "phase (gateway_sql: its statements per second)",
             ],
             "bare_loop": bare,
             **results,
