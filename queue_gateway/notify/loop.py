@@ -233,9 +233,12 @@ class DeliveryLoop:
         except Exception:
             log.exception("job %s: delivery crashed; retrying later", job.id)
             with contextlib.suppress(Exception):
-                await self._db.write(
-                    lambda s: deliveries.delivery_retry(s, [job.id], after=30.0, error="internal error")
-                )
+                if job.delivery_attempts + 1 >= self._max_attempts:  # the same crash each time: not for ever
+                    await self._abandon([job], f"gave up after {job.delivery_attempts + 1} tries: internal error")
+                else:
+                    await self._db.write(
+                        lambda s: deliveries.delivery_retry(s, [job.id], after=30.0, error="internal error")
+                    )
         finally:
             self._in_hand.discard(job.id)
 

@@ -147,6 +147,20 @@ async def test_a_blocked_bot_gives_up_for_good_and_keeps_the_result(database: Da
     assert given_up.delivery_error == "Forbidden: bot was blocked by the user"
 
 
+async def test_a_delivery_that_crashes_every_time_is_given_up_after_its_tries(database: Database) -> None:
+    """An error nobody mapped (a bug, a library's exception we do not know) is retried, but not for ever."""
+    notifier = FakeNotifier(failures=[RuntimeError("unexpected")] * 3)
+    job_id = await finished(database, new_job())
+    for tries in (1, 2, 3):
+        await loop_for(database, notifier).run_once()
+        found = await row(database, job_id)
+        if tries < 3:
+            assert found.delivery_attempts == tries and found.next_delivery_at is not None
+            await database.write(lambda s: s.execute(update(Job).values(next_delivery_at=time.time())))  # due now
+    assert found.status == "done" and found.next_delivery_at is None and notifier.sent == []
+    assert found.delivery_error == "gave up after 3 tries: internal error"
+
+
 async def test_an_album_goes_as_one_delivery_when_its_last_photo_is_done(database: Database) -> None:
     notifier = FakeNotifier()
     album = [new_job(chat="9", group_key="telegram:9:a", group_size=2, group_index=i) for i in range(2)]
