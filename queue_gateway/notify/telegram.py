@@ -12,7 +12,7 @@ from typing import TypeVar
 from PIL import Image
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Message, ReplyParameters
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
+from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter
 
 from queue_gateway.notify.base import (
     ChatClock,
@@ -85,7 +85,7 @@ class TelegramNotifier:
                     update.text, chat_id=int(origin.chat_id), message_id=int(update.status_message_id),
                     reply_markup=markup,
                 )  # fmt: skip
-            except BadRequest as exc:  # deleted, or it already says so
+            except (BadRequest, ChatMigrated) as exc:  # deleted, it already says so, or its group was upgraded
                 log.debug("status message %s not updated: %s", update.status_message_id, exc.message)
 
         await self._call(edit)
@@ -111,15 +111,26 @@ class TelegramNotifier:
             raise RetryLater(_seconds(exc.retry_after), "Telegram rate limit (429)") from exc
         except (Forbidden, InvalidToken) as exc:
             raise Undeliverable(f"Telegram refused: {exc.message}") from exc
+        except ChatMigrated as exc:  # the group became a supergroup (a result is sent there: see _send)
+            raise Undeliverable(f"Telegram: {exc.message}") from exc
         except BadRequest as exc:
             raise Undeliverable(f"Telegram rejected the message: {exc.message}") from exc
         except NetworkError as exc:  # includes TimedOut and 5xx answers
             raise RetryLater(None, f"Telegram unreachable: {exc.message}") from exc
 
     async def _send(self, delivery: Delivery) -> Sent:
+        """The result, in the chat it came from; in the supergroup that chat became, if it was upgraded since (every
+        call naming the old group is refused, so nothing went there)."""
+        chat_id = _chat_id(delivery)
+        try:
+            return await self._send_to(chat_id, delivery)
+        except ChatMigrated as exc:
+            log.info("chat %s is now the supergroup %s: the result goes there", chat_id, exc.new_chat_id)
+            return await self._send_to(int(exc.new_chat_id), delivery)
+
+    async def _send_to(self, chat_id: int, delivery: Delivery) -> Sent:
         """The photos (one, or an album of them), then each clip as an animation of its own (an album cannot
         hold animations), then one message for those that failed."""
-        chat_id = _chat_id(delivery)
         items = delivery.items
         good = [item for item in items if item.ok and item.image]
         photos = [item for item in good if not item.is_clip]
@@ -189,8 +200,8 @@ class TelegramNotifier:
                 text, chat_id=_chat_id(delivery), message_id=int(delivery.status_message_id),
                 reply_markup=_keyboard(delivery) if album else None,
             )  # fmt: skip
-        except BadRequest as exc:  # deleted by the person, or it already says so: nothing to fix
-            log.info("status message %s not edited: %s", delivery.status_message_id, exc.message)
+        except (BadRequest, ChatMigrated) as exc:  # deleted, it already says so, or its group was upgraded since:
+            log.info("status message %s not edited: %s", delivery.status_message_id, exc.message)  # nothing to fix
             return False
         return True
 

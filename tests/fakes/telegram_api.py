@@ -85,19 +85,29 @@ _BOT_COMMAND_RE = re.compile(r"[a-z0-9_]{1,32}")
 class ApiError(Exception):
     """An error answer of the Bot API."""
 
-    def __init__(self, status: int, description: str | None = None, *, retry_after: int | None = None):
+    def __init__(
+        self,
+        status: int,
+        description: str | None = None,
+        *,
+        retry_after: int | None = None,
+        migrate_to_chat_id: int | None = None,
+    ):
         if status == 429:
             retry_after = retry_after or 1
             description = description or f"Too Many Requests: retry after {retry_after}"
         self.status = status
         self.description = description or _DEFAULT_DESCRIPTIONS.get(status, f"Error {status}")
         self.retry_after = retry_after
+        self.migrate_to_chat_id = migrate_to_chat_id
         super().__init__(f"{status} {self.description}")
 
     def body(self) -> JSONDict:
         body: JSONDict = {"ok": False, "error_code": self.status, "description": self.description}
         if self.retry_after is not None:
             body["parameters"] = {"retry_after": self.retry_after}
+        if self.migrate_to_chat_id is not None:
+            body["parameters"] = {"migrate_to_chat_id": self.migrate_to_chat_id}
         return body
 
 
@@ -190,6 +200,7 @@ class FakeTelegram:
         self._open_callback_queries: set[str] = set()
         self._commands: dict[str, list[JSONDict]] = {}
         self._failures: dict[str, list[ApiError]] = {}
+        self._migrated: dict[int, int] = {}  # a group's id -> the supergroup it became
         self._languages: dict[int, str] = {}  # user id -> the IETF language tag their app sends
         self._admins: dict[int, set[int]] = {}  # chat id -> its administrators
         self._owners: dict[int, int] = {}  # chat id -> the administrator who created it
@@ -278,6 +289,11 @@ class FakeTelegram:
         """Answer the next ``times`` calls of ``method`` with this error (429 always has retry_after)."""
         error = ApiError(status, description, retry_after=retry_after)
         self._failures.setdefault(method.lower(), []).extend([error] * times)
+
+    def migrate(self, chat_id: int, to_chat_id: int) -> None:
+        """The group ``chat_id`` became the supergroup ``to_chat_id``: every call naming the old id is refused with
+        400 and ``parameters.migrate_to_chat_id``, as Telegram does."""
+        self._migrated[chat_id] = to_chat_id
 
     def base_url_for(self, client: str) -> str:
         """``base_url`` for one named client: its calls are recorded with ``client`` set to this name."""
@@ -570,6 +586,9 @@ class FakeTelegram:
                 raise ApiError(404)
             if failures := self._failures.get(name.lower()):
                 raise failures.pop(0)
+            if (moved := self._migrated.get(call.params.get("chat_id", 0))) is not None:
+                upgraded = "Bad Request: group chat was upgraded to a supergroup chat"
+                raise ApiError(400, upgraded, migrate_to_chat_id=moved)
             handler = self._methods[call.method]
             result = await handler(call) if call.method == "getUpdates" else handler(call)
         except ApiError as error:

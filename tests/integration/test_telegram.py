@@ -10,7 +10,9 @@ import aiohttp
 import pytest
 from PIL import Image
 from pydantic import SecretStr
+from sqlalchemy import select
 
+from db.models import Job
 from queue_gateway.public import texts
 from tests.conftest import eventually
 from tests.fakes.telegram_api import Call
@@ -170,6 +172,28 @@ async def test_bad_gateway_is_retried_and_delivers_once(telegram: Stack) -> None
     assert [c.status for c in telegram.fake.calls_of("sendPhoto")] == [502, 200]
     edits = await telegram.delivered("editMessageText")
     assert len(edits) == 1
+
+
+async def test_a_result_goes_to_the_supergroup_its_group_became_meanwhile(start_telegram, start_worker) -> None:
+    """A group upgraded to a supergroup gets a new id, and Telegram refuses every call naming the old one (400 with
+    ``migrate_to_chat_id``): the result goes to the new chat once, and nothing is retried for ever."""
+    telegram: Stack = await start_telegram(worker=False)
+    fake = telegram.fake
+    fake.send_photo_update(GROUP, data=jpeg(200, 150), caption="/detect", chat_type="group")
+    await telegram.delivered("sendMessage")  # "queued", in the group, while no worker runs
+    supergroup = -1009990001
+    fake.migrate(GROUP, supergroup)
+    await start_worker(telegram.gateway, model="py:tests.detectors:fixed")
+    [sent] = await fake.wait_for_call("sendPhoto", timeout=30)
+    assert int(sent.params["chat_id"]) == supergroup and sent.params["caption"] == "1 bus, 1 person"
+    assert [c.status for c in fake.calls_of("sendPhoto")] == [400, 200]  # the old group once, then the new chat
+
+    async def delivered() -> bool:
+        async with telegram.gateway.sessions() as session:
+            return await session.scalar(select(Job.status).where(Job.status == "delivered")) is not None
+
+    await eventually(delivered, what="the delivery recorded")
+    assert [c.status for c in fake.calls_of("editMessageText")] == [400]  # the status message stayed behind
 
 
 async def test_webhook_checks_the_secret(start_telegram, http: aiohttp.ClientSession) -> None:
